@@ -1,0 +1,52 @@
+//! The error type of every fallible (`try_`) operation.
+
+use core::fmt;
+
+/// Why an allocation could not be served.
+///
+/// Returned by the `try_` variants (for example [`Pool::try_alloc`]) instead
+/// of aborting the process as the infallible variants do.
+///
+/// [`Pool::try_alloc`]: crate::Pool::try_alloc
+///
+/// ```
+/// use hotpool::AllocError;
+/// let e = AllocError::OutOfMemory { size: 1 << 20, align: 1 << 20 };
+/// assert!(e.to_string().contains("out of memory"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AllocError {
+    /// The backing allocator or the OS refused `size` bytes aligned to `align`.
+    OutOfMemory {
+        /// Bytes requested from the backing allocator.
+        size: usize,
+        /// Alignment requested, in bytes.
+        align: usize,
+    },
+    /// The request can never be served: the size overflows or the alignment
+    /// is not a power of two or is larger than hotpool supports.
+    UnsupportedLayout {
+        /// Bytes requested.
+        size: usize,
+        /// Alignment requested, in bytes.
+        align: usize,
+    },
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AllocError::OutOfMemory { size, align } => write!(
+                f,
+                "hotpool: out of memory: the backing allocator refused {size} bytes aligned to {align}"
+            ),
+            AllocError::UnsupportedLayout { size, align } => write!(
+                f,
+                "hotpool: unsupported layout: {size} bytes aligned to {align} cannot be served"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AllocError {}

@@ -1,0 +1,501 @@
+//! The shared half of a pool: [`Inner`], its depot and its chunks.
+//!
+//! One `Inner` exists per pool, on the heap, so that chunks can point at it
+//! and a non-static pool can be dropped while objects are still alive. It is
+//! freed when the pool handle is gone and its last chunk was given back
+//! (`refs` counts the handle and the chunks).
+//!
+//! Everything mutable sits behind one short lock, [`Central`]: the depot (a
+//! bounded stack of free object pointers that threads exchange batches with)
+//! and the list of chunks that have free slots. Threads take it only to move
+//! a batch, never per object.
+
+use core::ptr;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::chunk::{ChunkHeader, Geometry};
+use super::config::ResolvedConfig;
+use crate::error::AllocError;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Fully free chunks a pool keeps instead of returning them at once.
+const SPARE_CHUNKS: usize = 1;
+
+/// Aligns its content to a cache line so writers of one field do not slow
+/// readers of a neighbour.
+#[repr(align(128))]
+pub(crate) struct CacheAligned<T>(pub T);
+
+/// The shared, heap-allocated state of one pool.
+pub(crate) struct Inner {
+    /// Read on every operation; changes only on trim.
+    pub hot: CacheAligned<Hot>,
+    /// Depot and chunk list.
+    central: CacheAligned<Mutex<Central>>,
+    /// Counters for statistics, written on batch moves.
+    pub counters: CacheAligned<Counters>,
+}
+
+/// The read-mostly part of [`Inner`].
+pub(crate) struct Hot {
+    /// Index of the pool in the registry; picks the thread-cache entry.
+    pub id: usize,
+    /// `serial << 32 | trim epoch`; a thread-cache entry is valid for this
+    /// pool only while its stamp equals this value.
+    pub stamp: AtomicU64,
+    /// The object layout's chunk geometry.
+    pub geo: Geometry,
+    /// Effective configuration.
+    pub config: ResolvedConfig,
+    /// `core::any::type_name` of the object type.
+    pub type_name: &'static str,
+    /// `size_of` of the object type.
+    pub object_size: usize,
+}
+
+/// Statistics counters of one pool, all updated under the central lock or
+/// on cold paths, read without it.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub chunks: AtomicUsize,
+    pub chunk_free: AtomicUsize,
+    pub depot: AtomicUsize,
+    pub batches_to_depot: AtomicU64,
+    pub batches_from_depot: AtomicU64,
+    pub contention: AtomicU64,
+    pub chunks_made: AtomicU64,
+    pub chunks_released: AtomicU64,
+    /// One for the pool handle plus one per chunk held.
+    pub refs: AtomicUsize,
+}
+
+struct Central {
+    depot: Vec<*mut u8>,
+    /// Chunks with at least one free slot; partly used ones first, wholly
+    /// free ones at the tail.
+    head: *mut ChunkHeader,
+    tail: *mut ChunkHeader,
+    /// Wholly free chunks in the list.
+    empty: usize,
+    /// The pool handle is gone: keep no spare chunks.
+    closed: bool,
+}
+
+// SAFETY: the raw pointers in Central point into chunks owned by this pool;
+// they are only followed under the lock that wraps Central.
+unsafe impl Send for Central {}
+
+/// Chunks unlinked under the lock, to be unmapped after it is released.
+#[must_use]
+pub(crate) struct Released {
+    first: *mut ChunkHeader,
+    refs_dropped: usize,
+}
+
+impl Inner {
+    /// Makes the shared state of a new pool.
+    pub(crate) fn new(
+        id: usize,
+        serial: u32,
+        geo: Geometry,
+        config: ResolvedConfig,
+        type_name: &'static str,
+        object_size: usize,
+    ) -> Inner {
+        let counters = Counters::default();
+        counters.refs.store(1, Ordering::Relaxed);
+        Inner {
+            hot: CacheAligned(Hot {
+                id,
+                stamp: AtomicU64::new(u64::from(serial) << 32),
+                geo,
+                config,
+                type_name,
+                object_size,
+            }),
+            central: CacheAligned(Mutex::new(Central {
+                depot: Vec::new(),
+                head: ptr::null_mut(),
+                tail: ptr::null_mut(),
+                empty: 0,
+                closed: false,
+            })),
+            counters: CacheAligned(counters),
+        }
+    }
+
+    /// The serial number of this pool (never reused in a process).
+    pub(crate) fn serial(&self) -> u32 {
+        (self.hot.0.stamp.load(Ordering::Relaxed) >> 32) as u32
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Central> {
+        if let Some(guard) = self.central.0.try_lock() {
+            return guard;
+        }
+        self.counters.0.contention.fetch_add(1, Ordering::Relaxed);
+        self.central.0.lock()
+    }
+
+    /// Fills `out[..want]` with free objects: from the depot if it has any,
+    /// else from the chunks, mapping a new chunk if needed. Returns how many
+    /// were written (at least one on success).
+    ///
+    /// # Safety
+    ///
+    /// `out` is valid for `want` writes and `want > 0`.
+    pub(crate) unsafe fn refill(
+        &self,
+        out: *mut *mut u8,
+        want: usize,
+    ) -> Result<usize, AllocError> {
+        let geo = self.hot.0.geo;
+        let mut c = self.lock();
+        let have = c.depot.len();
+        if have > 0 {
+            let n = have.min(want);
+            // SAFETY: the source is the depot's last n entries, the
+            // destination has room for want >= n entries; they don't overlap.
+            unsafe { ptr::copy_nonoverlapping(c.depot.as_ptr().add(have - n), out, n) };
+            c.depot.truncate(have - n);
+            self.counters.0.depot.store(have - n, Ordering::Relaxed);
+            self.counters
+                .0
+                .batches_from_depot
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(n);
+        }
+        loop {
+            // SAFETY: we hold the lock; `out` has room for `want`.
+            let got = unsafe { c.carve(&geo, out, want) };
+            if got > 0 {
+                self.counters.0.chunk_free.fetch_sub(got, Ordering::Relaxed);
+                return Ok(got);
+            }
+            // Map outside the lock: it is a system call.
+            drop(c);
+            let chunk = ChunkHeader::create(self, &geo, self.hot.0.config.backing)?;
+            self.counters.0.refs.fetch_add(1, Ordering::Relaxed);
+            self.counters.0.chunks.fetch_add(1, Ordering::Relaxed);
+            self.counters.0.chunks_made.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .0
+                .chunk_free
+                .fetch_add(geo.capacity, Ordering::Relaxed);
+            c = self.lock();
+            // SAFETY: a fresh chunk of ours, in no list yet.
+            unsafe { c.push_front(chunk.as_ptr()) };
+            c.empty += 1;
+        }
+    }
+
+    /// Hands `n` free objects at `objs` to the pool: to the depot while it
+    /// has room (if `to_depot`), the rest back into their chunks.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live pool whose reference the caller holds through these
+    /// objects or its handle; the `n` pointers are free objects of it,
+    /// referenced nowhere else. `this` may be freed by the call.
+    pub(crate) unsafe fn put(this: *const Inner, objs: *const *mut u8, n: usize, to_depot: bool) {
+        // SAFETY: alive per the contract until `release` below.
+        let inner = unsafe { &*this };
+        let dropped = inner.put_locked(objs, n, to_depot);
+        // SAFETY: `inner` is not used past this point.
+        unsafe { Inner::release(this, dropped) };
+    }
+
+    fn put_locked(&self, objs: *const *mut u8, n: usize, to_depot: bool) -> usize {
+        let mut c = self.lock();
+        let mut done = 0;
+        if to_depot && !c.closed {
+            let room = self.hot.0.config.depot_max.saturating_sub(c.depot.len());
+            let moved = room.min(n);
+            if moved > 0 {
+                // SAFETY: the caller gives n readable pointers; moved <= n.
+                c.depot
+                    .extend_from_slice(unsafe { core::slice::from_raw_parts(objs, moved) });
+                self.counters
+                    .0
+                    .depot
+                    .store(c.depot.len(), Ordering::Relaxed);
+                self.counters
+                    .0
+                    .batches_to_depot
+                    .fetch_add(1, Ordering::Relaxed);
+                done = moved;
+            }
+        }
+        let released = if done < n {
+            // SAFETY: the remaining pointers are free objects of this pool.
+            unsafe { self.reclaim_locked(&mut c, objs.add(done), n - done) }
+        } else {
+            Released::none()
+        };
+        drop(c);
+        self.unmap(released)
+    }
+
+    /// Returns objects to their chunks and unlinks chunks that become wholly
+    /// free beyond the spare allowance.
+    ///
+    /// # Safety
+    ///
+    /// Lock held through `c`; the objects are free objects of this pool.
+    unsafe fn reclaim_locked(&self, c: &mut Central, objs: *const *mut u8, n: usize) -> Released {
+        let geo = &self.hot.0.geo;
+        let mut released = Released::none();
+        for i in 0..n {
+            // SAFETY: i < n, within the caller's array; the object belongs to
+            // a live chunk of ours and the lock is held.
+            let chunk = unsafe { ChunkHeader::give_back(*objs.add(i), geo) };
+            // SAFETY: live chunk of ours, lock held.
+            let h = unsafe { &mut *chunk };
+            if !h.listed {
+                // SAFETY: as above; it was full, so in no list.
+                unsafe { c.push_front(chunk) };
+            }
+            if h.free == geo.capacity {
+                c.empty += 1;
+                // SAFETY: listed chunk of ours.
+                unsafe { c.unlink(chunk) };
+                if c.empty > self.spare(c) {
+                    c.empty -= 1;
+                    released.add(chunk);
+                } else {
+                    // SAFETY: just unlinked.
+                    unsafe { c.push_back(chunk) };
+                }
+            }
+        }
+        self.counters.0.chunk_free.fetch_add(n, Ordering::Relaxed);
+        released
+    }
+
+    fn spare(&self, c: &Central) -> usize {
+        if c.closed {
+            0
+        } else {
+            SPARE_CHUNKS
+        }
+    }
+
+    /// Empties the depot into the chunks and gives every wholly free chunk
+    /// back; with `close`, the pool handle is going away and its reference
+    /// is dropped too.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live pool; with `close`, the caller owns the handle's
+    /// reference and does not use `this` afterwards.
+    pub(crate) unsafe fn trim_central(this: *const Inner, close: bool) {
+        // SAFETY: alive per the contract until `release` below.
+        let inner = unsafe { &*this };
+        let dropped = inner.trim_locked(close) + usize::from(close);
+        // SAFETY: `inner` is not used past this point.
+        unsafe { Inner::release(this, dropped) };
+    }
+
+    fn trim_locked(&self, close: bool) -> usize {
+        let mut c = self.lock();
+        c.closed |= close;
+        let depot = core::mem::take(&mut c.depot);
+        self.counters.0.depot.store(0, Ordering::Relaxed);
+        // SAFETY: depot entries are free objects of this pool.
+        let mut released = unsafe { self.reclaim_locked(&mut c, depot.as_ptr(), depot.len()) };
+        // Release the spares too.
+        let mut chunk = c.head;
+        while !chunk.is_null() {
+            // SAFETY: listed chunks are live chunks of ours; lock held.
+            let next = unsafe { (*chunk).next };
+            // SAFETY: as above.
+            if unsafe { (*chunk).free } == self.hot.0.geo.capacity {
+                // SAFETY: listed chunk of ours.
+                unsafe { c.unlink(chunk) };
+                c.empty -= 1;
+                released.add(chunk);
+            }
+            chunk = next;
+        }
+        drop(c);
+        drop(depot);
+        self.unmap(released)
+    }
+
+    /// Unmaps released chunks; returns how many references they held, which
+    /// the caller must drop with [`Inner::release`].
+    fn unmap(&self, released: Released) -> usize {
+        if released.first.is_null() {
+            return 0;
+        }
+        let geo = self.hot.0.geo;
+        let mut chunk = released.first;
+        while !chunk.is_null() {
+            // SAFETY: released chunks are unlinked, wholly free and ours.
+            let next = unsafe { (*chunk).next };
+            // SAFETY: as above; nothing references their objects.
+            unsafe { ChunkHeader::destroy(chunk, &geo, self.hot.0.config.backing) };
+            chunk = next;
+        }
+        let n = released.refs_dropped;
+        self.counters.0.chunks.fetch_sub(n, Ordering::Relaxed);
+        self.counters
+            .0
+            .chunks_released
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .0
+            .chunk_free
+            .fetch_sub(n * geo.capacity, Ordering::Relaxed);
+        n
+    }
+
+    /// Drops `n` references; frees the pool's shared state on the last.
+    ///
+    /// # Safety
+    ///
+    /// `this` came from [`super::registry::create`], the caller owns `n` of
+    /// its references, and does not use `this` after the call.
+    pub(crate) unsafe fn release(this: *const Inner, n: usize) {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: the caller's references keep it alive until here.
+        let prev = unsafe { &*this }
+            .counters
+            .0
+            .refs
+            .fetch_sub(n, Ordering::AcqRel);
+        if prev == n {
+            // SAFETY: that was the last reference: no chunk, no handle, no
+            // cached object refers to it any more.
+            unsafe { super::registry::destroy(this) };
+        }
+    }
+}
+
+impl Released {
+    fn none() -> Released {
+        Released {
+            first: ptr::null_mut(),
+            refs_dropped: 0,
+        }
+    }
+
+    fn add(&mut self, chunk: *mut ChunkHeader) {
+        // SAFETY: the chunk was just unlinked; its link field is ours to use.
+        unsafe { (*chunk).next = self.first };
+        self.first = chunk;
+        self.refs_dropped += 1;
+    }
+}
+
+impl Central {
+    /// # Safety
+    /// Lock held; `out` valid for `want` writes.
+    unsafe fn carve(&mut self, geo: &Geometry, out: *mut *mut u8, want: usize) -> usize {
+        let mut got = 0;
+        while got < want && !self.head.is_null() {
+            let chunk = self.head;
+            // SAFETY: listed chunks are live chunks of ours.
+            let was_empty = unsafe { (*chunk).free } == geo.capacity;
+            // SAFETY: lock held; out has room for want - got more.
+            got += unsafe { ChunkHeader::take(chunk, geo, out.add(got), want - got) };
+            if was_empty {
+                self.empty -= 1;
+            }
+            // SAFETY: as above.
+            if unsafe { (*chunk).free } == 0 {
+                // SAFETY: listed chunk.
+                unsafe { self.unlink(chunk) };
+            }
+        }
+        got
+    }
+
+    /// # Safety
+    /// `chunk` is a live chunk of ours, in no list; lock held.
+    unsafe fn push_front(&mut self, chunk: *mut ChunkHeader) {
+        // SAFETY: per the contract.
+        let h = unsafe { &mut *chunk };
+        h.prev = ptr::null_mut();
+        h.next = self.head;
+        h.listed = true;
+        if self.head.is_null() {
+            self.tail = chunk;
+        } else {
+            // SAFETY: the head is a live listed chunk.
+            unsafe { (*self.head).prev = chunk };
+        }
+        self.head = chunk;
+    }
+
+    /// # Safety
+    /// `chunk` is a live chunk of ours, in no list; lock held.
+    unsafe fn push_back(&mut self, chunk: *mut ChunkHeader) {
+        // SAFETY: per the contract.
+        let h = unsafe { &mut *chunk };
+        h.next = ptr::null_mut();
+        h.prev = self.tail;
+        h.listed = true;
+        if self.tail.is_null() {
+            self.head = chunk;
+        } else {
+            // SAFETY: the tail is a live listed chunk.
+            unsafe { (*self.tail).next = chunk };
+        }
+        self.tail = chunk;
+    }
+
+    /// # Safety
+    /// `chunk` is in this list; lock held.
+    unsafe fn unlink(&mut self, chunk: *mut ChunkHeader) {
+        // SAFETY: per the contract, and its neighbours are listed chunks.
+        unsafe {
+            let h = &mut *chunk;
+            if h.prev.is_null() {
+                self.head = h.next;
+            } else {
+                (*h.prev).next = h.next;
+            }
+            if h.next.is_null() {
+                self.tail = h.prev;
+            } else {
+                (*h.next).prev = h.prev;
+            }
+            h.next = ptr::null_mut();
+            h.prev = ptr::null_mut();
+            h.listed = false;
+        }
+    }
+}
+
+/// A snapshot of the central counters.
+pub(crate) struct CentralSnapshot {
+    pub chunks: usize,
+    pub chunk_free: usize,
+    pub depot: usize,
+    pub batches_to_depot: u64,
+    pub batches_from_depot: u64,
+    pub contention: u64,
+    pub chunks_made: u64,
+    pub chunks_released: u64,
+}
+
+impl Inner {
+    /// Reads the counters without taking the lock.
+    pub(crate) fn snapshot(&self) -> CentralSnapshot {
+        let c = &self.counters.0;
+        CentralSnapshot {
+            chunks: c.chunks.load(Ordering::Relaxed),
+            chunk_free: c.chunk_free.load(Ordering::Relaxed),
+            depot: c.depot.load(Ordering::Relaxed),
+            batches_to_depot: c.batches_to_depot.load(Ordering::Relaxed),
+            batches_from_depot: c.batches_from_depot.load(Ordering::Relaxed),
+            contention: c.contention.load(Ordering::Relaxed),
+            chunks_made: c.chunks_made.load(Ordering::Relaxed),
+            chunks_released: c.chunks_released.load(Ordering::Relaxed),
+        }
+    }
+}

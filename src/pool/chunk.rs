@@ -1,0 +1,268 @@
+//! Chunks: the blocks of memory a pool carves its objects from.
+//!
+//! ```text
+//!  chunk base (aligned to CHUNK, a power of two >= 1 MiB)
+//!  +--------------------+---------------------+------------+-----------------+
+//!  | line 0: owner ptr  | mutable state        | free bitmap| slot 0 | slot 1 .|
+//!  | (written once)     | (central lock)       | 1 bit/slot | ...             |
+//!  +--------------------+---------------------+------------+-----------------+
+//!  <------------------- header (rounded up to the slot alignment) ---------->
+//! ```
+//!
+//! Because a chunk is aligned to its own size, and that size depends only on
+//! the object's size and alignment, any object address masked with
+//! `!(CHUNK - 1)` gives its chunk's header, and the header's first word gives
+//! the pool. That is how a one-pointer `Pooled<T>` finds its pool.
+//!
+//! A set bit in the bitmap means "this slot is free inside the chunk"; slots
+//! handed to thread caches, the depot or users have their bit clear. All
+//! fields but the owner pointer change only under the pool's central lock.
+
+use core::ptr::{self, NonNull};
+
+use super::central::Inner;
+use crate::error::AllocError;
+
+/// Smallest chunk, and so the granularity of memory going back to the OS.
+pub(crate) const MIN_CHUNK: usize = 1 << 20;
+/// A chunk aims to hold at least this many objects.
+const MIN_OBJECTS: usize = 64;
+
+/// The shape of the chunks of one object layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Bytes per object slot: the size rounded up to the alignment.
+    pub slot: usize,
+    /// Bytes per chunk; also its alignment.
+    pub chunk: usize,
+    /// Offset of slot 0 from the chunk base.
+    pub header: usize,
+    /// Object slots per chunk.
+    pub capacity: usize,
+}
+
+const fn round_up(v: usize, to: usize) -> usize {
+    (v + to - 1) & !(to - 1)
+}
+
+impl Geometry {
+    /// The geometry for objects of `size` bytes aligned to `align`, or `None`
+    /// for zero-sized objects (which need no memory) and layouts too large.
+    pub(crate) const fn of(size: usize, align: usize) -> Option<Geometry> {
+        if size == 0 || align == 0 || !align.is_power_of_two() || size > (1 << 40) {
+            return None;
+        }
+        let slot = round_up(size, align);
+        let fixed = core::mem::size_of::<ChunkHeader>();
+        // A first guess of the header, generous enough that the bitmap for
+        // any capacity below fits: one bit per byte of the objects' area.
+        let want = fixed + align + MIN_OBJECTS * slot + (MIN_OBJECTS * slot) / (8 * slot);
+        let chunk = if want <= MIN_CHUNK {
+            MIN_CHUNK
+        } else {
+            want.next_power_of_two()
+        };
+        // Capacity c must satisfy header(c) + c * slot <= chunk, where
+        // header(c) = round_up(fixed + 8 * ceil(c / 64), align).
+        let mut capacity = (chunk - fixed) * 8 / (slot * 8 + 1);
+        loop {
+            let header = round_up(fixed + 8 * capacity.div_ceil(64), align);
+            if header + capacity * slot <= chunk {
+                return Some(Geometry {
+                    slot,
+                    chunk,
+                    header,
+                    capacity,
+                });
+            }
+            capacity -= 1;
+        }
+    }
+
+    /// Words in the free bitmap.
+    pub(crate) const fn words(&self) -> usize {
+        self.capacity.div_ceil(64)
+    }
+}
+
+/// The fixed part of a chunk's header; the bitmap follows it.
+#[repr(C)]
+pub(crate) struct ChunkHeader {
+    /// The pool this chunk belongs to; written once when the chunk is made.
+    pub owner: *const Inner,
+    _line: [usize; 7],
+    /// Next chunk in the pool's list of chunks with free slots.
+    pub next: *mut ChunkHeader,
+    /// Previous chunk in that list.
+    pub prev: *mut ChunkHeader,
+    /// Free slots (set bits).
+    pub free: usize,
+    /// First bitmap word that may hold a set bit.
+    pub cursor: usize,
+    /// Whether the chunk is in the pool's list of chunks with free slots.
+    pub listed: bool,
+}
+
+/// Creation, destruction and slot bookkeeping of chunks.
+impl ChunkHeader {
+    /// The header of the chunk holding `obj`, for chunks of `chunk` bytes.
+    #[inline(always)]
+    pub(crate) fn of(obj: *const u8, chunk: usize) -> *mut ChunkHeader {
+        ((obj as usize) & !(chunk - 1)) as *mut ChunkHeader
+    }
+
+    fn bitmap(this: *mut ChunkHeader) -> *mut u64 {
+        // SAFETY-free pointer arithmetic: the bitmap starts right after the
+        // fixed header, inside the chunk (see `Geometry::of`).
+        this.cast::<u8>()
+            .wrapping_add(core::mem::size_of::<ChunkHeader>())
+            .cast::<u64>()
+    }
+
+    /// Makes a new chunk for `owner` with every slot free.
+    pub(crate) fn create(
+        owner: &Inner,
+        geo: &Geometry,
+        backing: super::Backing,
+    ) -> Result<NonNull<ChunkHeader>, AllocError> {
+        let oom = AllocError::OutOfMemory {
+            size: geo.chunk,
+            align: geo.chunk,
+        };
+        let base = match backing {
+            super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk).ok_or(oom)?,
+            super::Backing::System => {
+                let layout =
+                    core::alloc::Layout::from_size_align(geo.chunk, geo.chunk).map_err(|_| {
+                        AllocError::UnsupportedLayout {
+                            size: geo.chunk,
+                            align: geo.chunk,
+                        }
+                    })?;
+                // SAFETY: the layout has a non-zero size.
+                NonNull::new(unsafe { std::alloc::GlobalAlloc::alloc(&std::alloc::System, layout) })
+                    .ok_or(oom)?
+            }
+        };
+        let header = base.cast::<ChunkHeader>();
+        // SAFETY: `base` is a fresh block of `geo.chunk` bytes aligned to
+        // `geo.chunk`, larger than the header and bitmap (Geometry::of), and
+        // nobody else knows it yet.
+        unsafe {
+            header.as_ptr().write(ChunkHeader {
+                owner,
+                _line: [0; 7],
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                free: geo.capacity,
+                cursor: 0,
+                listed: false,
+            });
+            let bits = Self::bitmap(header.as_ptr());
+            let words = geo.words();
+            for w in 0..words {
+                bits.add(w).write(u64::MAX);
+            }
+            let tail = geo.capacity % 64;
+            if tail != 0 {
+                bits.add(words - 1).write((1u64 << tail) - 1);
+            }
+        }
+        Ok(header)
+    }
+
+    /// Gives a wholly free chunk back to where it came from.
+    ///
+    /// # Safety
+    ///
+    /// `this` was made by [`ChunkHeader::create`] with the same geometry and
+    /// backing, is in no list, and no object of it is referenced anywhere.
+    pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
+        let base = this.cast::<u8>();
+        match backing {
+            // SAFETY: the caller guarantees this is a whole mapping of ours
+            // that nothing uses any more.
+            super::Backing::Os => unsafe {
+                crate::sys::unmap(NonNull::new_unchecked(base), geo.chunk)
+            },
+            super::Backing::System => {
+                // SAFETY: allocated by System with exactly this layout, which
+                // was valid then (create checked it).
+                unsafe {
+                    let layout =
+                        core::alloc::Layout::from_size_align_unchecked(geo.chunk, geo.chunk);
+                    std::alloc::GlobalAlloc::dealloc(&std::alloc::System, base, layout)
+                }
+            }
+        }
+    }
+
+    /// Takes up to `want` free slots out of the chunk into `out`, lowest
+    /// addresses first; returns how many it took.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the owner's central lock, `this` is a live chunk of
+    /// geometry `geo`, and `out` is valid for `want` writes.
+    pub(crate) unsafe fn take(
+        this: *mut ChunkHeader,
+        geo: &Geometry,
+        out: *mut *mut u8,
+        want: usize,
+    ) -> usize {
+        // SAFETY: the central lock gives us the mutable header fields.
+        let h = unsafe { &mut *this };
+        let bits = Self::bitmap(this);
+        let base = this.cast::<u8>().wrapping_add(geo.header);
+        let mut taken = 0;
+        let words = geo.words();
+        while taken < want && h.cursor < words {
+            // SAFETY: cursor < words, inside the bitmap.
+            let word_ptr = unsafe { bits.add(h.cursor) };
+            // SAFETY: as above.
+            let mut word = unsafe { *word_ptr };
+            while word != 0 && taken < want {
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                let index = h.cursor * 64 + bit;
+                // SAFETY: `out` has room for `want` entries and taken < want.
+                unsafe { out.add(taken).write(base.wrapping_add(index * geo.slot)) };
+                taken += 1;
+            }
+            // SAFETY: as above.
+            unsafe { *word_ptr = word };
+            if word == 0 {
+                h.cursor += 1;
+            }
+        }
+        h.free -= taken;
+        taken
+    }
+
+    /// Marks the slot at `obj` free in its chunk; returns the chunk.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the owner's central lock and `obj` is a slot of a
+    /// live chunk of geometry `geo` that is not referenced any more.
+    pub(crate) unsafe fn give_back(obj: *mut u8, geo: &Geometry) -> *mut ChunkHeader {
+        let this = Self::of(obj, geo.chunk);
+        let offset = obj as usize - this as usize - geo.header;
+        let index = offset / geo.slot;
+        if offset % geo.slot != 0 || index >= geo.capacity {
+            crate::pool::report_bad_free(obj, "is not the start of an object slot");
+        }
+        // SAFETY: the central lock gives us the mutable header fields.
+        let h = unsafe { &mut *this };
+        // SAFETY: index < capacity, so the word is inside the bitmap.
+        let word = unsafe { &mut *Self::bitmap(this).add(index / 64) };
+        let mask = 1u64 << (index % 64);
+        if *word & mask != 0 {
+            crate::pool::report_bad_free(obj, "was freed twice");
+        }
+        *word |= mask;
+        h.free += 1;
+        h.cursor = h.cursor.min(index / 64);
+        this
+    }
+}

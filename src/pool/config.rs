@@ -1,0 +1,200 @@
+//! Per-pool tuning: [`PoolConfig`] and [`Backing`].
+
+/// Where a pool gets its chunks of objects from.
+///
+/// ```
+/// use hotpool::{Backing, Pool, PoolConfig};
+/// static P: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().backing(Backing::System));
+/// assert_eq!(P.alloc([7; 64])[63], 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backing {
+    /// Chunks are mapped straight from the OS and unmapped when a trim finds
+    /// them wholly free, so their pages go back at once (the default).
+    Os,
+    /// Chunks come from Rust's [`std::alloc::System`] allocator (`malloc`);
+    /// whether their pages go back to the OS is then up to it.
+    System,
+}
+
+/// Tuning of one pool, usable in a `const` or `static`.
+///
+/// Every count is in objects. A value of 0 (the default) means "derive from
+/// the object size" (the rule is in the table below); the derived defaults
+/// were chosen by measurement with `cargo bench --bench pool`.
+///
+/// | setting | meaning | default for a slot of `s` bytes |
+/// |---|---|---|
+/// | `batch` | objects moved per transfer between a thread and the depot | `8 KiB / s`, clamped to 8..=128 |
+/// | `local_max` | bound of each thread's free list | `512 KiB / s`, clamped to `2 * batch..=4096` |
+/// | `depot_max` | bound of the shared depot | `4 MiB / s`, clamped to `4 * batch..=65536` |
+/// | `backing` | where chunks come from | [`Backing::Os`] |
+///
+/// Objects beyond the depot bound go back to their chunks, and a chunk whose
+/// objects are all free is returned to the backing allocator (one spare
+/// chunk per pool is kept).
+///
+/// ```
+/// use hotpool::{Pool, PoolConfig};
+/// const TUNED: PoolConfig = PoolConfig::new().batch(32).local_max(256).depot_max(4096);
+/// static BUFFERS: Pool<[u8; 512]> = Pool::with_config(TUNED);
+/// let b = BUFFERS.alloc([0; 512]);
+/// assert_eq!(b.len(), 512);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolConfig {
+    pub(crate) batch: usize,
+    pub(crate) local_max: usize,
+    pub(crate) depot_max: usize,
+    pub(crate) backing: Backing,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolConfig {
+    /// The defaults: every bound derived from the object size, chunks from the OS.
+    ///
+    /// ```
+    /// assert_eq!(hotpool::PoolConfig::new(), hotpool::PoolConfig::default());
+    /// ```
+    pub const fn new() -> Self {
+        PoolConfig {
+            batch: 0,
+            local_max: 0,
+            depot_max: 0,
+            backing: Backing::Os,
+        }
+    }
+
+    /// Objects moved per transfer between a thread's list and the depot.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0 (at compile time when used in a `const`).
+    ///
+    /// ```
+    /// let c = hotpool::PoolConfig::new().batch(64);
+    /// assert_eq!(c.resolve(64).batch, 64);
+    /// ```
+    pub const fn batch(mut self, n: usize) -> Self {
+        assert!(n > 0, "PoolConfig::batch must be at least 1");
+        self.batch = n;
+        self
+    }
+
+    /// Bound of each thread's free list, in objects.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0. A bound below the batch size is raised to the batch size.
+    ///
+    /// ```
+    /// let c = hotpool::PoolConfig::new().batch(16).local_max(8);
+    /// assert_eq!(c.resolve(64).local_max, 16);
+    /// ```
+    pub const fn local_max(mut self, n: usize) -> Self {
+        assert!(n > 0, "PoolConfig::local_max must be at least 1");
+        self.local_max = n;
+        self
+    }
+
+    /// Bound of the shared depot, in objects.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0. A bound below the batch size is raised to the batch size.
+    ///
+    /// ```
+    /// let c = hotpool::PoolConfig::new().depot_max(100_000);
+    /// assert_eq!(c.resolve(64).depot_max, 100_000);
+    /// ```
+    pub const fn depot_max(mut self, n: usize) -> Self {
+        assert!(n > 0, "PoolConfig::depot_max must be at least 1");
+        self.depot_max = n;
+        self
+    }
+
+    /// Where chunks come from.
+    ///
+    /// ```
+    /// use hotpool::{Backing, PoolConfig};
+    /// assert_eq!(PoolConfig::new().backing(Backing::System).resolve(8).backing, Backing::System);
+    /// ```
+    pub const fn backing(mut self, backing: Backing) -> Self {
+        self.backing = backing;
+        self
+    }
+
+    /// The effective settings for objects occupying `slot` bytes: every 0
+    /// replaced by its derived default and every bound at least one batch.
+    ///
+    /// ```
+    /// let c = hotpool::PoolConfig::new().resolve(64);
+    /// assert_eq!((c.batch, c.local_max, c.depot_max), (128, 4096, 65536));
+    /// ```
+    pub const fn resolve(self, slot: usize) -> ResolvedConfig {
+        let slot = if slot == 0 { 1 } else { slot };
+        let batch = if self.batch != 0 {
+            self.batch
+        } else {
+            clamp((8 << 10) / slot, 8, 128)
+        };
+        let local_max = if self.local_max != 0 {
+            self.local_max
+        } else {
+            clamp((512 << 10) / slot, 2 * batch, 4096)
+        };
+        let depot_max = if self.depot_max != 0 {
+            self.depot_max
+        } else {
+            clamp((4 << 20) / slot, 4 * batch, 65536)
+        };
+        ResolvedConfig {
+            batch,
+            local_max: max(local_max, batch),
+            depot_max: max(depot_max, batch),
+            backing: self.backing,
+        }
+    }
+}
+
+/// A [`PoolConfig`] with every default filled in; see [`PoolConfig::resolve`].
+///
+/// ```
+/// let r = hotpool::PoolConfig::new().resolve(4096);
+/// assert!(r.local_max >= r.batch);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResolvedConfig {
+    /// Objects per transfer between a thread and the depot.
+    pub batch: usize,
+    /// Bound of each thread's free list.
+    pub local_max: usize,
+    /// Bound of the depot.
+    pub depot_max: usize,
+    /// Where chunks come from.
+    pub backing: Backing,
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
+    if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }
+}

@@ -1,0 +1,346 @@
+//! Thread-local free lists: the hot path.
+//!
+//! Each thread has one [`ThreadCache`] with an [`Entry`] per pool it used,
+//! indexed by the pool's id (the first [`INLINE`] ids live inside the
+//! thread-local block itself, later ones in a side vector). An entry is a
+//! stack of free object pointers; allocation pops, free pushes, and only
+//! an empty or full stack goes to the pool's central lock to move a batch.
+//!
+//! An entry is valid for a pool while its `stamp` equals the pool's stamp
+//! (`serial << 32 | trim epoch`): a trim bumps the epoch, so every thread
+//! flushes its entry at its next operation on that pool; a pool id reused by
+//! a new pool has a new serial, so a stale entry is flushed to its old pool.
+//!
+//! Other threads read an entry's `stamp` and `len` (atomics) for statistics;
+//! everything else is touched only by the owning thread.
+
+use core::cell::{Cell, UnsafeCell};
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
+
+use super::central::Inner;
+use super::registry::{ThreadRef, THREADS};
+use crate::error::AllocError;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Pool ids served from the thread-local block without indirection.
+pub(crate) const INLINE: usize = 32;
+
+/// One thread's free list for one pool.
+pub(crate) struct Entry {
+    /// Stamp of the pool this entry serves; 0 when unbound.
+    stamp: AtomicU64,
+    /// Objects on the stack.
+    len: AtomicUsize,
+    /// Capacity of `slots`.
+    cap: Cell<usize>,
+    /// The stack of free objects.
+    slots: Cell<*mut *mut u8>,
+    /// The pool the objects belong to (valid while `len > 0`).
+    inner: Cell<*const Inner>,
+}
+
+/// All free lists of one thread.
+pub(crate) struct ThreadCache {
+    inline: [Entry; INLINE],
+    /// Entries for ids `INLINE..`; grown by the owner under [`THREADS`].
+    /// Boxed so an entry keeps its address while the vector grows.
+    #[allow(clippy::vec_box)]
+    overflow: UnsafeCell<Vec<Box<Entry>>>,
+    /// Registry key + 1, or 0 while unregistered.
+    key: Cell<usize>,
+}
+
+thread_local! {
+    static CACHE: ThreadCache = const { ThreadCache::new() };
+}
+
+impl Entry {
+    const fn new() -> Entry {
+        Entry {
+            stamp: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            cap: Cell::new(0),
+            slots: Cell::new(ptr::null_mut()),
+            inner: Cell::new(ptr::null()),
+        }
+    }
+
+    /// Replaces the stack by one of `new_cap` (>= len) entries.
+    fn grow(&self, new_cap: usize) {
+        let len = self.len.load(Ordering::Relaxed);
+        debug_assert!(new_cap >= len);
+        let fresh = Box::<[MaybeUninit<*mut u8>]>::new_uninit_slice(new_cap);
+        let fresh = Box::into_raw(fresh).cast::<*mut u8>();
+        if len > 0 {
+            // SAFETY: the old stack holds `len` initialized entries, the new
+            // one has room for new_cap >= len; distinct allocations.
+            unsafe { ptr::copy_nonoverlapping(self.slots.get(), fresh, len) };
+        }
+        self.free_slots();
+        self.slots.set(fresh);
+        self.cap.set(new_cap);
+    }
+
+    /// Frees the stack's storage (not the objects on it).
+    fn free_slots(&self) {
+        let cap = self.cap.replace(0);
+        if cap > 0 {
+            let raw = ptr::slice_from_raw_parts_mut(
+                self.slots
+                    .replace(ptr::null_mut())
+                    .cast::<MaybeUninit<*mut u8>>(),
+                cap,
+            );
+            // SAFETY: made by `grow` from a boxed slice of exactly `cap`.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+    }
+
+    /// Hands every cached object back to the pool it belongs to.
+    fn flush(&self, to_depot: bool) {
+        let n = self.len.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            // SAFETY: the entry held n free objects of `inner`, which keep it
+            // alive; they are now referenced only by the stack we pass.
+            unsafe { Inner::put(self.inner.get(), self.slots.get(), n, to_depot) };
+        }
+    }
+}
+
+impl ThreadCache {
+    const fn new() -> ThreadCache {
+        ThreadCache {
+            inline: [const { Entry::new() }; INLINE],
+            overflow: UnsafeCell::new(Vec::new()),
+            key: Cell::new(0),
+        }
+    }
+
+    fn register(&self) {
+        if self.key.get() == 0 {
+            let key = THREADS.lock().insert(ThreadRef(self));
+            self.key.set(key + 1);
+        }
+    }
+
+    /// The entry for pool `id`, created if needed.
+    fn entry(&self, id: usize) -> &Entry {
+        if let Some(e) = self.inline.get(id) {
+            return e;
+        }
+        let index = id - INLINE;
+        // SAFETY: only this thread mutates `overflow` (under THREADS, below);
+        // we are this thread, so reading it without the lock is race-free.
+        let have = unsafe { &*self.overflow.get() }.len();
+        if index >= have {
+            let _guard = THREADS.lock();
+            // SAFETY: this thread is the only writer, and readers on other
+            // threads hold THREADS, which we hold.
+            let v = unsafe { &mut *self.overflow.get() };
+            v.resize_with(index + 1, || Box::new(Entry::new()));
+        }
+        // SAFETY: as above; the boxed entries never move or go away before
+        // the cache is dropped.
+        let e: *const Entry = &*unsafe { &*self.overflow.get() }[index];
+        // SAFETY: `e` points into a box owned by self, alive as long as self.
+        unsafe { &*e }
+    }
+
+    /// The entry for `inner`, bound to its current stamp: a stale entry is
+    /// flushed first (to its old pool's chunks).
+    fn bind(&self, inner: *const Inner) -> &Entry {
+        self.register();
+        // SAFETY: callers hold a reference to `inner` (its handle or an object).
+        let hot = unsafe { &(*inner).hot.0 };
+        let e = self.entry(hot.id);
+        let current = hot.stamp.load(Ordering::Acquire);
+        let old = e.stamp.load(Ordering::Relaxed);
+        if old != current {
+            e.flush(false);
+            if old >> 32 != current >> 32 {
+                e.free_slots();
+            }
+            e.inner.set(inner);
+            e.stamp.store(current, Ordering::Relaxed);
+        }
+        e
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        let overflow = self.overflow.get_mut();
+        for e in self.inline.iter().chain(overflow.iter().map(|b| &**b)) {
+            if e.stamp.load(Ordering::Relaxed) != 0 {
+                e.flush(true);
+                e.free_slots();
+                e.stamp.store(0, Ordering::Relaxed);
+            }
+        }
+        let key = self.key.get();
+        if key != 0 {
+            THREADS.lock().remove(key - 1);
+        }
+    }
+}
+
+/// Takes one free object of `inner`'s pool.
+///
+/// # Safety
+///
+/// The caller holds a reference to `inner` (the pool handle or an object).
+#[inline(always)]
+pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    let fast = CACHE.try_with(|tc| {
+        // SAFETY: per the contract, `inner` is alive.
+        let hot = unsafe { &(*inner).hot.0 };
+        if let Some(e) = tc.inline.get(hot.id) {
+            let n = e.len.load(Ordering::Relaxed);
+            if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed) {
+                // SAFETY: the stack holds n > 0 initialized entries, each a
+                // free object of this pool (the stamp matches).
+                let p = unsafe { *e.slots.get().add(n - 1) };
+                e.len.store(n - 1, Ordering::Relaxed);
+                // SAFETY: objects on the stack are never null.
+                return Ok(unsafe { NonNull::new_unchecked(p) });
+            }
+        }
+        alloc_slow(tc, inner)
+    });
+    match fast {
+        Ok(result) => result,
+        Err(_) => alloc_uncached(inner),
+    }
+}
+
+/// Gives an object back to `inner`'s pool through this thread's list.
+///
+/// # Safety
+///
+/// `obj` is an object slot of `inner`'s pool that nothing references.
+#[inline(always)]
+pub(crate) unsafe fn free(inner: *const Inner, obj: NonNull<u8>) {
+    let fast = CACHE.try_with(|tc| {
+        // SAFETY: `obj` keeps its chunk, and so `inner`, alive.
+        let hot = unsafe { &(*inner).hot.0 };
+        if let Some(e) = tc.inline.get(hot.id) {
+            let n = e.len.load(Ordering::Relaxed);
+            if n < e.cap.get()
+                && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed)
+            {
+                // SAFETY: n < cap, inside the stack.
+                unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
+                e.len.store(n + 1, Ordering::Relaxed);
+                return;
+            }
+        }
+        free_slow(tc, inner, obj)
+    });
+    if fast.is_err() {
+        // The thread's cache is gone (thread-local destruction): hand the
+        // object straight to the pool.
+        // SAFETY: per the contract.
+        unsafe { Inner::put(inner, &obj.as_ptr(), 1, true) };
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_slow(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    let e = tc.bind(inner);
+    // SAFETY: alive per the caller's contract.
+    let config = unsafe { &(*inner).hot.0.config };
+    let mut n = e.len.load(Ordering::Relaxed);
+    if n == 0 {
+        let want = config.batch;
+        if e.cap.get() < want {
+            e.grow(want.max(e.cap.get() * 2).min(config.local_max));
+        }
+        // SAFETY: alive per the contract; the stack has room for `want`.
+        n = unsafe { (*inner).refill(e.slots.get(), want) }?;
+    }
+    // SAFETY: n > 0 objects on the stack.
+    let p = unsafe { *e.slots.get().add(n - 1) };
+    e.len.store(n - 1, Ordering::Relaxed);
+    // SAFETY: objects are never null.
+    Ok(unsafe { NonNull::new_unchecked(p) })
+}
+
+#[cold]
+#[inline(never)]
+fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
+    let e = tc.bind(inner);
+    // SAFETY: `obj` keeps `inner` alive.
+    let config = unsafe { &(*inner).hot.0.config };
+    let mut n = e.len.load(Ordering::Relaxed);
+    if n == e.cap.get() {
+        if e.cap.get() < config.local_max {
+            e.grow((e.cap.get() * 2).max(config.batch).min(config.local_max));
+        } else {
+            let moved = config.batch.min(n);
+            n -= moved;
+            e.len.store(n, Ordering::Relaxed);
+            // SAFETY: the top `moved` entries are free objects of `inner`,
+            // now off the stack; `obj` still keeps `inner` alive.
+            unsafe { Inner::put(inner, e.slots.get().add(n), moved, true) };
+        }
+    }
+    // SAFETY: n < cap after the above.
+    unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
+    e.len.store(n + 1, Ordering::Relaxed);
+}
+
+fn alloc_uncached(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    let mut p = ptr::null_mut();
+    // SAFETY: alive per the caller's contract; room for one pointer.
+    unsafe { (*inner).refill(&mut p, 1) }?;
+    // SAFETY: refill wrote one object on success.
+    Ok(unsafe { NonNull::new_unchecked(p) })
+}
+
+/// Flushes the calling thread's list for `inner` into its chunks, if it
+/// has one bound to that pool.
+///
+/// # Safety
+///
+/// The caller holds a reference to `inner` that outlives the call.
+pub(crate) unsafe fn flush_current(inner: *const Inner) {
+    let _ = CACHE.try_with(|tc| {
+        // SAFETY: per the contract.
+        let hot = unsafe { &(*inner).hot.0 };
+        if tc.key.get() == 0 {
+            return;
+        }
+        let e = tc.entry(hot.id);
+        if e.stamp.load(Ordering::Relaxed) >> 32 == hot.stamp.load(Ordering::Relaxed) >> 32 {
+            e.flush(false);
+        }
+    });
+}
+
+/// Objects cached by all threads for the pool with `id` and `serial`, and
+/// how many threads hold a list for it.
+pub(crate) fn cached_in_threads(id: usize, serial: u32) -> (usize, usize) {
+    let threads = THREADS.lock();
+    let (mut objects, mut holders) = (0, 0);
+    for (_, t) in threads.iter() {
+        // SAFETY: registered caches are alive while THREADS is held; their
+        // owners only change `overflow` while holding THREADS too.
+        let tc = unsafe { &*t.0 };
+        let e: Option<&Entry> = match tc.inline.get(id) {
+            Some(e) => Some(e),
+            // SAFETY: as above.
+            None => unsafe { &*tc.overflow.get() }
+                .get(id - INLINE)
+                .map(|b| &**b),
+        };
+        if let Some(e) = e {
+            if e.stamp.load(Ordering::Relaxed) >> 32 == u64::from(serial) {
+                objects += e.len.load(Ordering::Relaxed);
+                holders += 1;
+            }
+        }
+    }
+    (objects, holders)
+}

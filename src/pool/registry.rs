@@ -1,0 +1,73 @@
+//! Process-wide lists: every live pool, and every thread holding a cache.
+//!
+//! Both are touched only on cold paths (a pool's first use and last drop, a
+//! thread's first pool operation and exit, statistics). Lock order when both
+//! are held: pools, then threads.
+
+use parking_lot::Mutex;
+use slab::Slab;
+
+use super::central::Inner;
+use super::chunk::Geometry;
+use super::config::ResolvedConfig;
+use super::local::ThreadCache;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+struct PoolRef(*const Inner);
+// SAFETY: Inner is shared between threads by design (atomics and a mutex);
+// the registry only hands out shared references under its lock.
+unsafe impl Send for PoolRef {}
+
+pub(crate) struct ThreadRef(pub *const ThreadCache);
+// SAFETY: a registered cache stays valid until its thread removes it under
+// the registry lock; other threads read only its atomic fields.
+unsafe impl Send for ThreadRef {}
+
+static POOLS: Mutex<Slab<PoolRef>> = Mutex::new(Slab::new());
+pub(crate) static THREADS: Mutex<Slab<ThreadRef>> = Mutex::new(Slab::new());
+static SERIAL: AtomicU32 = AtomicU32::new(1);
+
+/// Makes and registers the shared state of a new pool.
+pub(crate) fn create(
+    geo: Geometry,
+    config: ResolvedConfig,
+    type_name: &'static str,
+    object_size: usize,
+) -> *const Inner {
+    let mut pools = POOLS.lock();
+    let slot = pools.vacant_entry();
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let inner = Box::into_raw(Box::new(Inner::new(
+        slot.key(),
+        serial,
+        geo,
+        config,
+        type_name,
+        object_size,
+    )));
+    slot.insert(PoolRef(inner));
+    inner
+}
+
+/// Unregisters and frees a pool's shared state.
+///
+/// # Safety
+///
+/// `this` came from [`create`] and no reference to it remains.
+pub(crate) unsafe fn destroy(this: *const Inner) {
+    // SAFETY: still alive until the Box is dropped below.
+    let id = unsafe { &*this }.hot.0.id;
+    POOLS.lock().remove(id);
+    // SAFETY: made by Box::into_raw in `create`; the last reference is gone.
+    drop(unsafe { Box::from_raw(this as *mut Inner) });
+}
+
+/// Calls `f` on every live pool, holding the registry lock (so none is
+/// freed meanwhile).
+pub(crate) fn for_each_pool(mut f: impl FnMut(&Inner)) {
+    let pools = POOLS.lock();
+    for (_, p) in pools.iter() {
+        // SAFETY: registered pools are alive while the lock is held.
+        f(unsafe { &*p.0 });
+    }
+}

@@ -1,0 +1,285 @@
+//! Statistics: per-pool figures and the process-wide pool table.
+//!
+//! Like the router's `qdstat -m`, every pool used in the process is listed
+//! with its type, object size and where its objects are. Reading never takes
+//! a lock that an allocating thread holds on its fast path: central counters
+//! are atomics written on batch moves, and the per-thread list lengths are
+//! summed on read.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `type_name` | the pooled type |
+//! | `object_size` | `size_of` the type, bytes |
+//! | `slot_size` | bytes each object occupies (size rounded up to alignment) |
+//! | `chunk_size` | bytes per chunk obtained from the backing allocator |
+//! | `chunks` | chunks held now |
+//! | `bytes_held` | `chunks * chunk_size` |
+//! | `capacity` | objects the held chunks can hold (objects obtained from the backing allocator) |
+//! | `in_use` | objects owned by users (`capacity - chunk_free - depot_free - local_free`) |
+//! | `local_free` | free objects in threads' lists |
+//! | `depot_free` | free objects in the shared depot |
+//! | `chunk_free` | free slots inside chunks, never handed out or given back |
+//! | `threads` | threads holding a free list for this pool |
+//! | `batches_to_depot` / `batches_from_depot` | batch transfers, cumulative |
+//! | `depot_contention` | depot lock acquisitions whose first try failed (Solaris kmem's measure) |
+//! | `chunks_made` / `chunks_released` | chunk allocations and releases, cumulative |
+//!
+//! While threads run, the figures are read one by one and may be off by a
+//! batch; when the process is quiescent they balance exactly.
+
+use std::fmt::Write as _;
+
+use crate::pool::PoolInner;
+
+pub use crate::sys::resident_bytes;
+
+/// A snapshot of one pool's statistics; see the [module docs](self) for
+/// the meaning of each field.
+///
+/// ```
+/// static P: hotpool::Pool<[u8; 100]> = hotpool::Pool::new();
+/// let a = P.alloc([0; 100]);
+/// let s = P.stats();
+/// assert_eq!((s.object_size, s.in_use, s.chunks), (100, 1, 1));
+/// assert_eq!(s.capacity, s.in_use + s.local_free + s.depot_free + s.chunk_free);
+/// # drop(a);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pooled type's name.
+    pub type_name: &'static str,
+    /// `size_of` the pooled type, in bytes.
+    pub object_size: usize,
+    /// Bytes each object occupies: its size rounded up to its alignment.
+    pub slot_size: usize,
+    /// Bytes per chunk obtained from the backing allocator.
+    pub chunk_size: usize,
+    /// Chunks held now.
+    pub chunks: usize,
+    /// `chunks * chunk_size`.
+    pub bytes_held: usize,
+    /// Objects the held chunks can hold: objects obtained from the backing allocator.
+    pub capacity: usize,
+    /// Objects owned by users.
+    pub in_use: usize,
+    /// Free objects in threads' lists.
+    pub local_free: usize,
+    /// Free objects in the shared depot.
+    pub depot_free: usize,
+    /// Free slots inside chunks.
+    pub chunk_free: usize,
+    /// Threads holding a free list for this pool.
+    pub threads: usize,
+    /// Batches moved from threads to the depot, cumulative.
+    pub batches_to_depot: u64,
+    /// Batches moved from the depot to threads, cumulative.
+    pub batches_from_depot: u64,
+    /// Depot lock acquisitions whose first try failed, cumulative.
+    pub depot_contention: u64,
+    /// Chunks obtained from the backing allocator, cumulative.
+    pub chunks_made: u64,
+    /// Chunks given back to the backing allocator, cumulative.
+    pub chunks_released: u64,
+}
+
+impl PoolStats {
+    /// Figures of a pool that was never used.
+    pub(crate) fn unused(type_name: &'static str, object_size: usize) -> PoolStats {
+        PoolStats {
+            type_name,
+            object_size,
+            slot_size: 0,
+            chunk_size: 0,
+            chunks: 0,
+            bytes_held: 0,
+            capacity: 0,
+            in_use: 0,
+            local_free: 0,
+            depot_free: 0,
+            chunk_free: 0,
+            threads: 0,
+            batches_to_depot: 0,
+            batches_from_depot: 0,
+            depot_contention: 0,
+            chunks_made: 0,
+            chunks_released: 0,
+        }
+    }
+
+    pub(crate) fn collect(inner: &PoolInner) -> PoolStats {
+        let hot = &inner.hot.0;
+        let c = inner.snapshot();
+        let (local_free, threads) = crate::pool::cached_in_threads(hot.id, inner.serial());
+        let capacity = c.chunks * hot.geo.capacity;
+        PoolStats {
+            type_name: hot.type_name,
+            object_size: hot.object_size,
+            slot_size: hot.geo.slot,
+            chunk_size: hot.geo.chunk,
+            chunks: c.chunks,
+            bytes_held: c.chunks * hot.geo.chunk,
+            capacity,
+            in_use: capacity
+                .saturating_sub(c.chunk_free)
+                .saturating_sub(c.depot)
+                .saturating_sub(local_free),
+            local_free,
+            depot_free: c.depot,
+            chunk_free: c.chunk_free,
+            threads,
+            batches_to_depot: c.batches_to_depot,
+            batches_from_depot: c.batches_from_depot,
+            depot_contention: c.contention,
+            chunks_made: c.chunks_made,
+            chunks_released: c.chunks_released,
+        }
+    }
+}
+
+/// Statistics of every live pool in the process (pools used at least once
+/// and not dropped, or dropped with objects still alive), by type name.
+///
+/// ```
+/// static ORDERS: hotpool::Pool<[u64; 4]> = hotpool::Pool::new();
+/// let o = ORDERS.alloc([1, 2, 3, 4]);
+/// let all = hotpool::stats::pools();
+/// assert!(all.iter().any(|p| p.type_name.contains("[u64; 4]") && p.in_use >= 1));
+/// # drop(o);
+/// ```
+pub fn pools() -> Vec<PoolStats> {
+    let mut out = Vec::new();
+    crate::pool::for_each_pool(|inner| out.push(PoolStats::collect(inner)));
+    out.sort_by(|a, b| a.type_name.cmp(b.type_name));
+    out
+}
+
+/// Renders [`pools()`] as an aligned text table, one line per pool.
+///
+/// ```
+/// static P: hotpool::Pool<u128> = hotpool::Pool::new();
+/// let x = P.alloc(1);
+/// let table = hotpool::stats::report();
+/// assert!(table.lines().next().unwrap().starts_with("type"));
+/// assert!(table.contains("u128"));
+/// # drop(x);
+/// ```
+pub fn report() -> String {
+    render(&pools())
+}
+
+/// Renders the given pool statistics as an aligned text table.
+///
+/// ```
+/// let table = hotpool::stats::render(&[]);
+/// assert_eq!(table.lines().count(), 1); // the header only
+/// ```
+pub fn render(pools: &[PoolStats]) -> String {
+    const HEADERS: [&str; 11] = [
+        "type",
+        "size",
+        "in-use",
+        "local",
+        "depot",
+        "chunk-free",
+        "chunks",
+        "held",
+        "to-depot",
+        "from-depot",
+        "contention",
+    ];
+    let rows: Vec<[String; 11]> = pools
+        .iter()
+        .map(|p| {
+            [
+                short_type(p.type_name),
+                p.object_size.to_string(),
+                p.in_use.to_string(),
+                p.local_free.to_string(),
+                p.depot_free.to_string(),
+                p.chunk_free.to_string(),
+                p.chunks.to_string(),
+                human_bytes(p.bytes_held),
+                p.batches_to_depot.to_string(),
+                p.batches_from_depot.to_string(),
+                p.depot_contention.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        for (i, (cell, w)) in cells.zip(widths).enumerate() {
+            if i == 0 {
+                let _ = write!(out, "{cell:<w$}");
+            } else {
+                let _ = write!(out, "  {cell:>w$}");
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut HEADERS.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// The type name without module paths (`alloc::string::String` -> `String`).
+fn short_type(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut word = String::new();
+    for ch in name.chars() {
+        if ch.is_alphanumeric() || ch == '_' || ch == ':' {
+            word.push(ch);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(""));
+            word.clear();
+            out.push(ch);
+        }
+    }
+    out.push_str(word.rsplit("::").next().unwrap_or(""));
+    out
+}
+
+/// `1536` -> `1.5 KiB`.
+pub(crate) fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_type_strips_paths_inside_generics() {
+        assert_eq!(
+            short_type("alloc::vec::Vec<alloc::string::String>"),
+            "Vec<String>"
+        );
+        assert_eq!(short_type("[u8; 64]"), "[u8; 64]");
+    }
+
+    #[test]
+    fn human_bytes_picks_unit() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    }
+}
