@@ -90,7 +90,10 @@ impl Geometry {
 pub(crate) struct ChunkHeader {
     /// The pool this chunk belongs to; written once when the chunk is made.
     pub owner: *const Inner,
-    _line: [usize; 7],
+    /// That pool's id (a copy, so the free path need not wait for a load
+    /// through `owner` to find its thread-cache entry).
+    pub id: usize,
+    _line: [usize; 6],
     /// Next chunk in the pool's list of chunks with free slots.
     pub next: *mut ChunkHeader,
     /// Previous chunk in that list.
@@ -151,7 +154,8 @@ impl ChunkHeader {
         unsafe {
             header.as_ptr().write(ChunkHeader {
                 owner,
-                _line: [0; 7],
+                id: owner.hot.0.id,
+                _line: [0; 6],
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 free: geo.capacity,

@@ -49,6 +49,9 @@ pub(crate) struct ThreadCache {
     overflow: UnsafeCell<Vec<Box<Entry>>>,
     /// Registry key + 1, or 0 while unregistered.
     key: Cell<usize>,
+    /// The entry freed to last (an inline one, or null): the free path's
+    /// guess, confirmed by comparing stamps.
+    last_free: Cell<*const Entry>,
 }
 
 thread_local! {
@@ -114,6 +117,7 @@ impl ThreadCache {
             inline: [const { Entry::new() }; INLINE],
             overflow: UnsafeCell::new(Vec::new()),
             key: Cell::new(0),
+            last_free: Cell::new(ptr::null()),
         }
     }
 
@@ -192,25 +196,32 @@ impl Drop for ThreadCache {
 /// The caller holds a reference to `inner` (the pool handle or an object).
 #[inline(always)]
 pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
-    let fast = CACHE.try_with(|tc| {
-        // SAFETY: per the contract, `inner` is alive.
-        let hot = unsafe { &(*inner).hot.0 };
-        if let Some(e) = tc.inline.get(hot.id) {
-            let n = e.len.load(Ordering::Relaxed);
-            if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed) {
-                // SAFETY: the stack holds n > 0 initialized entries, each a
-                // free object of this pool (the stamp matches).
-                let p = unsafe { *e.slots.get().add(n - 1) };
-                e.len.store(n - 1, Ordering::Relaxed);
-                // SAFETY: objects on the stack are never null.
-                return Ok(unsafe { NonNull::new_unchecked(p) });
+    // The fast path yields a bare pointer (null: go slow), so that no
+    // `Result` travels through memory on the hot path.
+    let fast = CACHE
+        .try_with(|tc| {
+            // SAFETY: per the contract, `inner` is alive.
+            let hot = unsafe { &(*inner).hot.0 };
+            match tc.inline.get(hot.id) {
+                Some(e) => {
+                    let n = e.len.load(Ordering::Relaxed);
+                    if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed)
+                    {
+                        e.len.store(n - 1, Ordering::Relaxed);
+                        // SAFETY: the stack holds n > 0 initialized entries,
+                        // each a free object of this pool (the stamp matches).
+                        unsafe { *e.slots.get().add(n - 1) }
+                    } else {
+                        ptr::null_mut()
+                    }
+                }
+                None => ptr::null_mut(),
             }
-        }
-        alloc_slow(tc, inner)
-    });
-    match fast {
-        Ok(result) => result,
-        Err(_) => alloc_uncached(inner),
+        })
+        .unwrap_or(ptr::null_mut());
+    match NonNull::new(fast) {
+        Some(p) => Ok(p),
+        None => alloc_slow(inner),
     }
 }
 
@@ -218,26 +229,37 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
 ///
 /// # Safety
 ///
-/// `obj` is an object slot of `inner`'s pool that nothing references.
+/// `obj` is an object slot of `inner`'s pool that nothing references, and
+/// `id` is that pool's id.
 #[inline(always)]
-pub(crate) unsafe fn free(inner: *const Inner, obj: NonNull<u8>) {
-    let fast = CACHE.try_with(|tc| {
-        // SAFETY: `obj` keeps its chunk, and so `inner`, alive.
-        let hot = unsafe { &(*inner).hot.0 };
-        if let Some(e) = tc.inline.get(hot.id) {
-            let n = e.len.load(Ordering::Relaxed);
-            if n < e.cap.get()
-                && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed)
-            {
-                // SAFETY: n < cap, inside the stack.
-                unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
-                e.len.store(n + 1, Ordering::Relaxed);
-                return;
+pub(crate) unsafe fn free(inner: *const Inner, id: usize, obj: NonNull<u8>) {
+    let done = CACHE
+        .try_with(|tc| {
+            // The entry is the one this thread freed to last, confirmed by
+            // its stamp (stamps are unique per pool). Its address does not
+            // depend on the object's, so the load of the chunk header stays
+            // off the chain of dependent loads the next operation waits for.
+            let guess = tc.last_free.get();
+            if !guess.is_null() {
+                // SAFETY: `last_free` points into this cache's inline table.
+                let e = unsafe { &*guess };
+                // SAFETY: `obj` keeps its chunk, and so `inner`, alive.
+                if unsafe { push(e, inner, obj) } {
+                    return true;
+                }
             }
-        }
-        free_slow(tc, inner, obj)
-    });
-    if fast.is_err() {
+            if let Some(e) = tc.inline.get(id) {
+                tc.last_free.set(e);
+                // SAFETY: as above.
+                if unsafe { push(e, inner, obj) } {
+                    return true;
+                }
+            }
+            free_slow(tc, inner, obj);
+            true
+        })
+        .unwrap_or(false);
+    if !done {
         // The thread's cache is gone (thread-local destruction): hand the
         // object straight to the pool.
         // SAFETY: per the contract.
@@ -245,9 +267,38 @@ pub(crate) unsafe fn free(inner: *const Inner, obj: NonNull<u8>) {
     }
 }
 
+/// Pushes `obj` on `e` if the entry serves `inner` and has room.
+///
+/// # Safety
+///
+/// `inner` is alive and `obj` is a free object of it.
+#[inline(always)]
+unsafe fn push(e: &Entry, inner: *const Inner, obj: NonNull<u8>) -> bool {
+    let n = e.len.load(Ordering::Relaxed);
+    // SAFETY: alive per the contract.
+    let stamp = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
+    if n < e.cap.get() && e.stamp.load(Ordering::Relaxed) == stamp {
+        // SAFETY: n < cap, inside the stack.
+        unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
+        e.len.store(n + 1, Ordering::Relaxed);
+        true
+    } else {
+        false
+    }
+}
+
 #[cold]
 #[inline(never)]
-fn alloc_slow(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+fn alloc_slow(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    match CACHE.try_with(|tc| alloc_cached(tc, inner)) {
+        Ok(result) => result,
+        // The thread's cache is gone (thread-local destruction): take the
+        // object straight from the pool.
+        Err(_) => alloc_uncached(inner),
+    }
+}
+
+fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     let e = tc.bind(inner);
     // SAFETY: alive per the caller's contract.
     let config = unsafe { &(*inner).hot.0.config };

@@ -80,11 +80,11 @@ unsafe fn release_slot<T>(ptr: NonNull<T>) {
         return;
     }
     let chunk = ChunkHeader::of(ptr.as_ptr().cast(), Layout::<T>::CHUNK);
-    // SAFETY: the slot lies in a live chunk of its pool, whose first word
-    // is the owning pool, written once at creation.
-    let inner = unsafe { (*chunk).owner };
-    // SAFETY: the slot is an unreferenced object of that pool.
-    unsafe { local::free(inner, ptr.cast()) };
+    // SAFETY: the slot lies in a live chunk of its pool, whose header's
+    // first words (owning pool and its id) were written once at creation.
+    let (inner, id) = unsafe { ((*chunk).owner, (*chunk).id) };
+    // SAFETY: the slot is an unreferenced object of that pool, whose id is `id`.
+    unsafe { local::free(inner, id, ptr.cast()) };
 }
 
 impl<T> Pooled<T> {
