@@ -546,3 +546,41 @@ fn stress_cross_thread_free_with_thread_exit() {
     P.trim();
     assert_eq!(P.stats().chunks, 0);
 }
+
+#[test]
+fn a_dropped_pool_is_freed_once_other_threads_flush_its_objects() {
+    #[allow(dead_code)]
+    struct Orphaned([u8; 40]);
+    let live = || {
+        hotpool::stats::pools()
+            .iter()
+            .filter(|p| p.type_name.contains("Orphaned"))
+            .count()
+    };
+    let pool = Arc::new(Pool::<Orphaned>::new());
+    let keep = pool.alloc(Orphaned([1; 40]));
+    let (obj_tx, obj_rx) = mpsc::channel::<Pooled<Orphaned>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            // Cache objects of the pool in this thread's list, then let go
+            // of the pool.
+            drop((0..100).map(|_| pool.alloc(Orphaned([2; 40]))).collect::<Vec<_>>());
+            drop(pool);
+            ready_tx.send(()).unwrap();
+            // Freeing one more object after the pool is gone flushes them.
+            drop(obj_rx.recv().unwrap());
+            ready_tx.send(()).unwrap();
+            obj_rx.recv().ok();
+        })
+    };
+    ready_rx.recv().unwrap();
+    drop(pool);
+    assert_eq!(live(), 1, "the pool's memory must outlive it while objects are cached");
+    obj_tx.send(keep).unwrap();
+    ready_rx.recv().unwrap();
+    assert_eq!(live(), 0, "the dropped pool was not freed after the flush");
+    drop(obj_tx);
+    worker.join().unwrap();
+}

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, MutexGuard};
 use super::chunk::{ChunkHeader, Geometry};
 use super::config::ResolvedConfig;
 use crate::error::AllocError;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Fully free chunks a pool keeps instead of returning them at once.
 const SPARE_CHUNKS: usize = 1;
@@ -52,6 +52,8 @@ pub(crate) struct Hot {
     pub type_name: &'static str,
     /// `size_of` of the object type.
     pub object_size: usize,
+    /// The pool handle was dropped: threads stop caching its objects.
+    pub closed: AtomicBool,
 }
 
 /// Statistics counters of one pool, all updated under the central lock or
@@ -113,6 +115,7 @@ impl Inner {
                 config,
                 type_name,
                 object_size,
+                closed: AtomicBool::new(false),
             }),
             central: CacheAligned(Mutex::new(Central {
                 depot: Vec::new(),
@@ -128,6 +131,18 @@ impl Inner {
     /// The serial number of this pool (never reused in a process).
     pub(crate) fn serial(&self) -> u32 {
         (self.hot.0.stamp.load(Ordering::Relaxed) >> 32) as u32
+    }
+
+    /// Starts a new trim epoch: every thread's list for this pool becomes
+    /// stale and is flushed at that thread's next operation on the pool.
+    pub(crate) fn new_epoch(&self) {
+        let _ = self
+            .hot
+            .0
+            .stamp
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                Some((s & !0xFFFF_FFFF) | (s.wrapping_add(1) & 0xFFFF_FFFF))
+            });
     }
 
     fn lock(&self) -> MutexGuard<'_, Central> {

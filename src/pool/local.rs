@@ -301,6 +301,11 @@ fn alloc_slow(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
 fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     let e = tc.bind(inner);
     // SAFETY: alive per the caller's contract.
+    if unsafe { (*inner).hot.0.closed.load(Ordering::Acquire) } {
+        // The pool handle is gone: cache nothing more of it.
+        return alloc_uncached(inner);
+    }
+    // SAFETY: alive per the caller's contract.
     let config = unsafe { &(*inner).hot.0.config };
     let mut n = e.len.load(Ordering::Relaxed);
     if n == 0 {
@@ -322,6 +327,14 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
 #[inline(never)]
 fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
     let e = tc.bind(inner);
+    // SAFETY: `obj` keeps `inner` alive.
+    if unsafe { (*inner).hot.0.closed.load(Ordering::Acquire) } {
+        // The pool handle is gone: hand the object straight back, so the
+        // pool's memory goes once its last object does.
+        // SAFETY: a free object of `inner`; `inner` is not used afterwards.
+        unsafe { Inner::put(inner, &obj.as_ptr(), 1, false) };
+        return;
+    }
     // SAFETY: `obj` keeps `inner` alive.
     let config = unsafe { &(*inner).hot.0.config };
     let mut n = e.len.load(Ordering::Relaxed);

@@ -301,13 +301,9 @@ impl<T> Pool<T> {
         if p.is_null() {
             return;
         }
-        // SAFETY: the handle keeps the pool alive.
-        let stamp = unsafe { &(*p).hot.0.stamp };
-        let _ = stamp.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
-            Some((s & !0xFFFF_FFFF) | (s.wrapping_add(1) & 0xFFFF_FFFF))
-        });
-        // SAFETY: as above.
+        // SAFETY: the handle keeps the pool alive for the whole call.
         unsafe {
+            (*p).new_epoch();
             local::flush_current(p);
             Inner::trim_central(p, false);
         }
@@ -340,6 +336,10 @@ impl<T> Drop for Pool<T> {
             // SAFETY: the handle's reference is still held until trim_central
             // drops it; `p` is not used afterwards.
             unsafe {
+                // Closed before the new epoch: a thread that sees the epoch
+                // change also sees that it must stop caching.
+                (*p).hot.0.closed.store(true, Ordering::Release);
+                (*p).new_epoch();
                 local::flush_current(p);
                 Inner::trim_central(p, true);
             }
