@@ -46,3 +46,8 @@ mod sys;
 
 pub use error::AllocError;
 pub use pool::{Backing, Pool, PoolConfig, Pooled};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

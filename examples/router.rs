@@ -1,0 +1,318 @@
+//! A small message router, the workload hotpool was built for.
+//!
+//! Worker threads "receive" messages (each a header plus a chain of
+//! fixed-size buffers, as in the Qpid Dispatch / Skupper router), route them
+//! in batches to other workers, which check and free them. The same run is
+//! made with hotpool's pools and with `Box` on the system allocator.
+//!
+//! ```sh
+//! cargo run --release --example router                       # 4 workers, 3 s per run, 2 KiB messages
+//! cargo run --release --example router -- --threads 8 --duration 5 --size 8192
+//! ```
+
+use std::ops::DerefMut;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hotpool::{Pool, Pooled};
+
+/// Bytes of payload per buffer, as the router's `qd_buffer_t`.
+const BUFFER_SIZE: usize = 512;
+/// Messages handed to another worker at once (the router's work list).
+const BATCH: usize = 64;
+
+/// Where messages and buffers live: the pools or the global allocator.
+trait Heap: Sized + Send + Sync + 'static {
+    const NAME: &'static str;
+    type Ptr<T: Send + 'static>: DerefMut<Target = T> + Send;
+    fn message(m: Message<Self>) -> Self::Ptr<Message<Self>>;
+    fn buffer(b: Buffer<Self>) -> Self::Ptr<Buffer<Self>>;
+}
+
+struct Buffer<H: Heap> {
+    next: Option<H::Ptr<Buffer<H>>>,
+    len: usize,
+    data: [u8; BUFFER_SIZE],
+}
+
+struct Message<H: Heap> {
+    id: u64,
+    from: usize,
+    to: usize,
+    len: usize,
+    checksum: u64,
+    body: Option<H::Ptr<Buffer<H>>>,
+}
+
+struct Pools;
+static MESSAGES: Pool<Message<Pools>> = Pool::new();
+static BUFFERS: Pool<Buffer<Pools>> = Pool::new();
+
+impl Heap for Pools {
+    const NAME: &'static str = "hotpool";
+    type Ptr<T: Send + 'static> = Pooled<T>;
+    fn message(m: Message<Self>) -> Pooled<Message<Self>> {
+        MESSAGES.alloc(m)
+    }
+    fn buffer(b: Buffer<Self>) -> Pooled<Buffer<Self>> {
+        BUFFERS.alloc(b)
+    }
+}
+
+struct Boxes;
+impl Heap for Boxes {
+    const NAME: &'static str = "Box (system allocator)";
+    type Ptr<T: Send + 'static> = Box<T>;
+    fn message(m: Message<Self>) -> Box<Message<Self>> {
+        Box::new(m)
+    }
+    fn buffer(b: Buffer<Self>) -> Box<Buffer<Self>> {
+        Box::new(b)
+    }
+}
+
+/// Builds a message of `len` bytes whose content derives from its id.
+fn receive<H: Heap>(id: u64, from: usize, to: usize, len: usize) -> H::Ptr<Message<H>> {
+    let chunks = len.div_ceil(BUFFER_SIZE);
+    let mut body: Option<H::Ptr<Buffer<H>>> = None;
+    let mut checksum = 0u64;
+    // Build the chain back to front so each buffer links to the next.
+    for i in (0..chunks).rev() {
+        let used = (len - i * BUFFER_SIZE).min(BUFFER_SIZE);
+        let fill = (id as u8).wrapping_add(i as u8);
+        let mut b = H::buffer(Buffer {
+            next: body.take(),
+            len: used,
+            data: [0; BUFFER_SIZE],
+        });
+        b.data[..used].fill(fill);
+        checksum = checksum.wrapping_add(fill as u64 * used as u64);
+        body = Some(b);
+    }
+    H::message(Message {
+        id,
+        from,
+        to,
+        len,
+        checksum,
+        body,
+    })
+}
+
+/// Checks a delivered message; dropping it afterwards frees the chain.
+fn deliver<H: Heap>(m: &Message<H>, me: usize) -> usize {
+    assert_eq!(m.to, me, "misrouted message {}", m.id);
+    let (mut sum, mut len, mut next) = (0u64, 0usize, m.body.as_deref());
+    while let Some(b) = next {
+        sum = sum.wrapping_add(b.data[0] as u64 * b.len as u64);
+        assert_eq!(
+            b.data[b.len - 1],
+            b.data[0],
+            "corrupted buffer in message {}",
+            m.id
+        );
+        len += b.len;
+        next = b.next.as_deref();
+    }
+    assert_eq!(
+        (sum, len),
+        (m.checksum, m.len),
+        "corrupted message {} from {}",
+        m.id,
+        m.from
+    );
+    len
+}
+
+struct Options {
+    threads: usize,
+    duration: Duration,
+    size: usize,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+struct RunResult {
+    messages: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+fn run<H: Heap>(opts: &Options) -> RunResult {
+    let workers = opts.threads;
+    let mut inboxes: Vec<Option<Receiver<Vec<H::Ptr<Message<H>>>>>> = Vec::new();
+    let mut outboxes: Vec<SyncSender<Vec<H::Ptr<Message<H>>>>> = Vec::new();
+    for _ in 0..workers {
+        let (tx, rx) = sync_channel(8);
+        outboxes.push(tx);
+        inboxes.push(Some(rx));
+    }
+    let delivered: Arc<Vec<Counter>> = Arc::new((0..workers).map(|_| Counter::default()).collect());
+    let bytes: Arc<Vec<Counter>> = Arc::new((0..workers).map(|_| Counter::default()).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|me| {
+            let inbox = inboxes[me].take().unwrap();
+            let outboxes = outboxes.clone();
+            let (delivered, bytes, stop) = (delivered.clone(), bytes.clone(), stop.clone());
+            let size = opts.size;
+            thread::spawn(move || {
+                let mut next_id = (me as u64) << 48;
+                let mut to = (me + 1) % workers;
+                let drain = |inbox: &Receiver<Vec<H::Ptr<Message<H>>>>| {
+                    while let Ok(batch) = inbox.try_recv() {
+                        let mut n = 0;
+                        for m in &batch {
+                            n += deliver(m, me) as u64;
+                        }
+                        delivered[me]
+                            .0
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        bytes[me].0.fetch_add(n, Ordering::Relaxed);
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let mut batch: Vec<_> = (0..BATCH)
+                        .map(|_| {
+                            next_id += 1;
+                            receive::<H>(next_id, me, to, size)
+                        })
+                        .collect();
+                    loop {
+                        match outboxes[to].try_send(batch) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full(back)) => {
+                                batch = back;
+                                drain(&inbox);
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                thread::yield_now();
+                            }
+                            Err(TrySendError::Disconnected(_)) => {
+                                unreachable!("workers outlive the run")
+                            }
+                        }
+                    }
+                    drain(&inbox);
+                    to = (to + 1) % workers;
+                    if to == me && workers > 1 {
+                        to = (to + 1) % workers;
+                    }
+                }
+                drain(&inbox);
+                inbox
+            })
+        })
+        .collect();
+    let total = |c: &[Counter]| c.iter().map(|x| x.0.load(Ordering::Relaxed)).sum::<u64>();
+    let mut last = 0;
+    while start.elapsed() < opts.duration {
+        thread::sleep(
+            Duration::from_millis(500).min(opts.duration.saturating_sub(start.elapsed())),
+        );
+        let now = total(&delivered);
+        println!(
+            "  [{:>4.1}s] {:>12} messages delivered ({:>6.2} M msg/s)",
+            start.elapsed().as_secs_f64(),
+            now,
+            (now - last) as f64 / 0.5e6
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    // Every worker drains its inbox at the end; what is still queued is
+    // dropped with the receivers, after all workers have stopped.
+    let inboxes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    drop(inboxes);
+    RunResult {
+        messages: total(&delivered),
+        bytes: total(&bytes),
+        elapsed,
+    }
+}
+
+fn parse() -> Options {
+    let mut opts = Options {
+        threads: 4,
+        duration: Duration::from_secs(3),
+        size: 2048,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = |name: &str| -> u64 {
+            let v = args
+                .next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")));
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("{name}: '{v}' is not a whole number")))
+        };
+        match flag.as_str() {
+            "--threads" => opts.threads = value("--threads").clamp(2, 256) as usize,
+            "--duration" => {
+                opts.duration = Duration::from_secs_f64(value("--duration").max(1) as f64)
+            }
+            "--size" => opts.size = value("--size").clamp(1, 1 << 20) as usize,
+            "--help" | "-h" => usage(""),
+            other => usage(&format!("unknown flag {other}")),
+        }
+    }
+    opts
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("router: {problem}");
+    }
+    eprintln!("usage: router [--threads N (>= 2, default 4)] [--duration SECONDS (default 3)] [--size BYTES (default 2048)]");
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+}
+
+fn report(name: &str, r: &RunResult) -> f64 {
+    let secs = r.elapsed.as_secs_f64();
+    let rate = r.messages as f64 / secs;
+    println!(
+        "{name}: {} messages in {:.2} s = {:.2} M msg/s, {:.0} MiB/s of payload",
+        r.messages,
+        secs,
+        rate / 1e6,
+        r.bytes as f64 / secs / (1 << 20) as f64
+    );
+    rate
+}
+
+fn main() {
+    let opts = parse();
+    println!(
+        "router: {} workers, {}-byte messages in {}-byte buffers, {} s per run",
+        opts.threads,
+        opts.size,
+        BUFFER_SIZE,
+        opts.duration.as_secs_f64()
+    );
+    println!("\n== {} ==", Pools::NAME);
+    let pooled = run::<Pools>(&opts);
+    let pooled_rate = report(Pools::NAME, &pooled);
+    println!(
+        "\npool statistics (hotpool::stats::report()):\n{}",
+        hotpool::stats::report()
+    );
+
+    println!("== {} ==", Boxes::NAME);
+    let boxed = run::<Boxes>(&opts);
+    let boxed_rate = report(Boxes::NAME, &boxed);
+
+    println!(
+        "\nhotpool / Box throughput: {:.2}x  ({} workers on {} CPUs)",
+        pooled_rate / boxed_rate,
+        opts.threads,
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+}
