@@ -8,7 +8,12 @@
 //!    moves objects between threads in batches. Allocation and free on one
 //!    thread take no lock and touch no cache line other threads write.
 //!    `Pooled<T>` is a drop-in for `Box<T>`.
-//! 2. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
+//! 2. **Generational weak handles**, [`Shared<T>`] and [`Weak<T>`]: an
+//!    `Arc`-like owner whose weak handles are 8-byte keys into one handle
+//!    table that knows nothing of pools. The last owner's drop frees the
+//!    memory at once; a stale handle upgrades to `None` even after the
+//!    memory was reused.
+//! 3. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
 //!    like the router's `qdstat -m`.
 //!
 //! ## Usage
@@ -30,7 +35,7 @@
 //! ## Safety and correctness
 //!
 //! Unsafe code lives in a few modules (`pool::chunk`, `pool::central`,
-//! `pool::local`, `pool::pooled`, `sys`), each block with a `// SAFETY:`
+//! `pool::local`, `pool::pooled`, `handle::table`, `handle::shared`, `sys`), each block with a `// SAFETY:`
 //! comment. A free that cannot be valid (a double free reaching a chunk, a
 //! pointer that is not an object slot) is reported and the process aborts
 //! rather than corrupting memory.
@@ -40,11 +45,14 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+pub mod handle;
 pub mod pool;
 pub mod stats;
+mod sync;
 mod sys;
 
 pub use error::AllocError;
+pub use handle::{Shared, Weak};
 pub use pool::{Backing, Pool, PoolConfig, Pooled};
 
 /// The README's examples, compiled and run as doc tests.

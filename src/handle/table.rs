@@ -1,0 +1,686 @@
+//! The handle table: slots, their state words, segment growth and the free
+//! list. This file holds the whole concurrent protocol of `Shared`/`Weak`;
+//! `shared.rs` and `weak.rs` only call into it. It never touches the objects
+//! the slots point to: it stores their address and hands it back.
+//!
+//! See the module docs of `handle` for the layout diagrams and the race
+//! argument; the constants below are the bit layout they describe.
+
+use core::ptr::{self, NonNull};
+
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
+
+// ---------------------------------------------------------------------------
+// State word (one `AtomicU64` per slot).
+//
+//   63                 37 36   32 31   30  29                            0
+//  +---------------------+-------+----+----+-------------------------------+
+//  | generation (27 bit) |seg (5)| WM | PL |     strong count (30 bit)     |
+//  +---------------------+-------+----+----+-------------------------------+
+//  \______ stamp: the upper 32 bits, what a `Weak` remembers ___/
+//
+// WM = a `Weak` was made from the current object (gates `get_mut`).
+// PL = the object's memory came from a `Pool` (else from a `Box`).
+// ---------------------------------------------------------------------------
+
+/// Bits of the strong count.
+pub(crate) const COUNT_BITS: u32 = 30;
+/// Mask of the strong count in the state word.
+pub(crate) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Abort when a count reaches this (half the field): leaves 2^29 increments
+/// of head-room for threads racing past the check, like `Arc`'s
+/// `MAX_REFCOUNT`.
+pub(crate) const MAX_COUNT: u64 = 1 << (COUNT_BITS - 1);
+/// Flag: the object's memory is a pool slot (`Shared::new_in`).
+pub(crate) const POOLED: u64 = 1 << 30;
+/// Flag: `Shared::downgrade` was called for the current object.
+pub(crate) const WEAK_MADE: u64 = 1 << 31;
+/// The stamp is the state word shifted right by this.
+const STAMP_SHIFT: u32 = 32;
+/// Bits of the segment number inside a stamp.
+const SEG_BITS: u32 = 5;
+/// Mask of the segment number inside a stamp.
+const SEG_MASK: u32 = (1 << SEG_BITS) - 1;
+/// Bits of the generation inside a stamp.
+const GEN_BITS: u32 = 32 - SEG_BITS;
+/// A slot whose generation is this is retired: never handed out again.
+/// Live objects have generations `1..GEN_RETIRED`; 0 means "never used".
+pub(crate) const GEN_RETIRED: u32 = (1 << GEN_BITS) - 1;
+
+// ---------------------------------------------------------------------------
+// Segments: segment `k` holds `SEG0_LEN << k` slots, so slot index `i` lives
+// in segment `floor(log2(i + SEG0_LEN)) - SEG0_SHIFT`.
+// ---------------------------------------------------------------------------
+
+/// log2 of the number of slots in segment 0 (small under loom so a model
+/// only creates a handful of atomics).
+const SEG0_SHIFT: u32 = if cfg!(loom) { 2 } else { 6 };
+/// Number of slots in segment 0.
+const SEG0_LEN: u64 = 1 << SEG0_SHIFT;
+/// Number of segments that can ever be allocated.
+pub(crate) const NUM_SEGMENTS: usize = (32 - SEG0_SHIFT) as usize;
+/// Slots the table can ever hold: `SEG0_LEN * (2^NUM_SEGMENTS - 1)`, i.e.
+/// `2^32 - SEG0_LEN`, so `index + 1` always fits in 32 bits.
+pub(crate) const MAX_SLOTS: u64 = SEG0_LEN * ((1 << NUM_SEGMENTS) - 1);
+/// Segment number stored in the stamp of `Weak::new()`: never allocated, so
+/// its segment pointer stays null and upgrade fails there.
+pub(crate) const DANGLING_SEG: u32 = SEG_MASK;
+/// Length of the segment-pointer array: every value of a stamp's segment
+/// field indexes it, so `upgrade` needs no bounds check.
+const SEG_ARRAY_LEN: usize = 1 << SEG_BITS;
+
+const _: () = assert!(NUM_SEGMENTS < DANGLING_SEG as usize);
+const _: () = assert!(MAX_SLOTS < u32::MAX as u64);
+
+/// Packs a generation and a segment number into a stamp.
+#[inline]
+pub(crate) const fn make_stamp(generation: u32, seg: u32) -> u32 {
+    (generation << SEG_BITS) | seg
+}
+
+/// The stamp (upper half) of a state word.
+#[inline]
+pub(crate) const fn stamp_of(state: u64) -> u32 {
+    (state >> STAMP_SHIFT) as u32
+}
+
+/// The generation of a stamp.
+#[inline]
+pub(crate) const fn generation_of(stamp: u32) -> u32 {
+    stamp >> SEG_BITS
+}
+
+/// The segment number of a stamp.
+#[inline]
+pub(crate) const fn seg_of(stamp: u32) -> usize {
+    (stamp & SEG_MASK) as usize
+}
+
+/// Number of slots in segment `seg`.
+#[inline]
+const fn seg_len(seg: usize) -> usize {
+    (SEG0_LEN as usize) << seg
+}
+
+/// Index of the first slot of segment `seg`.
+#[inline]
+const fn seg_start(seg: usize) -> u64 {
+    SEG0_LEN * ((1u64 << seg) - 1)
+}
+
+/// Segment number and offset in it of slot `index`.
+#[inline]
+const fn locate(index: u64) -> (usize, usize) {
+    let biased = index + SEG0_LEN;
+    let msb = 63 - biased.leading_zeros();
+    ((msb - SEG0_SHIFT) as usize, (biased - (1 << msb)) as usize)
+}
+
+/// One entry of the table: 16 bytes on 64-bit targets.
+///
+/// While an object is alive `ptr` is its address; while the slot is on the
+/// free list `ptr` carries no address but the free-list link (`index + 1`
+/// of the next free slot, 0 at the end) as an integer.
+#[repr(C)]
+pub(crate) struct Slot {
+    /// Generation, segment, flags and strong count: see the layout above.
+    pub(crate) state: AtomicU64,
+    /// The object, or the free-list link.
+    pub(crate) ptr: AtomicPtr<()>,
+}
+
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+static_assertions::assert_eq_size!(Slot, [u64; 2]);
+
+impl Slot {
+    #[cfg(loom)]
+    fn new() -> Self {
+        Slot {
+            state: AtomicU64::new(0),
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// Encodes a free-list link (an integer) in the `ptr` field without
+/// inventing an address: the pointer has no provenance and is never
+/// dereferenced, only turned back into an integer.
+#[inline]
+fn link_to_ptr(link: u32) -> *mut () {
+    ptr::null_mut::<u8>().wrapping_add(link as usize).cast()
+}
+
+/// Decodes a free-list link. The slot may have been popped and reused since
+/// the caller read the list head, in which case this is garbage, which is
+/// fine: the head CAS that would use it then fails.
+#[inline]
+fn ptr_to_link(p: *mut ()) -> u32 {
+    p as usize as u32
+}
+
+/// What the last owner of an object gets back from the table once the slot
+/// has been recycled: the object's address and where its memory came from.
+pub(crate) struct Reclaimed {
+    /// Address stored by `alloc`.
+    pub(crate) ptr: *mut (),
+    /// True when the memory is a pool slot.
+    pub(crate) pooled: bool,
+}
+
+/// Keeps the write-hot words off the cache line that `upgrade` reads.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// A handle table. The process has one (`table()`); tests and loom models
+/// may build their own.
+pub(crate) struct Table {
+    /// Segment `k` or null; published once by CAS, never moved or freed
+    /// (except by `Drop`, which needs `&mut self`).
+    segments: [AtomicPtr<Slot>; SEG_ARRAY_LEN],
+    /// Free-list head: `tag << 32 | (index + 1)`, 0 in the low half when
+    /// empty. The tag changes on every push and pop (ABA guard).
+    free: Padded<AtomicU64>,
+    /// Next never-used slot index.
+    fresh: Padded<AtomicU64>,
+}
+
+/// Counts returned by `Table::census`.
+pub(crate) struct Census {
+    pub(crate) in_use: usize,
+    pub(crate) free: usize,
+    pub(crate) retired: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Table {
+    /// An empty table: no segment allocated yet.
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Table {
+            segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEG_ARRAY_LEN],
+            free: Padded(AtomicU64::new(0)),
+            fresh: Padded(AtomicU64::new(0)),
+        }
+    }
+
+    /// An empty table: no segment allocated yet.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Table {
+            segments: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            free: Padded(AtomicU64::new(0)),
+            fresh: Padded(AtomicU64::new(0)),
+        }
+    }
+
+    /// Takes a slot (recycled if possible), stores `obj` in it and sets its
+    /// strong count to 1. Returns the slot, which stays valid for the life of
+    /// the table.
+    ///
+    /// # Panics
+    /// When `MAX_SLOTS` slots are in use or retired.
+    pub(crate) fn alloc(&self, obj: *mut (), pooled: bool) -> NonNull<Slot> {
+        let (slot, stamp) = match self.pop() {
+            Some(index) => {
+                let slot = self.slot_at(index);
+                // SAFETY: `slot_at` returns a slot of a published segment,
+                // and segments are never freed while `self` is borrowed.
+                let s = unsafe { slot.as_ref() };
+                // Acquire on the head in `pop` ordered this after the
+                // releaser's store of the bumped generation.
+                (slot, stamp_of(s.state.load(Ordering::Relaxed)))
+            }
+            None => {
+                let index = self.fresh.0.fetch_add(1, Ordering::Relaxed);
+                assert!(
+                    index < MAX_SLOTS,
+                    "hotpool: handle table full ({MAX_SLOTS} slots)"
+                );
+                let (seg, offset) = locate(index);
+                let base = self.segment(seg);
+                // SAFETY: `offset < seg_len(seg)` by `locate`, so the result
+                // stays inside the segment allocation.
+                let slot = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
+                (slot, make_stamp(1, seg as u32))
+            }
+        };
+        // SAFETY: as above: a slot of a published, never-freed segment.
+        let s = unsafe { slot.as_ref() };
+        s.ptr.store(obj, Ordering::Relaxed);
+        let flags = if pooled { POOLED } else { 0 };
+        // Release: whoever acquires this state (an upgrade) sees `ptr`.
+        s.state.store(
+            (u64::from(stamp) << STAMP_SHIFT) | flags | 1,
+            Ordering::Release,
+        );
+        slot
+    }
+
+    /// The slot a `Weak` names, if its segment exists. Does not check the
+    /// stamp.
+    #[inline]
+    fn weak_slot(&self, offset: u32, stamp: u32) -> Option<&Slot> {
+        let base = self.segments[seg_of(stamp)].load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null segment pointer is a live segment of
+        // `seg_len(seg)` slots that is never freed while `self` is
+        // borrowed; `offset` was computed by `weak_key` for a slot of that
+        // very segment (the stamp carries the segment number), so it is in
+        // bounds. `Weak::new()` names `DANGLING_SEG`, which is never
+        // allocated and so returned above.
+        Some(unsafe { &*base.add(offset as usize) })
+    }
+
+    /// Upgrade: +1 on the strong count if the slot still holds the object
+    /// of `stamp`. The stale path is one segment load, one state load and a
+    /// compare.
+    #[inline]
+    pub(crate) fn upgrade(&self, offset: u32, stamp: u32) -> Option<NonNull<Slot>> {
+        let slot = self.weak_slot(offset, stamp)?;
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            // A stamp match with count 0 is the window between the last
+            // drop and the generation bump: dead already.
+            if stamp_of(cur) != stamp || cur & COUNT_MASK == 0 {
+                return None;
+            }
+            if cur & COUNT_MASK >= MAX_COUNT {
+                std::process::abort();
+            }
+            // Acquire: pairs with the Release of `alloc` (the `ptr` store)
+            // and of other owners' drops.
+            match slot.state.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(NonNull::from(slot)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// True if the slot named by a `Weak` holds its object right now.
+    #[inline]
+    pub(crate) fn is_alive(&self, offset: u32, stamp: u32) -> bool {
+        self.strong_count(offset, stamp) != 0
+    }
+
+    /// The strong count of the object a `Weak` names, 0 if it is gone.
+    #[inline]
+    pub(crate) fn strong_count(&self, offset: u32, stamp: u32) -> usize {
+        match self.weak_slot(offset, stamp) {
+            Some(slot) => {
+                let cur = slot.state.load(Ordering::Acquire);
+                if stamp_of(cur) == stamp {
+                    (cur & COUNT_MASK) as usize
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        }
+    }
+
+    /// Offset and stamp of a live slot, for a new `Weak`; sets `WEAK_MADE`.
+    #[inline]
+    pub(crate) fn downgrade(&self, slot: &Slot) -> (u32, u32) {
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        if cur & WEAK_MADE == 0 {
+            // Relaxed is enough: `get_mut` reads the bit on a thread that
+            // holds the only `Shared`, so it is ordered after this RMW by
+            // the (AcqRel) drop of every other `Shared`.
+            cur = slot.state.fetch_or(WEAK_MADE, Ordering::Relaxed);
+        }
+        let stamp = stamp_of(cur);
+        (self.offset_of(slot, seg_of(stamp)), stamp)
+    }
+
+    /// Offset of `slot` inside segment `seg`.
+    #[inline]
+    fn offset_of(&self, slot: &Slot, seg: usize) -> u32 {
+        let base = self.segments[seg].load(Ordering::Acquire);
+        let bytes = (slot as *const Slot as usize) - (base as usize);
+        (bytes / core::mem::size_of::<Slot>()) as u32
+    }
+
+    /// +1 on the strong count of a live slot (`Shared::clone`).
+    #[inline]
+    pub(crate) fn retain(&self, slot: &Slot) {
+        let old = slot.state.fetch_add(1, Ordering::Relaxed);
+        if old & COUNT_MASK >= MAX_COUNT {
+            std::process::abort();
+        }
+    }
+
+    /// -1 on the strong count (`Shared::drop`). When that was the last
+    /// owner, recycles the slot and returns the object for the caller to
+    /// drop and free.
+    #[inline]
+    pub(crate) fn release(&self, slot: &Slot) -> Option<Reclaimed> {
+        // AcqRel: Release publishes this owner's uses of the object to the
+        // last owner; Acquire makes the last owner see all of them.
+        let old = slot.state.fetch_sub(1, Ordering::AcqRel);
+        if old & COUNT_MASK != 1 {
+            return None;
+        }
+        Some(self.recycle(slot, old))
+    }
+
+    /// Count 1 -> 0 only if this is the only owner (`Shared::try_unwrap`).
+    /// On success the slot is recycled and the object handed back.
+    pub(crate) fn release_if_unique(&self, slot: &Slot) -> Option<Reclaimed> {
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            if cur & COUNT_MASK != 1 {
+                return None;
+            }
+            match slot.state.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(self.recycle(slot, cur)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Called by the thread that moved the count from 1 to 0 (`last` is the
+    /// state word just before). Nobody else can touch the slot now: no
+    /// `Shared` exists and upgrades refuse count 0. Bumps the generation (or
+    /// retires the slot) and puts it on the free list.
+    fn recycle(&self, slot: &Slot, last: u64) -> Reclaimed {
+        let obj = slot.ptr.load(Ordering::Relaxed);
+        let stamp = stamp_of(last);
+        let seg = seg_of(stamp);
+        let next_gen = generation_of(stamp) + 1;
+        if next_gen >= GEN_RETIRED {
+            let retired = make_stamp(GEN_RETIRED, seg as u32);
+            slot.state
+                .store(u64::from(retired) << STAMP_SHIFT, Ordering::Relaxed);
+        } else {
+            let fresh = make_stamp(next_gen, seg as u32);
+            // Relaxed: stale upgrades see (old stamp, 0) or (new stamp, 0),
+            // both fail; the next owner acquires it through `push`.
+            slot.state
+                .store(u64::from(fresh) << STAMP_SHIFT, Ordering::Relaxed);
+            let index = seg_start(seg) + u64::from(self.offset_of(slot, seg));
+            self.push(index as u32, slot);
+        }
+        Reclaimed {
+            ptr: obj,
+            pooled: last & POOLED != 0,
+        }
+    }
+
+    /// Pushes free slot `index` (which is `slot`) on the free list.
+    fn push(&self, index: u32, slot: &Slot) {
+        let mut head = self.free.0.load(Ordering::Relaxed);
+        loop {
+            slot.ptr.store(link_to_ptr(head as u32), Ordering::Relaxed);
+            let tag = (head >> 32).wrapping_add(1);
+            let new = (tag << 32) | u64::from(index + 1);
+            // Release: the popper sees the link and the new state word.
+            match self
+                .free
+                .0
+                .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Pops a free slot index, if any.
+    fn pop(&self) -> Option<u64> {
+        let mut head = self.free.0.load(Ordering::Acquire);
+        loop {
+            let top = head as u32;
+            if top == 0 {
+                return None;
+            }
+            let index = u64::from(top - 1);
+            // SAFETY: `index` was pushed, so its segment is published and
+            // never freed while `self` is borrowed.
+            let slot = unsafe { self.slot_at(index).as_ref() };
+            // May be stale if another thread popped `index` meanwhile; then
+            // the tag differs and the CAS below fails.
+            let next = ptr_to_link(slot.ptr.load(Ordering::Relaxed));
+            let tag = (head >> 32).wrapping_add(1);
+            let new = (tag << 32) | u64::from(next);
+            match self
+                .free
+                .0
+                .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Some(index),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Slot `index`, whose segment must be published.
+    fn slot_at(&self, index: u64) -> NonNull<Slot> {
+        let (seg, offset) = locate(index);
+        let base = self.segments[seg].load(Ordering::Acquire);
+        debug_assert!(!base.is_null());
+        // SAFETY: the caller guarantees the segment is published, so `base`
+        // is a live allocation of `seg_len(seg)` slots and `offset` is below
+        // that by `locate`.
+        unsafe { NonNull::new_unchecked(base.add(offset)) }
+    }
+
+    /// Segment `seg`, allocated and published now if needed.
+    fn segment(&self, seg: usize) -> NonNull<Slot> {
+        let cur = self.segments[seg].load(Ordering::Acquire);
+        if let Some(base) = NonNull::new(cur) {
+            return base;
+        }
+        let mine = alloc_segment(seg_len(seg));
+        match self.segments[seg].compare_exchange(
+            ptr::null_mut(),
+            mine.as_ptr(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => mine,
+            Err(theirs) => {
+                // SAFETY: `mine` came from `alloc_segment` with this length
+                // and was never published, so nobody else has it.
+                unsafe { free_segment(mine, seg_len(seg)) };
+                // SAFETY: the CAS failed, so the value is non-null.
+                unsafe { NonNull::new_unchecked(theirs) }
+            }
+        }
+    }
+
+    /// Walks every slot ever handed out. Counts are a snapshot taken without
+    /// stopping other threads, so they may be off by in-flight operations.
+    pub(crate) fn census(&self) -> Census {
+        let handed_out = self.fresh.0.load(Ordering::Relaxed).min(MAX_SLOTS);
+        let mut c = Census {
+            in_use: 0,
+            free: 0,
+            retired: 0,
+            bytes: core::mem::size_of::<Table>(),
+        };
+        for seg in 0..NUM_SEGMENTS {
+            let base = self.segments[seg].load(Ordering::Acquire);
+            if base.is_null() {
+                continue;
+            }
+            c.bytes += seg_len(seg) * core::mem::size_of::<Slot>();
+            let start = seg_start(seg);
+            let used = handed_out.saturating_sub(start).min(seg_len(seg) as u64);
+            for offset in 0..used as usize {
+                // SAFETY: published segment, `offset < seg_len(seg)`.
+                let slot = unsafe { &*base.add(offset) };
+                let state = slot.state.load(Ordering::Relaxed);
+                if state & COUNT_MASK != 0 {
+                    c.in_use += 1;
+                } else if generation_of(stamp_of(state)) == GEN_RETIRED {
+                    c.retired += 1;
+                } else {
+                    c.free += 1;
+                }
+            }
+        }
+        c
+    }
+
+    /// Raises the generation of a live slot to `generation` (never lowers
+    /// it, stays below `GEN_RETIRED`). Only for tests of generation
+    /// exhaustion: raising can only make existing `Weak`s stale, never make
+    /// an old one match again.
+    pub(crate) fn raise_generation(&self, slot: &Slot, generation: u32) {
+        let generation = generation.min(GEN_RETIRED - 1);
+        let mut cur = slot.state.load(Ordering::Relaxed);
+        loop {
+            let stamp = stamp_of(cur);
+            if generation <= generation_of(stamp) {
+                return;
+            }
+            let new_stamp = make_stamp(generation, seg_of(stamp) as u32);
+            let new = (u64::from(new_stamp) << STAMP_SHIFT) | (cur & 0xFFFF_FFFF);
+            match slot
+                .state
+                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        for seg in 0..NUM_SEGMENTS {
+            if let Some(base) = NonNull::new(self.segments[seg].load(Ordering::Relaxed)) {
+                // SAFETY: `&mut self`: no slot reference can outlive this
+                // call, and every published segment came from
+                // `alloc_segment(seg_len(seg))`.
+                unsafe { free_segment(base, seg_len(seg)) };
+            }
+        }
+    }
+}
+
+/// A new segment of `len` slots, all in the "never used" state (all zero).
+#[cfg(not(loom))]
+fn alloc_segment(len: usize) -> NonNull<Slot> {
+    let layout = std::alloc::Layout::array::<Slot>(len).expect("segment size overflow");
+    // SAFETY: `layout` has non-zero size (len >= SEG0_LEN > 0). All-zero
+    // bytes are a valid `Slot` (atomics of 0 and null), so the memory is
+    // initialized. Large zeroed allocations come straight from the OS, so
+    // untouched slots cost no resident memory.
+    let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+    match NonNull::new(raw.cast::<Slot>()) {
+        Some(p) => p,
+        None => std::alloc::handle_alloc_error(layout),
+    }
+}
+
+/// Frees a segment from `alloc_segment`.
+///
+/// # Safety
+/// `base` came from `alloc_segment(len)` and no reference into it is used
+/// afterwards.
+#[cfg(not(loom))]
+unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
+    let layout = std::alloc::Layout::array::<Slot>(len).expect("segment size overflow");
+    // SAFETY: same pointer and layout as the allocation (caller contract).
+    unsafe { std::alloc::dealloc(base.as_ptr().cast(), layout) }
+}
+
+/// A new segment of `len` slots (loom atomics need their constructor).
+#[cfg(loom)]
+fn alloc_segment(len: usize) -> NonNull<Slot> {
+    let slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
+    let raw = Box::into_raw(slots).cast::<Slot>();
+    // SAFETY: `Box::into_raw` never returns null.
+    unsafe { NonNull::new_unchecked(raw) }
+}
+
+/// Frees a segment from `alloc_segment`.
+///
+/// # Safety
+/// `base` came from `alloc_segment(len)` and no reference into it is used
+/// afterwards.
+#[cfg(loom)]
+unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
+    let raw = ptr::slice_from_raw_parts_mut(base.as_ptr(), len);
+    // SAFETY: `raw` is the boxed slice leaked by `alloc_segment(len)`.
+    drop(unsafe { Box::from_raw(raw) });
+}
+
+/// The process-wide table.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn table() -> &'static Table {
+    static TABLE: Table = Table::new();
+    &TABLE
+}
+
+/// The table of the current loom execution (a new one per execution).
+#[cfg(loom)]
+pub(crate) fn table() -> &'static Table {
+    loom::lazy_static! {
+        static ref TABLE: Table = Table::new();
+    }
+    &TABLE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_matches_seg_start() {
+        for seg in 0..NUM_SEGMENTS {
+            let start = seg_start(seg);
+            assert_eq!(locate(start), (seg, 0));
+            let last = start + seg_len(seg) as u64 - 1;
+            assert_eq!(locate(last), (seg, seg_len(seg) - 1));
+        }
+        assert_eq!(seg_start(NUM_SEGMENTS), MAX_SLOTS);
+    }
+
+    #[test]
+    fn free_list_is_lifo_and_reuses() {
+        let t = Table::new();
+        let a = t.alloc(ptr::null_mut(), false);
+        let b = t.alloc(ptr::null_mut(), false);
+        // SAFETY: slots of `t`, which outlives these references.
+        let (sa, sb) = unsafe { (a.as_ref(), b.as_ref()) };
+        assert!(t.release(sa).is_some());
+        assert!(t.release(sb).is_some());
+        assert_eq!(t.alloc(ptr::null_mut(), false), b);
+        assert_eq!(t.alloc(ptr::null_mut(), false), a);
+        let c = t.census();
+        assert_eq!((c.in_use, c.free, c.retired), (2, 0, 0));
+    }
+
+    #[test]
+    fn grows_across_segments_without_moving() {
+        let t = Table::new();
+        let n = (SEG0_LEN * 7) as usize; // segments 0, 1 and 2
+        let slots: Vec<_> = (0..n).map(|_| t.alloc(ptr::null_mut(), false)).collect();
+        let mut addrs: Vec<usize> = slots.iter().map(|s| s.as_ptr() as usize).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), n);
+        let c = t.census();
+        assert_eq!(c.in_use, n);
+        assert_eq!(
+            c.bytes,
+            n * core::mem::size_of::<Slot>() + core::mem::size_of::<Table>()
+        );
+    }
+}
