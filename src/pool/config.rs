@@ -26,9 +26,9 @@ pub enum Backing {
 ///
 /// | setting | meaning | default for a slot of `s` bytes |
 /// |---|---|---|
-/// | `batch` | objects moved per transfer between a thread and the depot | `8 KiB / s`, clamped to 8..=128 |
-/// | `local_max` | bound of each thread's free list | `512 KiB / s`, clamped to `2 * batch..=4096` |
-/// | `depot_max` | bound of the shared depot | `4 MiB / s`, clamped to `4 * batch..=65536` |
+/// | `batch` | objects moved per transfer between a thread and the depot | `64 KiB / s`, clamped to 16..=256 |
+/// | `local_max` | bound of each thread's free list | `8 MiB / s`, clamped to `4 * batch..=4096` |
+/// | `depot_max` | bound of the shared depot | `16 MiB / s`, clamped to `4 * batch..=65536` |
 /// | `backing` | where chunks come from | [`Backing::Os`] |
 ///
 /// Objects beyond the depot bound go back to their chunks, and a chunk whose
@@ -135,24 +135,26 @@ impl PoolConfig {
     ///
     /// ```
     /// let c = hotpool::PoolConfig::new().resolve(64);
-    /// assert_eq!((c.batch, c.local_max, c.depot_max), (128, 4096, 65536));
+    /// assert_eq!((c.batch, c.local_max, c.depot_max), (256, 4096, 65536));
+    /// let c = hotpool::PoolConfig::new().resolve(4160);
+    /// assert_eq!((c.batch, c.local_max, c.depot_max), (16, 2016, 4032));
     /// ```
     pub const fn resolve(self, slot: usize) -> ResolvedConfig {
         let slot = if slot == 0 { 1 } else { slot };
         let batch = if self.batch != 0 {
             self.batch
         } else {
-            clamp((8 << 10) / slot, 8, 128)
+            clamp((64 << 10) / slot, 16, 256)
         };
         let local_max = if self.local_max != 0 {
             self.local_max
         } else {
-            clamp((512 << 10) / slot, 2 * batch, 4096)
+            clamp((8 << 20) / slot, 4 * batch, 4096)
         };
         let depot_max = if self.depot_max != 0 {
             self.depot_max
         } else {
-            clamp((4 << 20) / slot, 4 * batch, 65536)
+            clamp((16 << 20) / slot, 4 * batch, 65536)
         };
         ResolvedConfig {
             batch,

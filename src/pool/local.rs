@@ -14,7 +14,7 @@
 //! Other threads read an entry's `stamp` and `len` (atomics) for statistics;
 //! everything else is touched only by the owning thread.
 
-use core::cell::{Cell, UnsafeCell};
+use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 
@@ -43,19 +43,40 @@ pub(crate) struct Entry {
 /// All free lists of one thread.
 pub(crate) struct ThreadCache {
     inline: [Entry; INLINE],
-    /// Entries for ids `INLINE..`; grown by the owner under [`THREADS`].
-    /// Boxed so an entry keeps its address while the vector grows.
-    #[allow(clippy::vec_box)]
-    overflow: UnsafeCell<Vec<Box<Entry>>>,
+    /// Entries for ids `INLINE..` (null until needed); grown and freed by
+    /// the owner under [`THREADS`]. Boxed so an entry keeps its address while
+    /// the vector grows; behind a raw pointer so the cache has no drop glue.
+    overflow: Cell<*mut Overflow>,
     /// Registry key + 1, or 0 while unregistered.
     key: Cell<usize>,
     /// The entry freed to last (an inline one, or null): the free path's
     /// guess, confirmed by comparing stamps.
     last_free: Cell<*const Entry>,
+    /// The thread is exiting: its lists went back and nothing is cached.
+    retired: Cell<bool>,
 }
 
+/// Entries for pool ids beyond the inline table.
+#[allow(clippy::vec_box)]
+type Overflow = Vec<Box<Entry>>;
+
 thread_local! {
+    // No drop glue, so access is a plain thread-local address with no
+    // "initialized / destroyed" check on the hot path; `EXIT` retires it.
     static CACHE: ThreadCache = const { ThreadCache::new() };
+    static EXIT: ExitGuard = const { ExitGuard };
+}
+
+const _: () = assert!(!core::mem::needs_drop::<ThreadCache>());
+
+/// Registered at a thread's first pool operation; its destructor hands the
+/// thread's lists back when the thread exits.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        CACHE.with(ThreadCache::retire);
+    }
 }
 
 impl Entry {
@@ -115,16 +136,70 @@ impl ThreadCache {
     const fn new() -> ThreadCache {
         ThreadCache {
             inline: [const { Entry::new() }; INLINE],
-            overflow: UnsafeCell::new(Vec::new()),
+            overflow: Cell::new(ptr::null_mut()),
             key: Cell::new(0),
             last_free: Cell::new(ptr::null()),
+            retired: Cell::new(false),
         }
     }
 
-    fn register(&self) {
+    /// Registers the thread (once); false if it is exiting and must not
+    /// cache anything.
+    fn register(&self) -> bool {
+        if self.retired.get() {
+            return false;
+        }
         if self.key.get() == 0 {
+            if EXIT.try_with(|_| ()).is_err() {
+                // Thread-local destruction has begun: no exit hook possible.
+                self.retired.set(true);
+                return false;
+            }
             let key = THREADS.lock().insert(ThreadRef(self));
             self.key.set(key + 1);
+        }
+        true
+    }
+
+    /// The overflow entries (empty if none were made).
+    fn overflow(&self) -> &[Box<Entry>] {
+        let v = self.overflow.get();
+        if v.is_null() {
+            &[]
+        } else {
+            // SAFETY: made by `entry` and freed only by `retire` after the
+            // cache is unregistered; only this thread or readers holding
+            // THREADS (which every change holds) get here.
+            unsafe { &*v }
+        }
+    }
+
+    /// Hands every list back to its pool and stops caching (thread exit).
+    fn retire(&self) {
+        self.retired.set(true);
+        self.last_free.set(ptr::null());
+        for e in self
+            .inline
+            .iter()
+            .chain(self.overflow().iter().map(|b| &**b))
+        {
+            if e.stamp.load(Ordering::Relaxed) != 0 {
+                e.flush(true);
+                e.free_slots();
+                e.stamp.store(0, Ordering::Relaxed);
+            }
+        }
+        let key = self.key.replace(0);
+        let mut threads = THREADS.lock();
+        if key != 0 {
+            threads.remove(key - 1);
+        }
+        let v = self.overflow.replace(ptr::null_mut());
+        drop(threads);
+        if !v.is_null() {
+            // SAFETY: made by Box::into_raw in `entry`; unregistered, so no
+            // reader can reach it any more.
+            drop(unsafe { Box::from_raw(v) });
         }
     }
 
@@ -134,27 +209,28 @@ impl ThreadCache {
             return e;
         }
         let index = id - INLINE;
-        // SAFETY: only this thread mutates `overflow` (under THREADS, below);
-        // we are this thread, so reading it without the lock is race-free.
-        let have = unsafe { &*self.overflow.get() }.len();
-        if index >= have {
+        if index >= self.overflow().len() {
             let _guard = THREADS.lock();
-            // SAFETY: this thread is the only writer, and readers on other
-            // threads hold THREADS, which we hold.
+            if self.overflow.get().is_null() {
+                self.overflow.set(Box::into_raw(Box::default()));
+            }
+            // SAFETY: non-null from above; this thread is the only writer,
+            // and readers on other threads hold THREADS, which we hold.
             let v = unsafe { &mut *self.overflow.get() };
             v.resize_with(index + 1, || Box::new(Entry::new()));
         }
-        // SAFETY: as above; the boxed entries never move or go away before
-        // the cache is dropped.
-        let e: *const Entry = &*unsafe { &*self.overflow.get() }[index];
-        // SAFETY: `e` points into a box owned by self, alive as long as self.
+        let e: *const Entry = &*self.overflow()[index];
+        // SAFETY: `e` points into a box owned by self that is only freed by
+        // `retire`, on this thread, after which no entry is handed out.
         unsafe { &*e }
     }
 
     /// The entry for `inner`, bound to its current stamp: a stale entry is
-    /// flushed first (to its old pool's chunks).
-    fn bind(&self, inner: *const Inner) -> &Entry {
-        self.register();
+    /// flushed first (to its old pool's chunks). None once the thread exits.
+    fn bind(&self, inner: *const Inner) -> Option<&Entry> {
+        if !self.register() {
+            return None;
+        }
         // SAFETY: callers hold a reference to `inner` (its handle or an object).
         let hot = unsafe { &(*inner).hot.0 };
         let e = self.entry(hot.id);
@@ -168,24 +244,7 @@ impl ThreadCache {
             e.inner.set(inner);
             e.stamp.store(current, Ordering::Relaxed);
         }
-        e
-    }
-}
-
-impl Drop for ThreadCache {
-    fn drop(&mut self) {
-        let overflow = self.overflow.get_mut();
-        for e in self.inline.iter().chain(overflow.iter().map(|b| &**b)) {
-            if e.stamp.load(Ordering::Relaxed) != 0 {
-                e.flush(true);
-                e.free_slots();
-                e.stamp.store(0, Ordering::Relaxed);
-            }
-        }
-        let key = self.key.get();
-        if key != 0 {
-            THREADS.lock().remove(key - 1);
-        }
+        Some(e)
     }
 }
 
@@ -198,27 +257,24 @@ impl Drop for ThreadCache {
 pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     // The fast path yields a bare pointer (null: go slow), so that no
     // `Result` travels through memory on the hot path.
-    let fast = CACHE
-        .try_with(|tc| {
-            // SAFETY: per the contract, `inner` is alive.
-            let hot = unsafe { &(*inner).hot.0 };
-            match tc.inline.get(hot.id) {
-                Some(e) => {
-                    let n = e.len.load(Ordering::Relaxed);
-                    if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed)
-                    {
-                        e.len.store(n - 1, Ordering::Relaxed);
-                        // SAFETY: the stack holds n > 0 initialized entries,
-                        // each a free object of this pool (the stamp matches).
-                        unsafe { *e.slots.get().add(n - 1) }
-                    } else {
-                        ptr::null_mut()
-                    }
+    let fast = CACHE.with(|tc| {
+        // SAFETY: per the contract, `inner` is alive.
+        let hot = unsafe { &(*inner).hot.0 };
+        match tc.inline.get(hot.id) {
+            Some(e) => {
+                let n = e.len.load(Ordering::Relaxed);
+                if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed) {
+                    e.len.store(n - 1, Ordering::Relaxed);
+                    // SAFETY: the stack holds n > 0 initialized entries,
+                    // each a free object of this pool (the stamp matches).
+                    unsafe { *e.slots.get().add(n - 1) }
+                } else {
+                    ptr::null_mut()
                 }
-                None => ptr::null_mut(),
             }
-        })
-        .unwrap_or(ptr::null_mut());
+            None => ptr::null_mut(),
+        }
+    });
     match NonNull::new(fast) {
         Some(p) => Ok(p),
         None => alloc_slow(inner),
@@ -233,38 +289,29 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
 /// `id` is that pool's id.
 #[inline(always)]
 pub(crate) unsafe fn free(inner: *const Inner, id: usize, obj: NonNull<u8>) {
-    let done = CACHE
-        .try_with(|tc| {
-            // The entry is the one this thread freed to last, confirmed by
-            // its stamp (stamps are unique per pool). Its address does not
-            // depend on the object's, so the load of the chunk header stays
-            // off the chain of dependent loads the next operation waits for.
-            let guess = tc.last_free.get();
-            if !guess.is_null() {
-                // SAFETY: `last_free` points into this cache's inline table.
-                let e = unsafe { &*guess };
-                // SAFETY: `obj` keeps its chunk, and so `inner`, alive.
-                if unsafe { push(e, inner, obj) } {
-                    return true;
-                }
+    CACHE.with(|tc| {
+        // The entry is the one this thread freed to last, confirmed by its
+        // stamp (stamps are unique per pool). Its address does not depend on
+        // the object's, so the load of the chunk header stays off the chain
+        // of dependent loads the next operation waits for.
+        let guess = tc.last_free.get();
+        if !guess.is_null() {
+            // SAFETY: `last_free` points into this cache's inline table.
+            let e = unsafe { &*guess };
+            // SAFETY: `obj` keeps its chunk, and so `inner`, alive.
+            if unsafe { push(e, inner, obj) } {
+                return;
             }
-            if let Some(e) = tc.inline.get(id) {
+        }
+        if let Some(e) = tc.inline.get(id) {
+            // SAFETY: as above.
+            if unsafe { push(e, inner, obj) } {
                 tc.last_free.set(e);
-                // SAFETY: as above.
-                if unsafe { push(e, inner, obj) } {
-                    return true;
-                }
+                return;
             }
-            free_slow(tc, inner, obj);
-            true
-        })
-        .unwrap_or(false);
-    if !done {
-        // The thread's cache is gone (thread-local destruction): hand the
-        // object straight to the pool.
-        // SAFETY: per the contract.
-        unsafe { Inner::put(inner, &obj.as_ptr(), 1, true) };
-    }
+        }
+        free_slow(tc, inner, obj)
+    })
 }
 
 /// Pushes `obj` on `e` if the entry serves `inner` and has room.
@@ -290,16 +337,14 @@ unsafe fn push(e: &Entry, inner: *const Inner, obj: NonNull<u8>) -> bool {
 #[cold]
 #[inline(never)]
 fn alloc_slow(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
-    match CACHE.try_with(|tc| alloc_cached(tc, inner)) {
-        Ok(result) => result,
-        // The thread's cache is gone (thread-local destruction): take the
-        // object straight from the pool.
-        Err(_) => alloc_uncached(inner),
-    }
+    CACHE.with(|tc| alloc_cached(tc, inner))
 }
 
 fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
-    let e = tc.bind(inner);
+    let Some(e) = tc.bind(inner) else {
+        // The thread is exiting: take the object straight from the pool.
+        return alloc_uncached(inner);
+    };
     // SAFETY: alive per the caller's contract.
     if unsafe { (*inner).hot.0.closed.load(Ordering::Acquire) } {
         // The pool handle is gone: cache nothing more of it.
@@ -326,7 +371,12 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
 #[cold]
 #[inline(never)]
 fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
-    let e = tc.bind(inner);
+    let Some(e) = tc.bind(inner) else {
+        // The thread is exiting: hand the object straight to the pool.
+        // SAFETY: a free object of `inner`; `inner` is not used afterwards.
+        unsafe { Inner::put(inner, &obj.as_ptr(), 1, true) };
+        return;
+    };
     // SAFETY: `obj` keeps `inner` alive.
     if unsafe { (*inner).hot.0.closed.load(Ordering::Acquire) } {
         // The pool handle is gone: hand the object straight back, so the
@@ -370,7 +420,7 @@ fn alloc_uncached(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
 ///
 /// The caller holds a reference to `inner` that outlives the call.
 pub(crate) unsafe fn flush_current(inner: *const Inner) {
-    let _ = CACHE.try_with(|tc| {
+    CACHE.with(|tc| {
         // SAFETY: per the contract.
         let hot = unsafe { &(*inner).hot.0 };
         if tc.key.get() == 0 {
@@ -394,10 +444,7 @@ pub(crate) fn cached_in_threads(id: usize, serial: u32) -> (usize, usize) {
         let tc = unsafe { &*t.0 };
         let e: Option<&Entry> = match tc.inline.get(id) {
             Some(e) => Some(e),
-            // SAFETY: as above.
-            None => unsafe { &*tc.overflow.get() }
-                .get(id - INLINE)
-                .map(|b| &**b),
+            None => tc.overflow().get(id - INLINE).map(|b| &**b),
         };
         if let Some(e) = e {
             if e.stamp.load(Ordering::Relaxed) >> 32 == u64::from(serial) {
