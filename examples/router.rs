@@ -5,6 +5,13 @@
 //! in batches to other workers, which check and free them. The same run is
 //! made with hotpool's pools and with `Box` on the system allocator.
 //!
+//! Each message also carries a `Weak<Link>` to the link it was routed over.
+//! Links are owned by the main thread alone (`Shared<Link>`, from a pool),
+//! which closes and reopens them twice a second while messages still refer
+//! to them: a message that arrives after its link closed finds
+//! `Weak::upgrade` returning `None`, safely, although the link's memory was
+//! freed and reused.
+//!
 //! ```sh
 //! cargo run --release --example router                       # 4 workers, 3 s per run, 2 KiB messages
 //! cargo run --release --example router -- --threads 8 --duration 5 --size 8192
@@ -13,11 +20,11 @@
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotpool::{Pool, Pooled};
+use hotpool::{Pool, Pooled, Shared, Weak};
 
 /// Bytes of payload per buffer, as the router's `qd_buffer_t`.
 const BUFFER_SIZE: usize = 512;
@@ -38,8 +45,18 @@ struct Buffer<H: Heap> {
     data: [u8; BUFFER_SIZE],
 }
 
+/// A connection to a peer; only the main thread owns it, messages hold `Weak`s.
+struct Link {
+    peer: usize,
+    generation: u64,
+    delivered: AtomicU64,
+}
+
+static LINKS: Pool<Link> = Pool::new();
+
 struct Message<H: Heap> {
     id: u64,
+    link: Weak<Link>,
     from: usize,
     to: usize,
     len: usize,
@@ -75,7 +92,13 @@ impl Heap for Boxes {
 }
 
 /// Builds a message of `len` bytes whose content derives from its id.
-fn receive<H: Heap>(id: u64, from: usize, to: usize, len: usize) -> H::Ptr<Message<H>> {
+fn receive<H: Heap>(
+    id: u64,
+    from: usize,
+    to: usize,
+    link: Weak<Link>,
+    len: usize,
+) -> H::Ptr<Message<H>> {
     let chunks = len.div_ceil(BUFFER_SIZE);
     let mut body: Option<H::Ptr<Buffer<H>>> = None;
     let mut checksum = 0u64;
@@ -94,6 +117,7 @@ fn receive<H: Heap>(id: u64, from: usize, to: usize, len: usize) -> H::Ptr<Messa
     }
     H::message(Message {
         id,
+        link,
         from,
         to,
         len,
@@ -102,9 +126,19 @@ fn receive<H: Heap>(id: u64, from: usize, to: usize, len: usize) -> H::Ptr<Messa
     })
 }
 
-/// Checks a delivered message; dropping it afterwards frees the chain.
-fn deliver<H: Heap>(m: &Message<H>, me: usize) -> usize {
+/// Checks a delivered message and counts it on its link, if the link is
+/// still open; returns (payload bytes, whether the link was closed).
+/// Dropping the message afterwards frees the chain.
+fn deliver<H: Heap>(m: &Message<H>, me: usize) -> (usize, bool) {
     assert_eq!(m.to, me, "misrouted message {}", m.id);
+    let closed = match m.link.upgrade() {
+        Some(link) => {
+            assert_eq!(link.peer, me, "message {} holds another peer's link", m.id);
+            link.delivered.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        None => true,
+    };
     let (mut sum, mut len, mut next) = (0u64, 0usize, m.body.as_deref());
     while let Some(b) = next {
         sum = sum.wrapping_add(b.data[0] as u64 * b.len as u64);
@@ -124,8 +158,11 @@ fn deliver<H: Heap>(m: &Message<H>, me: usize) -> usize {
         m.id,
         m.from
     );
-    len
+    (len, closed)
 }
+
+/// What workers hand each other: a batch of messages.
+type Batch<H> = Vec<<H as Heap>::Ptr<Message<H>>>;
 
 struct Options {
     threads: usize,
@@ -141,12 +178,26 @@ struct RunResult {
     messages: u64,
     bytes: u64,
     elapsed: Duration,
+    link_closed: u64,
+    links_opened: u64,
+}
+
+/// Opens a new link to `peer`, owned by the caller alone.
+fn open_link(peer: usize, generation: u64) -> Shared<Link> {
+    Shared::new_in(
+        Link {
+            peer,
+            generation,
+            delivered: AtomicU64::new(0),
+        },
+        &LINKS,
+    )
 }
 
 fn run<H: Heap>(opts: &Options) -> RunResult {
     let workers = opts.threads;
-    let mut inboxes: Vec<Option<Receiver<Vec<H::Ptr<Message<H>>>>>> = Vec::new();
-    let mut outboxes: Vec<SyncSender<Vec<H::Ptr<Message<H>>>>> = Vec::new();
+    let mut inboxes: Vec<Option<Receiver<Batch<H>>>> = Vec::new();
+    let mut outboxes: Vec<SyncSender<Batch<H>>> = Vec::new();
     for _ in 0..workers {
         let (tx, rx) = sync_channel(8);
         outboxes.push(tx);
@@ -154,6 +205,16 @@ fn run<H: Heap>(opts: &Options) -> RunResult {
     }
     let delivered: Arc<Vec<Counter>> = Arc::new((0..workers).map(|_| Counter::default()).collect());
     let bytes: Arc<Vec<Counter>> = Arc::new((0..workers).map(|_| Counter::default()).collect());
+    let closed: Arc<Vec<Counter>> = Arc::new((0..workers).map(|_| Counter::default()).collect());
+    // The main thread owns every link; workers see them only through Weak.
+    let mut owners: Vec<Shared<Link>> = (0..workers).map(|peer| open_link(peer, 0)).collect();
+    let links: Arc<Vec<Mutex<Weak<Link>>>> = Arc::new(
+        owners
+            .iter()
+            .map(|l| Mutex::new(Shared::downgrade(l)))
+            .collect(),
+    );
+    let mut links_opened = workers as u64;
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let handles: Vec<_> = (0..workers)
@@ -161,16 +222,20 @@ fn run<H: Heap>(opts: &Options) -> RunResult {
             let inbox = inboxes[me].take().unwrap();
             let outboxes = outboxes.clone();
             let (delivered, bytes, stop) = (delivered.clone(), bytes.clone(), stop.clone());
+            let (closed, links) = (closed.clone(), links.clone());
             let size = opts.size;
             thread::spawn(move || {
                 let mut next_id = (me as u64) << 48;
                 let mut to = (me + 1) % workers;
-                let drain = |inbox: &Receiver<Vec<H::Ptr<Message<H>>>>| {
+                let drain = |inbox: &Receiver<Batch<H>>| {
                     while let Ok(batch) = inbox.try_recv() {
-                        let mut n = 0;
+                        let (mut n, mut late) = (0, 0);
                         for m in &batch {
-                            n += deliver(m, me) as u64;
+                            let (len, link_closed) = deliver(m, me);
+                            n += len as u64;
+                            late += u64::from(link_closed);
                         }
+                        closed[me].0.fetch_add(late, Ordering::Relaxed);
                         delivered[me]
                             .0
                             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -178,10 +243,11 @@ fn run<H: Heap>(opts: &Options) -> RunResult {
                     }
                 };
                 while !stop.load(Ordering::Relaxed) {
+                    let link = *links[to].lock().unwrap();
                     let mut batch: Vec<_> = (0..BATCH)
                         .map(|_| {
                             next_id += 1;
-                            receive::<H>(next_id, me, to, size)
+                            receive::<H>(next_id, me, to, link, size)
                         })
                         .collect();
                     loop {
@@ -219,12 +285,20 @@ fn run<H: Heap>(opts: &Options) -> RunResult {
         );
         let now = total(&delivered);
         println!(
-            "  [{:>4.1}s] {:>12} messages delivered ({:>6.2} M msg/s)",
+            "  [{:>4.1}s] {:>12} messages delivered ({:>6.2} M msg/s), {} found their link closed",
             start.elapsed().as_secs_f64(),
             now,
-            (now - last) as f64 / 0.5e6
+            (now - last) as f64 / 0.5e6,
+            total(&closed)
         );
         last = now;
+        // Close every link and open a new one while messages still refer
+        // to the old: its memory goes back to LINKS at once.
+        for (peer, owner) in owners.iter_mut().enumerate() {
+            *owner = open_link(peer, owner.generation + 1);
+            *links[peer].lock().unwrap() = Shared::downgrade(owner);
+            links_opened += 1;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed();
@@ -232,10 +306,13 @@ fn run<H: Heap>(opts: &Options) -> RunResult {
     // dropped with the receivers, after all workers have stopped.
     let inboxes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     drop(inboxes);
+    drop(owners);
     RunResult {
         messages: total(&delivered),
         bytes: total(&bytes),
         elapsed,
+        link_closed: total(&closed),
+        links_opened,
     }
 }
 
@@ -284,6 +361,11 @@ fn report(name: &str, r: &RunResult) -> f64 {
         secs,
         rate / 1e6,
         r.bytes as f64 / secs / (1 << 20) as f64
+    );
+    println!(
+        "  links: {} opened and closed under traffic; {} messages arrived after their link \
+         closed (Weak::upgrade -> None), the rest upgraded it",
+        r.links_opened, r.link_closed
     );
     rate
 }
