@@ -13,7 +13,11 @@
 //!    table that knows nothing of pools. The last owner's drop frees the
 //!    memory at once; a stale handle upgrades to `None` even after the
 //!    memory was reused.
-//! 3. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
+//! 3. **A general arena allocator**, [`HotAlloc`] and [`arena`]: size
+//!    classes, thread caches, several arenas, cross-thread frees, decay-based
+//!    purging, statistics and `HOTPOOL_CONF` tuning; usable as
+//!    `#[global_allocator]` and through `allocator_api2`.
+//! 4. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
 //!    like the router's `qdstat -m`.
 //!
 //! ## Usage
@@ -44,6 +48,8 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod arena;
+pub mod config;
 mod error;
 pub mod handle;
 pub mod pool;
@@ -51,6 +57,7 @@ pub mod stats;
 mod sync;
 mod sys;
 
+pub use arena::HotAlloc;
 pub use error::AllocError;
 pub use handle::{Shared, Weak};
 pub use pool::{Backing, Pool, PoolConfig, Pooled};

@@ -96,3 +96,186 @@ pub fn resident_bytes() -> usize {
         .unwrap_or(0);
     pages * page_size()
 }
+
+// ---------------------------------------------------------------------------
+// Primitives of the arena allocator (`crate::arena`). None of them allocates
+// through the global allocator: they are called from inside `malloc`.
+// ---------------------------------------------------------------------------
+
+/// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
+/// an address of the kernel's choice; `None` when the OS refuses.
+pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choice touches no existing memory.
+    let raw = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(raw.cast())
+}
+
+/// Unmaps `len` bytes at `ptr`.
+///
+/// # Safety
+///
+/// The range must be page-aligned, lie inside mappings of ours, and nothing
+/// may use the memory afterwards.
+pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: the caller guarantees the range is ours and unused.
+    let rc = unsafe { libc::munmap(ptr.cast(), len) };
+    debug_assert_eq!(rc, 0, "munmap of an arena range failed");
+}
+
+/// Gives the physical pages of `len` bytes at `ptr` back to the OS; the
+/// range stays mapped and reads as zeros afterwards (`MADV_DONTNEED` on a
+/// private anonymous mapping). Returns whether the kernel accepted.
+///
+/// # Safety
+///
+/// The range must be page-aligned, inside a private anonymous mapping of
+/// ours, and hold no data anyone needs.
+pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours and its contents dead.
+    unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Tries to grow or shrink the mapping of `old` bytes at `ptr` to `new`
+/// bytes without moving it; returns whether it succeeded.
+///
+/// # Safety
+///
+/// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
+pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel either resizes this mapping
+    // of ours where it is or fails; nothing else is touched.
+    let raw = unsafe { libc::mremap(ptr.cast(), old, new, 0) };
+    raw != libc::MAP_FAILED
+}
+
+/// Milliseconds of a coarse monotonic clock (vDSO, no system call).
+pub(crate) fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Online CPUs, at least 1.
+pub(crate) fn ncpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
+}
+
+/// Calls `f` with the bytes of environment variable `name` (without the NUL)
+/// if it is set. Reads the C environment in place: no allocation.
+pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
+    // SAFETY: getenv reads the environment; `name` is NUL-terminated. The
+    // result is only used before returning, during allocator start-up.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: getenv returned a NUL-terminated string that stays valid until
+    // the environment is changed; we read it immediately.
+    let bytes = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+    f(bytes)
+}
+
+/// Writes `bytes` to standard error with `write(2)`: no buffer, no lock.
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Gives the CPU to another thread.
+pub(crate) fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+}
+
+/// Sleeps the calling thread for `ms` milliseconds.
+pub(crate) fn sleep_ms(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+}
+
+/// Creates a pthread key whose `dtor` runs at thread exit for threads that
+/// set a non-null value. Returns `None` if the system is out of keys.
+pub(crate) fn thread_key_create(
+    dtor: unsafe extern "C" fn(*mut libc::c_void),
+) -> Option<libc::pthread_key_t> {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer; `dtor` is a valid destructor.
+    let rc = unsafe { libc::pthread_key_create(&mut key, Some(dtor)) };
+    (rc == 0).then_some(key)
+}
+
+/// Sets the calling thread's value of `key`, arming its destructor.
+pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void) {
+    // SAFETY: `key` came from `thread_key_create`; the value is opaque to
+    // pthread and only handed back to our destructor.
+    unsafe { libc::pthread_setspecific(key, value) };
+}
+
+/// Registers fork handlers (`pthread_atfork`); returns whether it worked.
+pub(crate) fn at_fork(
+    prepare: unsafe extern "C" fn(),
+    parent: unsafe extern "C" fn(),
+    child: unsafe extern "C" fn(),
+) -> bool {
+    // SAFETY: the handlers are valid `extern "C"` functions for the life of
+    // the process.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+/// Registers `f` to run at process exit (`atexit`).
+pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: `f` is a valid function for the life of the process.
+    unsafe { libc::atexit(f) == 0 }
+}
+
+/// Starts a detached OS thread running `f(null)` directly with
+/// `pthread_create` (std's `thread::spawn` would allocate through the
+/// global allocator). Returns whether the thread started.
+pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    let mut tid: libc::pthread_t = 0;
+    // SAFETY: default attributes (null), a valid entry point and argument.
+    let rc = unsafe { libc::pthread_create(&mut tid, core::ptr::null(), f, core::ptr::null_mut()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: `tid` is a thread we just created and nobody joins.
+    unsafe { libc::pthread_detach(tid) };
+    true
+}

@@ -312,6 +312,17 @@ fn system_backing_works() {
 }
 
 #[test]
+fn arena_backing_works_and_trims() {
+    static P: Pool<[u8; 200]> = Pool::with_config(PoolConfig::new().backing(Backing::Arena));
+    let objs: Vec<_> = (0..20_000).map(|i| P.alloc([i as u8; 200])).collect();
+    assert!(objs.iter().enumerate().all(|(i, o)| o[199] == i as u8));
+    assert!(P.stats().chunks >= 4);
+    drop(objs);
+    P.trim();
+    assert_eq!(P.stats().chunks, 0);
+}
+
+#[test]
 fn thread_exit_moves_its_list_to_the_depot_for_reuse() {
     static P: Pool<[u8; 128]> = Pool::new();
     thread::spawn(|| {

@@ -150,6 +150,7 @@ impl ChunkHeader {
         };
         let base = match backing {
             super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk).ok_or(oom)?,
+            super::Backing::Arena => crate::arena::alloc_chunk(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::System => {
                 let layout =
                     core::alloc::Layout::from_size_align(geo.chunk, geo.chunk).map_err(|_| {
@@ -204,6 +205,10 @@ impl ChunkHeader {
             // that nothing uses any more.
             super::Backing::Os => unsafe {
                 crate::sys::unmap(NonNull::new_unchecked(base), geo.chunk)
+            },
+            // SAFETY: as above; the chunk came from arena::alloc_chunk.
+            super::Backing::Arena => unsafe {
+                crate::arena::dealloc_chunk(NonNull::new_unchecked(base))
             },
             super::Backing::System => {
                 // SAFETY: allocated by System with exactly this layout, which

@@ -6,6 +6,8 @@
 /// use hotpool::{Backing, Pool, PoolConfig};
 /// static P: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().backing(Backing::System));
 /// assert_eq!(P.alloc([7; 64])[63], 7);
+/// static A: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().backing(Backing::Arena));
+/// assert_eq!(A.alloc([8; 64])[0], 8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -16,6 +18,9 @@ pub enum Backing {
     /// Chunks come from Rust's [`std::alloc::System`] allocator (`malloc`);
     /// whether their pages go back to the OS is then up to it.
     System,
+    /// Chunks come from hotpool's arena allocator ([`crate::arena`]) as
+    /// huge blocks: counted in its statistics, unmapped when given back.
+    Arena,
 }
 
 /// Tuning of one pool, usable in a `const` or `static`.

@@ -1,0 +1,530 @@
+//! Process-wide state: start-up (configuration, arenas, the thread-exit
+//! key, fork and exit handlers), routing of requests to small / large /
+//! huge paths, huge mappings, and the background purge thread.
+
+use core::ptr::{self, null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
+
+use super::chunk::*;
+use super::heap::Arena;
+use super::size_class::*;
+use super::tcache;
+use crate::config::{self, ArenaConf};
+use crate::sys;
+
+/// Most arenas.
+pub(crate) const MAX_ARENAS: usize = 64;
+/// Largest alignment served from page runs; bigger ones are huge.
+const MAX_RUN_ALIGN: usize = 256 << 10;
+/// Largest alignment served at all.
+pub(crate) const MAX_ALIGN: usize = 1 << 30;
+
+static STATE: AtomicU8 = AtomicU8::new(0);
+static NARENAS: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ARENA: AtomicUsize = AtomicUsize::new(0);
+static ARENAS: [AtomicPtr<Arena>; MAX_ARENAS] = [const { AtomicPtr::new(null_mut()) }; MAX_ARENAS];
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+static DECAY_MS: AtomicI64 = AtomicI64::new(config::DEFAULT.decay_ms);
+static TCACHE_ON: AtomicBool = AtomicBool::new(true);
+static TCACHE_MAX: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_max);
+static STATS_ON: AtomicBool = AtomicBool::new(true);
+static BG_WANTED: AtomicBool = AtomicBool::new(false);
+static BG_RUNNING: AtomicBool = AtomicBool::new(false);
+static CONF: crate::arena::lock::SpinLock<ArenaConf> =
+    crate::arena::lock::SpinLock::new(config::DEFAULT);
+
+/// Huge allocations: count, frees, object bytes, mapped bytes.
+pub(crate) static HUGE_NMALLOC: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static HUGE_NFREE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static HUGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static HUGE_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn decay_ms() -> i64 {
+    DECAY_MS.load(Relaxed)
+}
+pub(crate) fn set_decay_ms(ms: i64) {
+    DECAY_MS.store(ms, Relaxed);
+    CONF.lock().decay_ms = ms;
+}
+pub(crate) fn tcache_enabled() -> bool {
+    TCACHE_ON.load(Relaxed)
+}
+pub(crate) fn tcache_max() -> usize {
+    TCACHE_MAX.load(Relaxed)
+}
+#[inline(always)]
+pub(crate) fn stats_enabled() -> bool {
+    STATS_ON.load(Relaxed)
+}
+pub(crate) fn set_stats_enabled(on: bool) {
+    STATS_ON.store(on, Relaxed);
+}
+pub(crate) fn conf() -> ArenaConf {
+    ensure_init();
+    *CONF.lock()
+}
+pub(crate) fn narenas() -> usize {
+    NARENAS.load(Acquire)
+}
+pub(crate) fn arena(i: usize) -> Option<&'static Arena> {
+    // SAFETY: arenas live forever once published.
+    unsafe { ARENAS.get(i)?.load(Acquire).as_ref() }
+}
+pub(crate) fn arena_index(a: *const Arena) -> usize {
+    (0..narenas())
+        .find(|&i| ptr::eq(ARENAS[i].load(Relaxed), a))
+        .unwrap_or(0)
+}
+/// Round-robin arena choice for a new thread.
+pub(crate) fn next_arena_index() -> usize {
+    NEXT_ARENA.fetch_add(1, Relaxed) % narenas().max(1)
+}
+
+/// The arena owning `p`'s run.
+///
+/// # Safety
+/// `p` is a live small or large object of this allocator.
+pub(crate) unsafe fn owner_arena(p: *const u8) -> &'static Arena {
+    let c = (p as usize & !(CHUNK - 1)) as *const ChunkHeader;
+    // SAFETY: `p` is in a chunk whose header names its arena forever.
+    unsafe { &*(*c).arena }
+}
+
+/// Starts the allocator once; returns whether it is usable.
+#[inline]
+pub(crate) fn ensure_init() -> bool {
+    if STATE.load(Acquire) == 2 {
+        return true;
+    }
+    init_slow()
+}
+
+#[cold]
+fn init_slow() -> bool {
+    if STATE.compare_exchange(0, 1, Acquire, Acquire).is_err() {
+        while STATE.load(Acquire) != 2 {
+            sys::yield_now();
+        }
+        return narenas() > 0;
+    }
+    let mut conf = config::DEFAULT;
+    sys::with_env(c"HOTPOOL_CONF", |text| {
+        conf = config::parse(text, &mut config::warn_stderr);
+    });
+    let want = if conf.narenas == 0 {
+        sys::ncpus().min(MAX_ARENAS)
+    } else {
+        conf.narenas
+    };
+    let mut made = 0;
+    for slot in ARENAS.iter().take(want) {
+        let Some(p) = super::base::alloc(core::mem::size_of::<Arena>(), 64) else {
+            break;
+        };
+        // Zeroed metadata memory is a valid empty arena.
+        slot.store(p.as_ptr().cast(), Release);
+        made += 1;
+    }
+    conf.narenas = made;
+    NARENAS.store(made, Release);
+    DECAY_MS.store(conf.decay_ms, Relaxed);
+    TCACHE_ON.store(conf.tcache, Relaxed);
+    TCACHE_MAX.store(conf.tcache_max, Relaxed);
+    if let Some(k) = sys::thread_key_create(tcache::thread_exit) {
+        KEY.store(k as usize, Relaxed);
+    } else {
+        TCACHE_ON.store(false, Relaxed);
+    }
+    sys::at_fork(fork_prepare, fork_parent, fork_child);
+    if conf.stats_print {
+        sys::at_exit(print_at_exit);
+    }
+    *CONF.lock() = conf;
+    STATE.store(2, Release);
+    if conf.background_thread {
+        set_background_thread(true);
+    }
+    made > 0
+}
+
+/// Arms the thread-exit destructor for this thread's cache.
+pub(crate) fn arm_thread_exit(value: *mut libc::c_void) {
+    sys::thread_key_set(KEY.load(Relaxed) as libc::pthread_key_t, value);
+}
+
+extern "C" fn print_at_exit() {
+    let _ = super::stats::stats_print(&mut std::io::stderr());
+}
+
+unsafe extern "C" fn fork_prepare() {
+    tcache::REGISTRY.force_lock();
+    super::base::fork_prepare();
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_prepare();
+        }
+    }
+}
+unsafe extern "C" fn fork_parent() {
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_release();
+        }
+    }
+    super::base::fork_release();
+    tcache::REGISTRY.force_unlock();
+}
+unsafe extern "C" fn fork_child() {
+    // SAFETY: same handler as the parent's; the child has one thread.
+    unsafe { fork_parent() };
+    // The purge thread does not exist in the child.
+    BG_RUNNING.store(false, Relaxed);
+    BG_WANTED.store(false, Relaxed);
+}
+
+/// Starts or stops the background purge thread; returns whether it is
+/// (or will keep) running.
+pub(crate) fn set_background_thread(on: bool) -> bool {
+    ensure_init();
+    BG_WANTED.store(on, SeqCst);
+    CONF.lock().background_thread = on;
+    if !on {
+        return false;
+    }
+    if BG_RUNNING.swap(true, SeqCst) {
+        return true;
+    }
+    if sys::spawn_detached(background_main) {
+        true
+    } else {
+        BG_RUNNING.store(false, SeqCst);
+        BG_WANTED.store(false, SeqCst);
+        CONF.lock().background_thread = false;
+        false
+    }
+}
+
+extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    loop {
+        if !BG_WANTED.load(SeqCst) {
+            BG_RUNNING.store(false, SeqCst);
+            // A restart may have raced with our exit: keep going then.
+            if !BG_WANTED.load(SeqCst) || BG_RUNNING.swap(true, SeqCst) {
+                return null_mut();
+            }
+        }
+        let d = decay_ms();
+        let nap = if d < 0 {
+            1000
+        } else {
+            (d as u64 / 4).clamp(10, 1000)
+        };
+        sys::sleep_ms(nap);
+        for i in 0..narenas() {
+            if let Some(a) = arena(i) {
+                let mut r = a.runs.lock();
+                a.purge_expired(&mut r, sys::now_ms(), decay_ms());
+            }
+        }
+    }
+}
+
+/// Whether `(size, align)` is served by a small class, and which.
+#[inline(always)]
+pub(crate) fn small_class_of(size: usize, align: usize) -> Option<usize> {
+    if align > PAGE {
+        return None;
+    }
+    let s = (size.max(1) + align - 1) & !(align - 1);
+    (s <= SMALL_MAX).then(|| small_class(s))
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two); zeroed when
+/// `zero`. Null when memory runs out or the layout cannot be served.
+#[inline(always)]
+pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if let Some(c) = small_class_of(size, align) {
+        let p = tcache::alloc(c);
+        if zero && !p.is_null() {
+            // SAFETY: `p` is a fresh region of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
+    alloc_big(size, align, zero)
+}
+
+#[cold]
+fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if align > MAX_ALIGN || size > isize::MAX as usize - MAX_ALIGN {
+        return null_mut();
+    }
+    if size > LARGE_MAX || align > MAX_RUN_ALIGN {
+        return huge_alloc(size, align).map_or(null_mut(), NonNull::as_ptr);
+    }
+    let Some(arena) = tcache::arena() else {
+        return null_mut();
+    };
+    let c = class_of(size.max(SMALL_MAX + 1));
+    if align <= PAGE && c < NCACHED {
+        let p = tcache::alloc(c);
+        if zero && !p.is_null() {
+            // SAFETY: a fresh run of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
+    let Some((p, is_zero)) = arena.alloc_large(CLASS_SIZE[c] / PAGE, align.max(PAGE), c) else {
+        return null_mut();
+    };
+    tcache::count(c, true, arena);
+    if zero && !is_zero {
+        // SAFETY: a fresh run of at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// Allocation of class `c` bypassing (or refilling) the thread cache.
+pub(crate) fn alloc_direct(arena: &Arena, c: usize) -> *mut u8 {
+    if c < NSMALL {
+        let mut p = [null_mut(); 1];
+        if arena.bin_fill(c, &mut p) == 1 {
+            return p[0];
+        }
+        return null_mut();
+    }
+    arena
+        .alloc_large(CLASS_SIZE[c] / PAGE, PAGE, c)
+        .map_or(null_mut(), |(p, _)| p)
+}
+
+/// Frees `p`, allocated with `(size, align)`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator made with that layout (or a
+/// size between it and its usable size).
+#[inline(always)]
+pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
+    if let Some(c) = small_class_of(size, align) {
+        // SAFETY: forwarded contract; the class follows from the layout.
+        unsafe { tcache::free(p, c) };
+        return;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}
+
+/// Frees `p` using only its metadata.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn free(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    match unsafe { lookup(p) } {
+        Owner::Huge(h) => {
+            // SAFETY: `h` is the header of `p`'s live mapping.
+            unsafe { huge_free(h) }
+        }
+        Owner::Run(m) => {
+            // SAFETY: `m` describes `p`'s allocated run.
+            let (state, c) = unsafe { ((*m).state, (*m).class as usize) };
+            debug_assert!(state == RUN_SLAB || state == RUN_LARGE);
+            if c < NCACHED {
+                // SAFETY: `p` is an object of class `c`.
+                unsafe { tcache::free(p, c) };
+            } else {
+                // SAFETY: `p` is a large run owned by this arena.
+                let a = unsafe { owner_arena(p) };
+                tcache::count(c, false, a);
+                // SAFETY: as above.
+                unsafe { a.free_large(m) };
+            }
+        }
+    }
+}
+
+/// Usable bytes of `p`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
+    // SAFETY: forwarded contract.
+    match unsafe { lookup(p) } {
+        // SAFETY: the header of a live mapping.
+        Owner::Huge(h) => unsafe { (*h).usable },
+        // SAFETY: the metadata of a live run.
+        Owner::Run(m) => unsafe {
+            if (*m).state == RUN_SLAB {
+                CLASS_SIZE[(*m).class as usize]
+            } else {
+                (*m).npages as usize * PAGE
+            }
+        },
+    }
+}
+
+/// Resizes `p` from `old` to `new` bytes, in place when possible.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`: `p` live with layout `(old, align)`.
+pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -> *mut u8 {
+    match (small_class_of(old, align), small_class_of(new, align)) {
+        (Some(a), Some(b)) if a == b => return p,
+        // SAFETY: forwarded contract.
+        (None, None) if unsafe { resize_in_place(p, align, new) } => return p,
+        _ => {}
+    }
+    let q = alloc(new, align, false);
+    if !q.is_null() {
+        // SAFETY: both blocks are live, distinct, and hold at least the
+        // copied bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old.min(new));
+            dealloc(p, old, align);
+        }
+    }
+    q
+}
+
+/// # Safety
+/// `p` is a live large or huge allocation aligned to `align`.
+unsafe fn resize_in_place(p: *mut u8, align: usize, new: usize) -> bool {
+    // SAFETY: forwarded contract.
+    match unsafe { lookup(p) } {
+        // SAFETY: the header of `p`'s live mapping.
+        Owner::Huge(h) => unsafe { huge_resize(h, new) },
+        Owner::Run(m) => {
+            if new > LARGE_MAX || align > MAX_RUN_ALIGN {
+                return false;
+            }
+            let c = class_of(new.max(SMALL_MAX + 1));
+            let pages = CLASS_SIZE[c] / PAGE;
+            // SAFETY: `m` is `p`'s live large run.
+            unsafe {
+                let old_c = (*m).class as usize;
+                let have = (*m).npages as usize;
+                let a = owner_arena(p);
+                if pages == have {
+                    return true;
+                }
+                if pages < have {
+                    a.shrink_large(m, pages);
+                } else if !a.grow_large(m, pages) {
+                    return false;
+                }
+                (*m).class = c as u8;
+                tcache::count(old_c, false, a);
+                tcache::count(c, true, a);
+            }
+            true
+        }
+    }
+}
+
+/// Maps a huge block: `size` bytes aligned to `align`, with its header.
+pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return None;
+    }
+    let usable = size.max(1).checked_add(PAGE - 1)? & !(PAGE - 1);
+    let (len, small_align) = if align < CHUNK {
+        (
+            CHUNK.checked_add(align.max(PAGE))?.checked_add(usable)?,
+            true,
+        )
+    } else {
+        (PAGE.checked_add(align)?.checked_add(usable)?, false)
+    };
+    let raw = sys::map(len)?.as_ptr() as usize;
+    let (hdr, obj) = if small_align {
+        let b = (raw + CHUNK - 1) & !(CHUNK - 1);
+        (b, b + align.max(PAGE))
+    } else {
+        let obj = (raw + PAGE + align - 1) & !(align - 1);
+        (obj - PAGE, obj)
+    };
+    let end = obj + usable;
+    // SAFETY: both ranges are inside our fresh mapping and outside the
+    // header..end block we keep.
+    unsafe {
+        sys::unmap_range(raw as *mut u8, hdr - raw);
+        sys::unmap_range(end as *mut u8, raw + len - end);
+    }
+    let h = hdr as *mut HugeHeader;
+    // SAFETY: the header page is ours and writable.
+    unsafe {
+        h.write(HugeHeader {
+            kind: KIND_HUGE,
+            ptr: obj as *mut u8,
+            usable,
+            map_base: hdr as *mut u8,
+            map_len: end - hdr,
+        });
+    }
+    if stats_enabled() {
+        HUGE_NMALLOC.fetch_add(1, Relaxed);
+    }
+    HUGE_BYTES.fetch_add(usable, Relaxed);
+    HUGE_MAPPED.fetch_add(end - hdr, Relaxed);
+    NonNull::new(obj as *mut u8)
+}
+
+/// Unmaps a huge block.
+///
+/// # Safety
+/// `h` is the header of a live huge block no one uses any more.
+pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
+    // SAFETY: per the contract.
+    unsafe {
+        let (base, len, usable) = ((*h).map_base, (*h).map_len, (*h).usable);
+        if stats_enabled() {
+            HUGE_NFREE.fetch_add(1, Relaxed);
+        }
+        HUGE_BYTES.fetch_sub(usable, Relaxed);
+        HUGE_MAPPED.fetch_sub(len, Relaxed);
+        sys::unmap_range(base, len);
+    }
+}
+
+/// Resizes a huge block in place: shrinks by unmapping its tail, grows with
+/// `mremap` when the address space after it is free.
+///
+/// # Safety
+/// `h` is the header of a live huge block owned by the caller.
+unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
+    let want = (new.max(1) + PAGE - 1) & !(PAGE - 1);
+    // SAFETY: per the contract the block and its header are ours.
+    unsafe {
+        let have = (*h).usable;
+        let (base, len) = ((*h).map_base, (*h).map_len);
+        if want == have {
+            return true;
+        }
+        if want < have {
+            sys::unmap_range((*h).ptr.add(want), have - want);
+        } else if !sys::remap_in_place(base, len, len + (want - have)) {
+            return false;
+        }
+        (*h).usable = want;
+        (*h).map_len = len - have + want;
+        HUGE_BYTES.fetch_add(want, Relaxed);
+        HUGE_BYTES.fetch_sub(have, Relaxed);
+        HUGE_MAPPED.fetch_add(want, Relaxed);
+        HUGE_MAPPED.fetch_sub(have, Relaxed);
+    }
+    true
+}
+
+/// Flushes the caller's cache, then purges every arena now.
+pub(crate) fn trim() {
+    if !ensure_init() {
+        return;
+    }
+    tcache::flush_current();
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.purge_all();
+        }
+    }
+}

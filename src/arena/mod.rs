@@ -1,0 +1,456 @@
+//! A general-purpose arena allocator in the jemalloc line: [`HotAlloc`].
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: hotpool::HotAlloc = hotpool::HotAlloc;
+//! ```
+//!
+//! # How memory flows
+//!
+//! ```text
+//!  thread cache (per thread, per class: a stack of free objects)
+//!        |  empty: fill half a stack       full: flush the older half to
+//!        v  from the thread's arena bin    the owning arena's bin (its lock)
+//!  arena (N = CPUs or `narenas`; threads assigned round-robin)
+//!    bins[class]: slabs of one small class (8 B ..= 14 KiB)
+//!    runs: page runs of 4 MiB chunks; large objects (16 KiB ..= 1 MiB)
+//!        |  freed runs are dirty; after `decay_ms` (or on trim) their pages
+//!        v  go back with madvise(MADV_DONTNEED); free chunks unmap on trim
+//!  OS: chunks, huge objects (> 1 MiB or alignment > 256 KiB) mapped directly
+//! ```
+//!
+//! `free` finds an object's run by masking its address down to its chunk's
+//! header (no lookup structure); with a layout, small frees need no
+//! metadata at all: the class follows from the size.
+//!
+//! # Costs and limits
+//!
+//! * No per-object header. Small objects round up to their class (at most
+//!   25% above the request, 12.5% slab waste at most); large ones to their
+//!   class in pages; huge ones to pages, plus one header page.
+//! * Each chunk spends its first 17 pages (68 KiB, 1.7%) on page metadata.
+//! * A thread cache holds at most 64 objects per class (fewer for big
+//!   classes; 8 for large classes up to `tcache_max`); it is flushed when
+//!   the thread exits and by [`trim`] on the calling thread. Other threads'
+//!   cached objects stay theirs until they flush.
+//! * Memory goes back to the OS: free pages are purged `decay_ms` after
+//!   they were freed (checked on allocator activity, or by the background
+//!   thread); [`trim`] purges everything now and unmaps wholly free chunks;
+//!   huge objects are unmapped when freed.
+//! * After `fork` the child can allocate (every lock is held across the
+//!   fork); the background thread does not exist in the child.
+//! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
+//!   handlers must hold them without guards.
+//!
+//! # Statistics
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `allocated` | bytes in objects users hold (class sizes) |
+//! | `active` | bytes of pages in slabs and large runs, plus huge objects |
+//! | `resident` | upper estimate of resident bytes: active + dirty + metadata |
+//! | `mapped` | bytes mapped: chunks, huge mappings, metadata |
+//! | `metadata` | bytes of metadata: base blocks, chunk headers |
+//! | `dirty` | bytes of free pages not yet purged |
+//! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects |
+//!
+//! Objects in thread caches count as free. Options: see [`crate::config`].
+
+mod base;
+mod chunk;
+mod global;
+mod heap;
+mod lock;
+mod size_class;
+mod stats;
+mod tcache;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+
+pub use stats::{ArenaStats, ClassStats};
+
+use crate::error::AllocError;
+
+/// The arena allocator, usable as the global allocator or through
+/// [`allocator_api2::alloc::Allocator`].
+///
+/// ```
+/// use core::alloc::{GlobalAlloc, Layout};
+/// let layout = Layout::from_size_align(100, 16).unwrap();
+/// // SAFETY: the layout has a non-zero size; the block is freed once.
+/// unsafe {
+///     let p = hotpool::HotAlloc.alloc(layout);
+///     assert!(!p.is_null() && p as usize % 16 == 0);
+///     hotpool::HotAlloc.dealloc(p, layout);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HotAlloc;
+
+// SAFETY: blocks are fresh, aligned and at least `layout.size()` bytes; they
+// stay valid until freed; the allocator never unwinds.
+unsafe impl GlobalAlloc for HotAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        global::alloc(layout.size(), layout.align(), false)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        global::alloc(layout.size(), layout.align(), true)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is ours.
+        unsafe { global::dealloc(ptr, layout.size(), layout.align()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is ours.
+        unsafe { global::realloc(ptr, layout.size(), layout.align(), new_size) }
+    }
+}
+
+fn dangling(align: usize) -> NonNull<[u8]> {
+    // `align` is a non-zero power of two: a valid, aligned dangling pointer.
+    let p = NonNull::new(align as *mut u8).unwrap_or(NonNull::dangling());
+    NonNull::slice_from_raw_parts(p, 0)
+}
+
+fn block(p: *mut u8, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+    let p = NonNull::new(p).ok_or(allocator_api2::alloc::AllocError)?;
+    // SAFETY: `p` is a live block of ours.
+    let len = unsafe { global::usable_size(p.as_ptr()) }.max(layout.size());
+    Ok(NonNull::slice_from_raw_parts(p, len))
+}
+
+// SAFETY: blocks are valid until deallocated, usable for their reported
+// length, and moved/copied correctly by grow/shrink; zero-size requests get
+// a dangling aligned pointer that is never passed to the arenas.
+unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        block(global::alloc(layout.size(), layout.align(), false), layout)
+    }
+
+    fn allocate_zeroed(
+        &self,
+        layout: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        if layout.size() == 0 {
+            return Ok(dangling(layout.align()));
+        }
+        let p = global::alloc(layout.size(), layout.align(), true);
+        // The reported extra bytes beyond `size` may not be zero; report
+        // exactly the requested size.
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() != 0 {
+            // SAFETY: the caller's contract is ours.
+            unsafe { global::dealloc(ptr.as_ptr(), layout.size(), layout.align()) }
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { self.resize(ptr, old, new) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: the caller's contract is ours.
+        let b = unsafe { self.resize(ptr, old, new)? };
+        // SAFETY: the block holds at least `new.size()` bytes.
+        unsafe {
+            b.cast::<u8>()
+                .as_ptr()
+                .add(old.size())
+                .write_bytes(0, new.size() - old.size());
+        }
+        Ok(NonNull::slice_from_raw_parts(b.cast(), new.size()))
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { self.resize(ptr, old, new) }
+    }
+}
+
+impl HotAlloc {
+    /// Shared by grow and shrink.
+    ///
+    /// # Safety
+    /// As `Allocator::grow`/`shrink`.
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        use allocator_api2::alloc::Allocator as _;
+        if old.size() == 0 || new.size() == 0 || new.align() != old.align() {
+            let b = if new.size() == 0 {
+                dangling(new.align())
+            } else {
+                self.allocate(new)?
+            };
+            // SAFETY: both blocks are valid for the copied bytes; the old
+            // one is freed exactly once.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    ptr.as_ptr(),
+                    b.cast::<u8>().as_ptr(),
+                    old.size().min(new.size()),
+                );
+                self.deallocate(ptr, old);
+            }
+            return Ok(b);
+        }
+        // SAFETY: the caller's contract is `realloc`'s.
+        let p = unsafe { global::realloc(ptr.as_ptr(), old.size(), old.align(), new.size()) };
+        block(p, new)
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` from the arenas, with a clear
+/// error instead of a null pointer. Free with [`free`] or
+/// `HotAlloc.dealloc` with the same layout.
+///
+/// ```
+/// use hotpool::AllocError;
+/// let p = hotpool::arena::try_alloc(24, 8).unwrap();
+/// // SAFETY: `p` came from the arena allocator and is freed once.
+/// unsafe { hotpool::arena::free(p) };
+/// assert!(matches!(hotpool::arena::try_alloc(8, 3), Err(AllocError::UnsupportedLayout { .. })));
+/// ```
+pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
+    alloc_checked(size, align, false)
+}
+
+fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, AllocError> {
+    if !align.is_power_of_two()
+        || align > global::MAX_ALIGN
+        || size > isize::MAX as usize - global::MAX_ALIGN
+    {
+        return Err(AllocError::UnsupportedLayout { size, align });
+    }
+    NonNull::new(global::alloc(size.max(1), align, zero))
+        .ok_or(AllocError::OutOfMemory { size, align })
+}
+
+/// Allocates an array of `n` elements of `size` bytes, aligned to 16 (like
+/// `malloc`); an overflowing product is an error, never a short block.
+///
+/// ```
+/// let p = hotpool::arena::alloc_array(10, 8).unwrap();
+/// // SAFETY: freed once.
+/// unsafe { hotpool::arena::free(p) };
+/// assert!(hotpool::arena::alloc_array(usize::MAX, 2).is_err());
+/// ```
+pub fn alloc_array(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+    let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
+        size: usize::MAX,
+        align: 16,
+    })?;
+    alloc_checked(total, 16, false)
+}
+
+/// Like [`alloc_array`], zeroed (C's `calloc`); large and huge blocks that
+/// are known zero (fresh or purged pages) skip the memset.
+///
+/// ```
+/// let p = hotpool::arena::calloc(4, 1000).unwrap();
+/// // SAFETY: the block has 4000 zeroed bytes; freed once.
+/// unsafe {
+///     assert!(core::slice::from_raw_parts(p.as_ptr(), 4000).iter().all(|&b| b == 0));
+///     hotpool::arena::free(p);
+/// }
+/// ```
+pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
+    let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
+        size: usize::MAX,
+        align: 16,
+    })?;
+    alloc_checked(total, 16, true)
+}
+
+/// Frees a block of the arena allocator without its layout (C's `free`).
+///
+/// # Safety
+///
+/// `ptr` must be a live block from [`HotAlloc`], [`try_alloc`],
+/// [`alloc_array`] or [`calloc`] (not a zero-size dangling pointer), and
+/// must not be used afterwards.
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(5000, 64).unwrap();
+/// // SAFETY: freed once.
+/// unsafe { hotpool::arena::free(p) };
+/// ```
+pub unsafe fn free(ptr: NonNull<u8>) {
+    // SAFETY: the caller's contract.
+    unsafe { global::free(ptr.as_ptr()) }
+}
+
+/// Bytes usable at `ptr`: at least the size requested, the size class (or
+/// page-rounded size) in fact.
+///
+/// # Safety
+///
+/// `ptr` must be a live block of the arena allocator (not zero-size).
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(100, 8).unwrap();
+/// // SAFETY: `p` is live, then freed once.
+/// unsafe {
+///     assert_eq!(hotpool::arena::usable_size(p), 112);
+///     hotpool::arena::free(p);
+/// }
+/// ```
+pub unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { global::usable_size(ptr.as_ptr()) }
+}
+
+/// Flushes the calling thread's cache and gives every free page back to the
+/// OS now; wholly free chunks are unmapped.
+///
+/// ```
+/// hotpool::arena::trim();
+/// assert_eq!(hotpool::arena::stats().dirty, 0);
+/// ```
+pub fn trim() {
+    global::trim()
+}
+
+/// A snapshot of the arena statistics (no thread is stopped).
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(3000, 8).unwrap();
+/// assert!(hotpool::arena::stats().allocated >= 3000);
+/// // SAFETY: freed once.
+/// unsafe { hotpool::arena::free(p) };
+/// ```
+pub fn stats() -> ArenaStats {
+    stats::collect()
+}
+
+/// Writes a readable report: totals, per-class counts, and the pool table
+/// of [`crate::stats::report`].
+///
+/// ```
+/// let mut out = Vec::new();
+/// hotpool::arena::stats_print(&mut out).unwrap();
+/// assert!(String::from_utf8(out).unwrap().contains("allocated"));
+/// ```
+pub fn stats_print(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    stats::stats_print(out)
+}
+
+/// The statistics as one JSON object.
+///
+/// ```
+/// assert!(hotpool::arena::stats_json().starts_with("{\"allocated\":"));
+/// ```
+pub fn stats_json() -> String {
+    stats::stats_json()
+}
+
+/// The options in force (from `HOTPOOL_CONF` and the setters).
+///
+/// ```
+/// assert!(hotpool::arena::config().narenas >= 1);
+/// ```
+pub fn config() -> crate::config::ArenaConf {
+    global::conf()
+}
+
+/// Sets the purge delay of freed pages: 0 purges at once, negative never.
+/// Each arena applies it at its next allocator activity (or at the
+/// background thread's next pass).
+///
+/// ```
+/// hotpool::arena::set_decay_ms(5_000);
+/// assert_eq!(hotpool::arena::config().decay_ms, 5_000);
+/// ```
+pub fn set_decay_ms(ms: i64) {
+    global::ensure_init();
+    global::set_decay_ms(ms.max(-1))
+}
+
+/// Starts or stops the background purge thread (a raw pthread that never
+/// allocates); returns whether it runs. It wakes every `decay_ms / 4`
+/// (10 ms ..= 1 s) and purges expired pages of every arena.
+///
+/// ```
+/// assert!(hotpool::arena::set_background_thread(true));
+/// assert!(!hotpool::arena::set_background_thread(false));
+/// ```
+pub fn set_background_thread(on: bool) -> bool {
+    global::set_background_thread(on)
+}
+
+/// Turns the per-class counters on or off (on by default). While off,
+/// allocations and frees are not counted, so `allocated` and `classes`
+/// only reflect counted events; page figures stay exact.
+///
+/// ```
+/// hotpool::arena::set_stats_enabled(true);
+/// ```
+pub fn set_stats_enabled(on: bool) {
+    global::set_stats_enabled(on)
+}
+
+/// A block of `size` bytes aligned to `align` (both at least 1 MiB in
+/// practice) mapped straight from the OS, for pool chunks
+/// (`Backing::Arena`); unmapped by [`dealloc_chunk`].
+pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
+    global::huge_alloc(size, align)
+}
+
+/// Returns a block from [`alloc_chunk`] to the OS.
+///
+/// # Safety
+///
+/// `ptr` must come from [`alloc_chunk`] and not be used afterwards.
+pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>) {
+    // SAFETY: the caller's contract; chunks are huge blocks.
+    unsafe { global::free(ptr.as_ptr()) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pool_chunks_round_trip() {
+        let p = super::alloc_chunk(1 << 20, 1 << 20).unwrap();
+        assert_eq!(p.as_ptr() as usize % (1 << 20), 0);
+        // SAFETY: the chunk is ours, written in bounds, freed once.
+        unsafe {
+            p.as_ptr().write_bytes(7, 1 << 20);
+            super::dealloc_chunk(p);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Arena statistics, read without stopping anyone: arena counters are
+//! relaxed atomics, thread-cache counters are summed on read.
+
+use core::sync::atomic::Ordering::Relaxed;
+use std::fmt::Write as _;
+
+use super::chunk::{CHUNK, HEADER_PAGES};
+use super::global::{self, HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
+use super::size_class::{CLASS_SIZE, NCLASSES, NSMALL, PAGE};
+use super::tcache;
+
+/// Figures of one size class.
+///
+/// ```
+/// let s = hotpool::arena::stats();
+/// assert!(s.classes.iter().all(|c| c.current == c.nmalloc.saturating_sub(c.nfree)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// The class's object size, bytes.
+    pub size: usize,
+    /// Whether the class is small (slab regions) rather than large (page runs).
+    pub small: bool,
+    /// Objects handed to users, cumulative.
+    pub nmalloc: u64,
+    /// Objects given back by users, cumulative.
+    pub nfree: u64,
+    /// Objects users hold now (`nmalloc - nfree`).
+    pub current: u64,
+}
+
+/// A snapshot of the arena allocator; see [`crate::arena`] for the table of
+/// meanings.
+///
+/// ```
+/// let s = hotpool::arena::stats();
+/// assert!(s.mapped >= s.metadata);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArenaStats {
+    /// Bytes in objects users hold (class sizes; huge: page-rounded).
+    pub allocated: usize,
+    /// Bytes of pages in slabs and large runs, plus huge objects.
+    pub active: usize,
+    /// Upper estimate of resident bytes: active + dirty + metadata.
+    pub resident: usize,
+    /// Bytes mapped: chunks, huge mappings, metadata.
+    pub mapped: usize,
+    /// Bytes of metadata: base blocks and chunk headers.
+    pub metadata: usize,
+    /// Bytes of free pages not yet purged.
+    pub dirty: usize,
+    /// Pages purged, cumulative, in bytes.
+    pub purged: u64,
+    /// Arenas in use.
+    pub narenas: usize,
+    /// Huge allocations made, cumulative.
+    pub huge_nmalloc: u64,
+    /// Huge allocations freed, cumulative.
+    pub huge_nfree: u64,
+    /// One entry per size class, smallest first.
+    pub classes: Vec<ClassStats>,
+}
+
+pub(crate) fn collect() -> ArenaStats {
+    global::ensure_init();
+    let mut nmalloc = [0u64; NCLASSES];
+    let mut nfree = [0u64; NCLASSES];
+    let (mut active, mut dirty, mut chunks, mut purged) = (0, 0, 0, 0);
+    for i in 0..global::narenas() {
+        let Some(a) = global::arena(i) else { continue };
+        for c in 0..NCLASSES {
+            nmalloc[c] += a.nmalloc[c].load(Relaxed);
+            nfree[c] += a.nfree[c].load(Relaxed);
+        }
+        active += a.active_pages.load(Relaxed) * PAGE;
+        dirty += a.dirty_pages.load(Relaxed) * PAGE;
+        chunks += a.nchunks.load(Relaxed);
+        purged += a.purged_pages.load(Relaxed) * PAGE as u64;
+    }
+    tcache::sum_counts(&mut nmalloc, &mut nfree);
+    let classes: Vec<ClassStats> = (0..NCLASSES)
+        .map(|c| ClassStats {
+            size: CLASS_SIZE[c],
+            small: c < NSMALL,
+            nmalloc: nmalloc[c],
+            nfree: nfree[c],
+            current: nmalloc[c].saturating_sub(nfree[c]),
+        })
+        .collect();
+    let huge = HUGE_BYTES.load(Relaxed);
+    let allocated = classes
+        .iter()
+        .map(|c| c.current as usize * c.size)
+        .sum::<usize>()
+        + huge;
+    let metadata = super::base::MAPPED.load(Relaxed) + chunks * HEADER_PAGES * PAGE;
+    let active = active + huge;
+    ArenaStats {
+        allocated,
+        active,
+        resident: active + dirty + metadata,
+        mapped: chunks * CHUNK + HUGE_MAPPED.load(Relaxed) + super::base::MAPPED.load(Relaxed),
+        metadata,
+        dirty,
+        purged,
+        narenas: global::narenas(),
+        huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
+        huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
+        classes,
+    }
+}
+
+pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let s = collect();
+    let conf = global::conf();
+    let mut t = String::new();
+    let hb = crate::stats::human_bytes;
+    let _ = writeln!(t, "___ hotpool arena statistics ___");
+    let _ = writeln!(
+        t,
+        "config: narenas:{} tcache:{} tcache_max:{} decay_ms:{} background_thread:{}",
+        conf.narenas, conf.tcache, conf.tcache_max, conf.decay_ms, conf.background_thread
+    );
+    for (name, v) in [
+        ("allocated", s.allocated),
+        ("active", s.active),
+        ("resident", s.resident),
+        ("mapped", s.mapped),
+        ("metadata", s.metadata),
+        ("dirty", s.dirty),
+    ] {
+        let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
+    }
+    let _ = writeln!(
+        t,
+        "purged     {:>12}\nhuge       nmalloc {} nfree {}",
+        hb(s.purged as usize),
+        s.huge_nmalloc,
+        s.huge_nfree
+    );
+    let _ = writeln!(
+        t,
+        "{:>8} {:>6} {:>12} {:>12} {:>10}",
+        "size", "kind", "nmalloc", "nfree", "current"
+    );
+    for c in s.classes.iter().filter(|c| c.nmalloc > 0) {
+        let _ = writeln!(
+            t,
+            "{:>8} {:>6} {:>12} {:>12} {:>10}",
+            c.size,
+            if c.small { "small" } else { "large" },
+            c.nmalloc,
+            c.nfree,
+            c.current
+        );
+    }
+    let _ = writeln!(t, "pools:");
+    t.push_str(&crate::stats::report());
+    out.write_all(t.as_bytes())
+}
+
+pub(crate) fn stats_json() -> String {
+    let s = collect();
+    let mut t = String::new();
+    let _ = write!(
+        t,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.narenas,
+        s.huge_nmalloc, s.huge_nfree
+    );
+    for (i, c) in s.classes.iter().enumerate() {
+        let _ = write!(
+            t,
+            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{}}}",
+            if i == 0 { "" } else { "," },
+            c.size,
+            c.small,
+            c.nmalloc,
+            c.nfree,
+            c.current
+        );
+    }
+    t.push_str("]}");
+    t
+}

@@ -1,0 +1,419 @@
+//! Thread caches: per thread, per cached class, a stack of free objects in
+//! front of the arenas (jemalloc's tcache).
+//!
+//! * alloc pops the stack; when empty, half a stack is filled from the
+//!   thread's arena bin under the bin's lock (small) or one run is taken
+//!   (large classes up to `tcache_max`).
+//! * free pushes onto the *freeing* thread's stack, whichever thread
+//!   allocated; when full, the older half is flushed to the owning arenas'
+//!   bins, each under that bin's lock. No global lock anywhere.
+//! * counters are per thread, written with relaxed load+store (no shared
+//!   read-modify-write) and summed by [`super::stats`] on read.
+//! * the `thread_local!` holds one raw pointer (const init, no `Drop`, so no
+//!   destructor registration that could allocate); a `pthread_key`
+//!   destructor flushes the cache at thread exit and marks the thread
+//!   [`DEAD`]: later allocations from that thread (other TLS destructors)
+//!   go straight to its arena. The cache's memory is reused by later threads.
+
+use core::cell::Cell;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::chunk::{lookup, Owner};
+use super::global;
+use super::heap::Arena;
+use super::lock::SpinLock;
+use super::size_class::*;
+
+/// Objects a stack can hold.
+const SLOTS: usize = 64;
+
+/// One class's stack.
+#[repr(C)]
+struct TBin {
+    n: u32,
+    /// Capacity in use (0: class not cached).
+    max: u32,
+    items: [*mut u8; SLOTS],
+}
+
+/// A thread's cache. All-zero is a valid empty cache (carved from zeroed
+/// metadata memory).
+#[repr(C)]
+pub(crate) struct Tcache {
+    bins: [TBin; NCACHED],
+    nmalloc: [AtomicU64; NCLASSES],
+    nfree: [AtomicU64; NCLASSES],
+    arena: *const Arena,
+    /// Every cache ever made (stats walk it).
+    next_all: *mut Tcache,
+    /// Caches of exited threads, for reuse.
+    next_free: *mut Tcache,
+    events: u32,
+}
+
+/// Every cache, and counts merged from retired ones.
+pub(crate) struct Registry {
+    all: *mut Tcache,
+    free: *mut Tcache,
+    pub(crate) retired_nmalloc: [u64; NCLASSES],
+    pub(crate) retired_nfree: [u64; NCLASSES],
+}
+
+// SAFETY: the raw pointers are to metadata memory that lives forever.
+unsafe impl Send for Registry {}
+
+pub(crate) static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    all: null_mut(),
+    free: null_mut(),
+    retired_nmalloc: [0; NCLASSES],
+    retired_nfree: [0; NCLASSES],
+});
+
+thread_local! {
+    /// Null: not set up yet; [`DEAD`]: no cache (exited or disabled);
+    /// otherwise this thread's cache.
+    static TCACHE: Cell<*mut Tcache> = const { Cell::new(null_mut()) };
+    /// Arena index for threads without a cache, plus one (0: unassigned).
+    static ARENA: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks a thread that has no cache.
+fn dead() -> *mut Tcache {
+    NonNull::<Tcache>::dangling().as_ptr()
+}
+
+#[inline(always)]
+fn current() -> *mut Tcache {
+    TCACHE.with(Cell::get)
+}
+
+#[inline(always)]
+fn live(tc: *mut Tcache) -> bool {
+    !tc.is_null() && tc != dead()
+}
+
+#[inline(always)]
+fn bump(counter: &AtomicU64) {
+    // Only the owning thread writes: load+store, no locked instruction.
+    counter.store(counter.load(Relaxed) + 1, Relaxed);
+}
+
+/// Counts an allocation (`alloc`) or free of class `c` in the thread's
+/// cache if it has one, else in `arena`.
+#[inline]
+pub(crate) fn count(c: usize, alloc: bool, arena: &Arena) {
+    if !global::stats_enabled() {
+        return;
+    }
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is owned by this thread and never freed;
+        // only its atomics are shared.
+        bump(unsafe {
+            if alloc {
+                &(*tc).nmalloc[c]
+            } else {
+                &(*tc).nfree[c]
+            }
+        });
+    } else if alloc {
+        arena.nmalloc[c].fetch_add(1, Relaxed);
+    } else {
+        arena.nfree[c].fetch_add(1, Relaxed);
+    }
+}
+
+/// The calling thread's arena (setting the thread up on first use).
+pub(crate) fn arena() -> Option<&'static Arena> {
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is owned by this thread; its arena lives forever.
+        return Some(unsafe { &*(*tc).arena });
+    }
+    if tc.is_null() {
+        setup();
+        return arena();
+    }
+    let idx = ARENA.with(Cell::get);
+    if idx == 0 {
+        let a = global::next_arena_index();
+        ARENA.with(|c| c.set(a as u32 + 1));
+        return global::arena(a);
+    }
+    global::arena(idx as usize - 1)
+}
+
+/// First allocator call of this thread: make its cache.
+#[cold]
+fn setup() {
+    if !global::ensure_init() {
+        TCACHE.with(|c| c.set(dead()));
+        return;
+    }
+    let tc = if global::tcache_enabled() {
+        make()
+    } else {
+        null_mut()
+    };
+    if tc.is_null() {
+        TCACHE.with(|c| c.set(dead()));
+    } else {
+        TCACHE.with(|c| c.set(tc));
+        global::arm_thread_exit(tc.cast());
+    }
+}
+
+fn make() -> *mut Tcache {
+    let a = global::next_arena_index();
+    let Some(arena) = global::arena(a) else {
+        return null_mut();
+    };
+    let mut reg = REGISTRY.lock();
+    let tc = if reg.free.is_null() {
+        let Some(p) = super::base::alloc(core::mem::size_of::<Tcache>(), 64) else {
+            return null_mut();
+        };
+        let tc = p.as_ptr().cast::<Tcache>();
+        // SAFETY: fresh zeroed metadata memory is a valid empty cache.
+        unsafe { (*tc).next_all = reg.all };
+        reg.all = tc;
+        tc
+    } else {
+        let tc = reg.free;
+        // SAFETY: caches on the free list are flushed and unused.
+        reg.free = unsafe { (*tc).next_free };
+        tc
+    };
+    drop(reg);
+    let max_size = global::tcache_max();
+    // SAFETY: the cache is now exclusively this thread's.
+    unsafe {
+        (*tc).arena = arena;
+        let bins = &mut (*tc).bins;
+        for (c, bin) in bins.iter_mut().enumerate() {
+            bin.n = 0;
+            bin.max = if CLASS_SIZE[c] > max_size {
+                0
+            } else if c < NSMALL {
+                (SLAB_REGIONS[c] * 2).clamp(8, SLOTS as u32)
+            } else {
+                8
+            };
+        }
+    }
+    tc
+}
+
+/// Allocates from cached class `c < NCACHED`; null when memory runs out.
+#[inline(always)]
+pub(crate) fn alloc(c: usize) -> *mut u8 {
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is owned by this thread.
+        let bin = unsafe { &mut (*tc).bins[c] };
+        if bin.n > 0 {
+            bin.n -= 1;
+            let p = bin.items[bin.n as usize];
+            if global::stats_enabled() {
+                // SAFETY: as above.
+                bump(unsafe { &(*tc).nmalloc[c] });
+            }
+            return p;
+        }
+    }
+    alloc_slow(c)
+}
+
+#[cold]
+fn alloc_slow(c: usize) -> *mut u8 {
+    let Some(arena) = arena() else {
+        return null_mut();
+    };
+    let tc = current();
+    if live(tc) {
+        tick(tc);
+        // SAFETY: a live cache is owned by this thread; only its bins are
+        // borrowed mutably (other threads read just the counters).
+        let bin = unsafe { &mut (*tc).bins[c] };
+        if bin.max > 0 && c < NSMALL {
+            let want = (bin.max / 2).max(1) as usize;
+            let got = arena.bin_fill(c, &mut bin.items[..want]);
+            if got == 0 {
+                return null_mut();
+            }
+            bin.n = got as u32 - 1;
+            let p = bin.items[bin.n as usize];
+            count(c, true, arena);
+            return p;
+        }
+    }
+    let p = global::alloc_direct(arena, c);
+    if !p.is_null() {
+        count(c, true, arena);
+    }
+    p
+}
+
+/// Frees `p` of cached class `c < NCACHED`.
+///
+/// # Safety
+/// `p` is a live object of class `c` from this allocator.
+#[inline(always)]
+pub(crate) unsafe fn free(p: *mut u8, c: usize) {
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is owned by this thread.
+        let bin = unsafe { &mut (*tc).bins[c] };
+        if bin.n < bin.max {
+            bin.items[bin.n as usize] = p;
+            bin.n += 1;
+            if global::stats_enabled() {
+                // SAFETY: as above.
+                bump(unsafe { &(*tc).nfree[c] });
+            }
+            return;
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free_slow(p, c) }
+}
+
+#[cold]
+unsafe fn free_slow(p: *mut u8, c: usize) {
+    let tc = current();
+    if live(tc) {
+        tick(tc);
+        // SAFETY: a live cache is owned by this thread; only its bins are
+        // borrowed mutably.
+        let bin = unsafe { &mut (*tc).bins[c] };
+        if bin.max > 0 {
+            let half = (bin.max / 2).max(1) as usize;
+            // SAFETY: the flushed objects are cached, hence unused.
+            unsafe { flush(c, &bin.items[..half]) };
+            bin.items.copy_within(half..bin.n as usize, 0);
+            bin.n -= half as u32;
+            bin.items[bin.n as usize] = p;
+            bin.n += 1;
+            // SAFETY: the cache's arena lives forever.
+            count(c, false, unsafe { &*(*tc).arena });
+            return;
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        let owner = global::owner_arena(p);
+        count(c, false, owner);
+        flush(c, &[p]);
+    }
+}
+
+/// Every 256 slow-path events, purge expired dirty pages of our arena.
+fn tick(tc: *mut Tcache) {
+    // SAFETY: `tc` is the calling thread's live cache; `events` and `arena`
+    // are only touched by it.
+    unsafe {
+        (*tc).events = (*tc).events.wrapping_add(1);
+        if (*tc).events % 256 == 0 {
+            (*(*tc).arena).decay_tick();
+        }
+    }
+}
+
+/// Returns objects of class `c` to their owning arenas.
+///
+/// # Safety
+/// Every pointer is an unused object of class `c` from this allocator.
+unsafe fn flush(c: usize, ptrs: &[*mut u8]) {
+    if c >= NSMALL {
+        for &p in ptrs {
+            // SAFETY: per the contract, `p` is a large run no one uses.
+            unsafe {
+                if let Owner::Run(m) = lookup(p) {
+                    global::owner_arena(p).free_large(m);
+                }
+            }
+        }
+        return;
+    }
+    let mut start = 0;
+    while start < ptrs.len() {
+        // SAFETY: per the contract the pointers are ours.
+        let a: *const Arena = unsafe { global::owner_arena(ptrs[start]) };
+        let mut end = start + 1;
+        // SAFETY: as above.
+        while end < ptrs.len() && core::ptr::eq(unsafe { global::owner_arena(ptrs[end]) }, a) {
+            end += 1;
+        }
+        // SAFETY: objects of class `c` owned by arena `a`.
+        unsafe { (*a).bin_flush(c, &ptrs[start..end]) };
+        start = end;
+    }
+}
+
+/// Empties the calling thread's cache into the arenas (for `trim`).
+pub(crate) fn flush_current() {
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is owned by this thread.
+        unsafe { flush_all(tc) };
+    }
+}
+
+/// # Safety
+/// `tc` is owned by the calling thread.
+unsafe fn flush_all(tc: *mut Tcache) {
+    // SAFETY: per the contract; only the bins are borrowed mutably.
+    let bins = unsafe { &mut (*tc).bins };
+    for (c, bin) in bins.iter_mut().enumerate() {
+        let n = bin.n as usize;
+        bin.n = 0;
+        // SAFETY: cached objects are unused.
+        unsafe { flush(c, &bin.items[..n]) };
+    }
+}
+
+/// The `pthread_key` destructor: flush, retire the cache, mark the thread.
+///
+/// # Safety
+/// `arg` is the calling thread's cache, set by `setup`.
+pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let tc = arg.cast::<Tcache>();
+    if !live(tc) {
+        return;
+    }
+    TCACHE.with(|c| c.set(dead()));
+    // SAFETY: per the contract the cache is ours; no one else writes it.
+    unsafe {
+        let arena = (*tc).arena;
+        ARENA.with(|c| c.set(global::arena_index(arena) as u32 + 1));
+        flush_all(tc);
+        let mut reg = REGISTRY.lock();
+        for c in 0..NCLASSES {
+            reg.retired_nmalloc[c] += (*tc).nmalloc[c].swap(0, Relaxed);
+            reg.retired_nfree[c] += (*tc).nfree[c].swap(0, Relaxed);
+        }
+        (*tc).next_free = reg.free;
+        reg.free = tc;
+    }
+}
+
+/// Adds every cache's counters (and retired ones) into the given arrays.
+pub(crate) fn sum_counts(nmalloc: &mut [u64; NCLASSES], nfree: &mut [u64; NCLASSES]) {
+    let reg = REGISTRY.lock();
+    for c in 0..NCLASSES {
+        nmalloc[c] += reg.retired_nmalloc[c];
+        nfree[c] += reg.retired_nfree[c];
+    }
+    let mut tc = reg.all;
+    while !tc.is_null() {
+        // SAFETY: caches live forever; counters are atomics.
+        unsafe {
+            for c in 0..NCLASSES {
+                nmalloc[c] += (*tc).nmalloc[c].load(Relaxed);
+                nfree[c] += (*tc).nfree[c].load(Relaxed);
+            }
+            tc = (*tc).next_all;
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The arena allocator through `HotAlloc`'s methods (not installed as the
+//! global allocator here; see `arena_global.rs`).
+
+use core::alloc::{GlobalAlloc, Layout};
+use std::sync::mpsc;
+
+use allocator_api2::alloc::Allocator;
+use hotpool::arena;
+use hotpool::config::{parse, ConfProblem, DEFAULT};
+use hotpool::{AllocError, HotAlloc};
+
+/// Serialises the tests: several read process-wide figures (resident
+/// memory, dirty pages, allocated bytes) that any concurrent test changes.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fill(p: *mut u8, n: usize, seed: u8) {
+    // SAFETY: callers pass live blocks of at least `n` bytes.
+    unsafe {
+        for i in 0..n {
+            *p.add(i) = seed.wrapping_add(i as u8);
+        }
+    }
+}
+
+fn check(p: *const u8, n: usize, seed: u8) {
+    for i in 0..n {
+        // SAFETY: callers pass live blocks of at least `n` bytes.
+        let b = unsafe { *p.add(i) };
+        assert_eq!(b, seed.wrapping_add(i as u8), "byte {i} of {n}");
+    }
+}
+
+#[test]
+fn every_size_class_round_trips() {
+    let _g = serial();
+    let mut size = 1;
+    while size <= 3 << 20 {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero layout; each block is freed once with it.
+        unsafe {
+            let ps: Vec<*mut u8> = (0..3).map(|_| HotAlloc.alloc(layout)).collect();
+            for (k, &p) in ps.iter().enumerate() {
+                assert!(!p.is_null());
+                assert!(arena::usable_size(core::ptr::NonNull::new(p).unwrap()) >= size);
+                fill(p, size.min(4096), k as u8);
+            }
+            for (k, &p) in ps.iter().enumerate() {
+                check(p, size.min(4096), k as u8);
+                HotAlloc.dealloc(p, layout);
+            }
+        }
+        size = if size < 64 { size + 1 } else { size + size / 5 };
+    }
+}
+
+#[test]
+fn alignments_are_honoured() {
+    let _g = serial();
+    let mut align = 1;
+    while align <= 64 << 10 {
+        for size in [1, 7, 100, 3000, 20_000, 300_000] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero layout, freed once.
+            unsafe {
+                let p = HotAlloc.alloc(layout);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                fill(p, size, 3);
+                check(p, size, 3);
+                HotAlloc.dealloc(p, layout);
+            }
+        }
+        align *= 2;
+    }
+    for align in [1 << 20, 2 << 20, 8 << 20] {
+        let layout = Layout::from_size_align(4096, align).unwrap();
+        // SAFETY: non-zero layout, freed once.
+        unsafe {
+            let p = HotAlloc.alloc(layout);
+            assert_eq!(p as usize % align, 0);
+            fill(p, 4096, 9);
+            HotAlloc.dealloc(p, layout);
+        }
+    }
+}
+
+#[test]
+fn realloc_chains_preserve_content() {
+    let _g = serial();
+    for align in [8, 64, 8192] {
+        let mut size = 1;
+        let mut layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: every realloc passes the block's current layout.
+        unsafe {
+            let mut p = HotAlloc.alloc(layout);
+            fill(p, size, 1);
+            // Grow through small, large and huge, then shrink back.
+            let sizes: Vec<usize> = (0..40)
+                .map(|i| 1usize << (i / 2))
+                .map(|s| s + s / 3)
+                .chain((0..30).rev().map(|i| (1usize << (i * 2 / 3)) + 5))
+                .collect();
+            for &new in &sizes {
+                p = HotAlloc.realloc(p, layout, new);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0);
+                check(p, size.min(new), 1);
+                size = new;
+                layout = Layout::from_size_align(size, align).unwrap();
+                fill(p, size, 1);
+            }
+            HotAlloc.dealloc(p, layout);
+        }
+    }
+}
+
+#[test]
+fn large_realloc_grows_in_place_when_room() {
+    let _g = serial();
+    let layout = Layout::from_size_align(20_000, 8).unwrap();
+    // SAFETY: layouts match each block.
+    unsafe {
+        // A huge block grows with mremap, usually in place; content survives.
+        let big = Layout::from_size_align(2 << 20, 8).unwrap();
+        let h = HotAlloc.alloc(big);
+        fill(h, 4096, 5);
+        let h2 = HotAlloc.realloc(h, big, 3 << 20);
+        check(h2, 4096, 5);
+        HotAlloc.dealloc(h2, Layout::from_size_align(3 << 20, 8).unwrap());
+        let p = HotAlloc.alloc(layout);
+        fill(p, 20_000, 2);
+        let q = HotAlloc.realloc(p, layout, 30_000);
+        check(q, 20_000, 2);
+        HotAlloc.dealloc(q, Layout::from_size_align(30_000, 8).unwrap());
+    }
+}
+
+#[test]
+fn zero_size_allocator_requests_dangle_aligned() {
+    let _g = serial();
+    for align in [1, 8, 4096] {
+        let layout = Layout::from_size_align(0, align).unwrap();
+        let b = HotAlloc.allocate(layout).unwrap();
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.cast::<u8>().as_ptr() as usize % align, 0);
+        // SAFETY: zero-size blocks may be "freed" with their layout.
+        unsafe { HotAlloc.deallocate(b.cast(), layout) };
+    }
+    let mut v: allocator_api2::vec::Vec<u64, HotAlloc> = allocator_api2::vec::Vec::new_in(HotAlloc);
+    v.extend(0..10_000u64);
+    assert_eq!(v.iter().sum::<u64>(), 10_000 * 9_999 / 2);
+    v.truncate(3);
+    v.shrink_to_fit();
+    assert_eq!(&v[..], &[0, 1, 2]);
+}
+
+#[test]
+fn allocate_reports_usable_size_and_zeroes() {
+    let _g = serial();
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let b = HotAlloc.allocate(layout).unwrap();
+    assert!(b.len() >= 100);
+    // SAFETY: freed once with a size within [requested, reported].
+    unsafe { HotAlloc.deallocate(b.cast(), Layout::from_size_align(b.len(), 8).unwrap()) };
+    for size in [100, 50_000, 3 << 20] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // Dirty the memory first so zeroing is observable.
+        // SAFETY: non-zero layout, freed once.
+        unsafe {
+            let p = HotAlloc.alloc(layout);
+            fill(p, size, 0xAA);
+            HotAlloc.dealloc(p, layout);
+            let z = HotAlloc.alloc_zeroed(layout);
+            assert!(core::slice::from_raw_parts(z, size).iter().all(|&x| x == 0));
+            HotAlloc.dealloc(z, layout);
+        }
+    }
+}
+
+#[test]
+fn overflow_and_bad_alignment_are_errors() {
+    let _g = serial();
+    assert!(matches!(
+        arena::alloc_array(usize::MAX / 2, 3),
+        Err(AllocError::UnsupportedLayout { .. })
+    ));
+    assert!(matches!(
+        arena::calloc(1 << 40, 1 << 40),
+        Err(AllocError::UnsupportedLayout { .. })
+    ));
+    assert!(matches!(
+        arena::try_alloc(8, 3),
+        Err(AllocError::UnsupportedLayout { .. })
+    ));
+    assert!(matches!(
+        arena::try_alloc(8, 1 << 40),
+        Err(AllocError::UnsupportedLayout { .. })
+    ));
+    assert!(matches!(
+        arena::try_alloc(isize::MAX as usize, 8),
+        Err(AllocError::UnsupportedLayout { .. })
+    ));
+    // A request the OS refuses is OutOfMemory, not a crash.
+    assert!(matches!(
+        arena::try_alloc(1 << 60, 8),
+        Err(AllocError::OutOfMemory { .. })
+    ));
+    let p = arena::calloc(1000, 8).unwrap();
+    // SAFETY: 8000 zeroed bytes, freed once.
+    unsafe {
+        assert!(core::slice::from_raw_parts(p.as_ptr(), 8000)
+            .iter()
+            .all(|&b| b == 0));
+        assert!(arena::usable_size(p) >= 8000);
+        arena::free(p);
+    }
+}
+
+/// A tiny deterministic generator (xorshift).
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn threads_free_each_others_objects() {
+    let _g = serial();
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 4000;
+    struct Block(usize, usize, u8);
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(t, rx)| {
+            let txs = txs.clone();
+            std::thread::spawn(move || {
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64 + 1);
+                let mut mine = Vec::new();
+                for i in 0..ROUNDS {
+                    let r = rng(&mut seed);
+                    let size = match r % 16 {
+                        0 => 16_385 + (r >> 8) as usize % 200_000,
+                        1 if i % 50 == 0 => (1 << 20) + (r >> 8) as usize % (2 << 20),
+                        _ => 1 + (r >> 8) as usize % 2048,
+                    };
+                    let layout = Layout::from_size_align(size, 8).unwrap();
+                    // SAFETY: non-zero layout.
+                    let p = unsafe { HotAlloc.alloc(layout) };
+                    assert!(!p.is_null());
+                    let seed_b = (r >> 40) as u8;
+                    fill(p, size, seed_b);
+                    let to = (r >> 20) as usize % THREADS;
+                    if to == t {
+                        mine.push(Block(p as usize, size, seed_b));
+                    } else {
+                        txs[to].send(Block(p as usize, size, seed_b)).unwrap();
+                    }
+                    while let Ok(b) = rx.try_recv() {
+                        mine.push(b);
+                    }
+                    if mine.len() > 64 {
+                        for b in mine.drain(..32) {
+                            check(b.0 as *const u8, b.1, b.2);
+                            // SAFETY: each block is freed once with its layout.
+                            unsafe {
+                                HotAlloc.dealloc(
+                                    b.0 as *mut u8,
+                                    Layout::from_size_align(b.1, 8).unwrap(),
+                                )
+                            };
+                        }
+                    }
+                }
+                drop(txs);
+                (rx, mine)
+            })
+        })
+        .collect();
+    drop(txs);
+    let leftovers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (rx, mine) in leftovers {
+        for b in mine.into_iter().chain(rx.try_iter()) {
+            check(b.0 as *const u8, b.1, b.2);
+            // SAFETY: each block is freed once with its layout.
+            unsafe { HotAlloc.dealloc(b.0 as *mut u8, Layout::from_size_align(b.1, 8).unwrap()) };
+        }
+    }
+}
+
+#[test]
+fn trim_returns_a_burst_to_the_os() {
+    let _g = serial();
+    arena::trim();
+    let before = hotpool::stats::resident_bytes();
+    let mut blocks = Vec::new();
+    for i in 0..64 << 10 {
+        let size = if i % 2 == 0 { 1000 } else { 40_000 };
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero layout.
+        let p = unsafe { HotAlloc.alloc(layout) };
+        fill(p, size, 1);
+        blocks.push((p, layout));
+        if blocks.len() * 20_000 > 256 << 20 {
+            break;
+        }
+    }
+    let peak = hotpool::stats::resident_bytes();
+    assert!(
+        peak > before + (128 << 20),
+        "burst not resident: {before} -> {peak}"
+    );
+    for (p, layout) in blocks {
+        // SAFETY: freed once with its layout.
+        unsafe { HotAlloc.dealloc(p, layout) };
+    }
+    arena::trim();
+    let after = hotpool::stats::resident_bytes();
+    assert!(
+        after < before + (16 << 20),
+        "trim kept memory: {before} -> {peak} -> {after}"
+    );
+}
+
+#[test]
+fn decay_purges_without_trim() {
+    let _g = serial();
+    arena::set_decay_ms(0);
+    let before = arena::stats().purged;
+    let layout = Layout::from_size_align(500_000, 8).unwrap();
+    // SAFETY: non-zero layout, freed once.
+    unsafe {
+        let p = HotAlloc.alloc(layout);
+        fill(p, 500_000, 1);
+        HotAlloc.dealloc(p, layout);
+    }
+    // Counted by `purged` rather than `dirty`: an exiting thread of an
+    // earlier test may be flushing its cache into the arenas right now.
+    let purged = arena::stats().purged - before;
+    assert!(purged >= 500_000, "decay_ms:0 purges on free ({purged})");
+    arena::set_decay_ms(10_000);
+}
+
+#[test]
+fn stats_balance() {
+    let _g = serial();
+    arena::trim();
+    let base = arena::stats();
+    let layouts: Vec<Layout> = [24, 700, 9000, 100_000, 3 << 20]
+        .iter()
+        .map(|&s| Layout::from_size_align(s, 8).unwrap())
+        .collect();
+    // SAFETY: non-zero layouts.
+    let ps: Vec<*mut u8> = layouts
+        .iter()
+        .map(|&l| unsafe { HotAlloc.alloc(l) })
+        .collect();
+    let mid = arena::stats();
+    assert!(mid.allocated >= base.allocated + 24 + 700 + 9000 + 100_000 + (3 << 20));
+    assert!(mid.active >= mid.allocated - base.allocated);
+    assert!(mid.mapped >= mid.active && mid.resident >= mid.active);
+    let c24 = mid.classes.iter().find(|c| c.size == 32).unwrap();
+    assert!(c24.current >= 1 && c24.nmalloc >= c24.nfree);
+    for (p, l) in ps.into_iter().zip(layouts) {
+        // SAFETY: freed once with its layout.
+        unsafe { HotAlloc.dealloc(p, l) };
+    }
+    let end = arena::stats();
+    assert_eq!(end.allocated, base.allocated, "allocated goes back down");
+    let mut text = Vec::new();
+    arena::stats_print(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("type"));
+    let json = arena::stats_json();
+    assert!(json.starts_with('{') && json.ends_with('}') && json.contains("\"classes\":["));
+}
+
+#[test]
+fn background_thread_purges() {
+    let _g = serial();
+    arena::set_decay_ms(20);
+    assert!(arena::set_background_thread(true));
+    let layout = Layout::from_size_align(800_000, 8).unwrap();
+    // SAFETY: non-zero layout, freed once.
+    unsafe {
+        let p = HotAlloc.alloc(layout);
+        fill(p, 800_000, 1);
+        HotAlloc.dealloc(p, layout);
+    }
+    let mut purged = false;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if arena::stats().dirty == 0 {
+            purged = true;
+            break;
+        }
+    }
+    assert!(!arena::set_background_thread(false));
+    arena::set_decay_ms(10_000);
+    assert!(purged, "background thread did not purge");
+}
+
+#[test]
+fn config_parser() {
+    let _g = serial();
+    let none = &mut |p: ConfProblem<'_>| panic!("unexpected {p:?}");
+    let c = parse(
+        b"narenas:4,tcache:false,tcache_max:1024,decay_ms:-1,background_thread:true,stats_print:true",
+        none,
+    );
+    assert_eq!(c.narenas, 4);
+    assert!(!c.tcache && c.background_thread && c.stats_print);
+    assert_eq!((c.tcache_max, c.decay_ms), (1024, -1));
+    assert_eq!(parse(b"", none), DEFAULT);
+    assert_eq!(parse(b" decay_ms : 5 ,", none).decay_ms, 5);
+
+    let mut seen = Vec::new();
+    let c = parse(
+        b"narenas:0,bogus:1,tcache:maybe,decay_ms:9x,justakey,tcache_max:999999",
+        &mut |p| seen.push(format!("{p:?}")),
+    );
+    assert_eq!(c, DEFAULT, "bad items keep the defaults");
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert!(seen[1].contains("UnknownKey"));
+    assert!(seen[4].contains("Malformed"));
+}
