@@ -8,8 +8,10 @@
 //!
 //! An entry is valid for a pool while its `stamp` equals the pool's stamp
 //! (`serial << 32 | trim epoch`): a trim bumps the epoch, so every thread
-//! flushes its entry at its next operation on that pool; a pool id reused by
-//! a new pool has a new serial, so a stale entry is flushed to its old pool.
+//! flushes its entry at its next free into that pool (or when its list runs
+//! dry); a pool id reused by a new pool has a new serial, so a stale entry
+//! is flushed to its old pool. Allocation skips the stamp: an entry that
+//! holds objects keeps their pool, and so its id, alive.
 //!
 //! Other threads read an entry's `stamp` and `len` (atomics) for statistics;
 //! everything else is touched only by the owning thread.
@@ -263,10 +265,14 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
         match tc.inline.get(hot.id) {
             Some(e) => {
                 let n = e.len.load(Ordering::Relaxed);
-                if n > 0 && e.stamp.load(Ordering::Relaxed) == hot.stamp.load(Ordering::Relaxed) {
+                // No stamp check: an entry holding objects serves the live
+                // pool with this id (its objects keep that pool alive, so the
+                // id cannot have passed to another pool). A trim epoch is
+                // noticed at the next free or when the list runs dry.
+                if n > 0 {
                     e.len.store(n - 1, Ordering::Relaxed);
-                    // SAFETY: the stack holds n > 0 initialized entries,
-                    // each a free object of this pool (the stamp matches).
+                    // SAFETY: the stack holds n > 0 initialized entries, each
+                    // a free object of the pool with this id, which is ours.
                     unsafe { *e.slots.get().add(n - 1) }
                 } else {
                     ptr::null_mut()

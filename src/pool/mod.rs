@@ -28,7 +28,7 @@
 //!   the depot, or back into its chunks when the depot is full.
 //! * **thread exit** moves the thread's lists to the depot.
 //! * **trim** empties the depot and the caller's list into the chunks, makes
-//!   every other thread flush its list at its next operation on the pool,
+//!   every other thread flush its list at its next free into the pool,
 //!   and gives wholly free chunks back (their pages go back to the OS with
 //!   [`Backing::Os`], the default).
 //!
@@ -287,6 +287,11 @@ impl<T> Pool<T> {
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
     /// the backing allocator (with [`Backing::Os`], to the OS).
+    ///
+    /// Another thread notices the request at its next free into the pool or
+    /// when its list runs dry; allocations in between may still reuse
+    /// objects from its list (the allocation fast path skips the check, which
+    /// keeps it at about 2.1 ns a pair).
     ///
     /// ```
     /// static P: hotpool::Pool<[u8; 64]> = hotpool::Pool::new();
