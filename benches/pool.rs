@@ -28,6 +28,8 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -754,49 +756,8 @@ mod memory {
 // Entry point
 // ---------------------------------------------------------------------------
 
-/// Criterion options that take a value (so the value is not the filter).
-const VALUE_OPTIONS: [&str; 17] = [
-    "-c",
-    "--color",
-    "--colour",
-    "-s",
-    "--save-baseline",
-    "-b",
-    "--baseline",
-    "--format",
-    "--profile-time",
-    "--load-baseline",
-    "--sample-size",
-    "--warm-up-time",
-    "--measurement-time",
-    "--nresamples",
-    "--noise-threshold",
-    "--confidence-level",
-    "--significance-level",
-];
-
-/// Whether to run the memory part: only when benchmarking (`--bench`, as
-/// `cargo bench` passes), not listing, and the filter (if any) mentions it.
-fn memory_wanted() -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--list") {
-        return false;
-    }
-    let mut filter = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if VALUE_OPTIONS.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            filter = Some(a.as_str());
-            break;
-        }
-    }
-    filter.is_none_or(|f| f.contains("memory"))
-}
-
 fn main() {
-    if memory_wanted() {
+    if common::memory_wanted() {
         memory::run();
     }
     let mut c = Criterion::default()

@@ -1,0 +1,42 @@
+//! Helpers shared by the benchmark binaries (not a benchmark itself).
+
+/// Criterion options that take a value (so the value is not the filter).
+pub const VALUE_OPTIONS: [&str; 17] = [
+    "-c",
+    "--color",
+    "--colour",
+    "-s",
+    "--save-baseline",
+    "-b",
+    "--baseline",
+    "--format",
+    "--profile-time",
+    "--load-baseline",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+];
+
+/// Whether to run the memory part: only when benchmarking (`--bench`, as
+/// `cargo bench` passes), not listing, and the filter (if any) mentions it.
+pub fn memory_wanted() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--list") {
+        return false;
+    }
+    let mut filter = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if VALUE_OPTIONS.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') {
+            filter = Some(a.as_str());
+            break;
+        }
+    }
+    filter.is_none_or(|f| f.contains("memory"))
+}
