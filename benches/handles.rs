@@ -32,7 +32,6 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::Criterion;
 use hotpool::{handle, Pool, Shared};
@@ -227,11 +226,7 @@ fn main() {
     if common::memory_wanted() {
         memory::run();
     }
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20)
-        .configure_from_args();
+    let mut c = common::criterion().configure_from_args();
     benches(&mut c);
     c.final_summary();
 }

@@ -760,12 +760,7 @@ fn main() {
     if common::memory_wanted() {
         memory::run();
     }
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20)
-        .nresamples(20_000)
-        .configure_from_args();
+    let mut c = common::criterion().nresamples(20_000).configure_from_args();
     benches(&mut c);
     c.final_summary();
 }

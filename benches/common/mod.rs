@@ -40,3 +40,14 @@ pub fn memory_wanted() -> bool {
     }
     filter.is_none_or(|f| f.contains("memory"))
 }
+
+/// The criterion settings every hotpool benchmark shares: short warm-up
+/// and measurement so a whole binary runs in minutes on 2 cores. Callers
+/// add their own settings, then `configure_from_args()` so the command line
+/// wins.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1))
+        .sample_size(20)
+}
