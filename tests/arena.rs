@@ -430,3 +430,47 @@ fn config_parser() {
     assert!(seen[1].contains("UnknownKey"));
     assert!(seen[4].contains("Malformed"));
 }
+
+/// Runs this test binary again with only `test` selected and `HOTPOOL_TEST_CHILD`
+/// set, and returns its exit status and stderr.
+fn run_child(test: &str) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("HOTPOOL_TEST_CHILD", "1")
+        .output()
+        .unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn double_free_is_reported_and_aborts() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let p = hotpool::arena::try_alloc(48, 8).unwrap();
+        // Enough frees of one pointer to overflow the thread cache, whose
+        // flush to the slab sees the region is already free.
+        for _ in 0..1000 {
+            // SAFETY: deliberately invalid: this child must abort.
+            unsafe { hotpool::arena::free(p) };
+        }
+        return;
+    }
+    let (status, stderr) = run_child("double_free_is_reported_and_aborts");
+    assert!(!status.success(), "child survived a double free: {stderr}");
+    assert!(stderr.contains("was freed twice"), "{stderr}");
+    assert!(stderr.contains("hotpool: invalid free: the block at 0x"), "{stderr}");
+}
+
+#[test]
+fn interior_pointer_free_is_reported_and_aborts() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let p = hotpool::arena::try_alloc(64, 8).unwrap();
+        // SAFETY: deliberately invalid (p + 8 is inside a block): this child
+        // must abort at once, before a thread cache could hand it out.
+        unsafe { hotpool::arena::free(p.add(8)) };
+        eprintln!("child: still running after the bad free");
+        return;
+    }
+    let (status, stderr) = run_child("interior_pointer_free_is_reported_and_aborts");
+    assert!(!status.success(), "child survived a bad free: {stderr}");
+    assert!(stderr.contains("is not the start of an allocated block"), "{stderr}");
+}

@@ -26,7 +26,7 @@
 use core::ptr::{addr_of, addr_of_mut};
 
 use super::heap::Arena;
-use super::size_class::{LG_PAGE, PAGE};
+use super::size_class::{LG_PAGE, MAX_SLAB_REGIONS, PAGE};
 
 /// log2 of the chunk size.
 pub(crate) const LG_CHUNK: usize = 22;
@@ -38,6 +38,10 @@ pub(crate) const CHUNK_PAGES: usize = CHUNK / PAGE;
 pub(crate) const HEADER_PAGES: usize = core::mem::size_of::<ChunkHeader>().div_ceil(PAGE);
 /// Pages usable for runs in one chunk.
 pub(crate) const USABLE_PAGES: usize = CHUNK_PAGES - HEADER_PAGES;
+
+/// Words of a slab's free bitmap: enough for the most regions a slab has.
+pub(crate) const SLAB_WORDS: usize = 8;
+static_assertions::const_assert!(MAX_SLAB_REGIONS as usize <= SLAB_WORDS * 64);
 
 /// `kind` of a chunk header.
 pub(crate) const KIND_CHUNK: u32 = 0x4850_4348;
@@ -64,12 +68,12 @@ pub(crate) struct RunMeta {
     /// Free run: pages may hold data (not yet purged, not known zero).
     pub(crate) dirty: bool,
     pub(crate) npages: u32,
-    /// Slab: free regions (`free list + never used`).
+    /// Slab: free regions (set bits of `free_bits`).
     pub(crate) nfree: u32,
-    /// Slab: regions never handed out start at index `bump`.
-    pub(crate) bump: u32,
-    /// Slab: intrusive list of freed regions.
-    pub(crate) free_list: *mut u8,
+    /// Slab: bit `i` set when region `i` is free. Kept here rather than in
+    /// the regions, so filling and flushing a thread cache never touches
+    /// object memory (which another core may hold).
+    pub(crate) free_bits: [u64; SLAB_WORDS],
     /// Links in a size bucket (free) or a bin's non-full list (slab).
     pub(crate) prev: *mut RunMeta,
     pub(crate) next: *mut RunMeta,

@@ -327,9 +327,19 @@ pub(crate) unsafe fn free(p: *mut u8) {
             unsafe { huge_free(h) }
         }
         Owner::Run(m) => {
-            // SAFETY: `m` describes `p`'s allocated run.
+            // SAFETY: `m` describes the run holding `p`.
             let (state, c) = unsafe { ((*m).state, (*m).class as usize) };
-            debug_assert!(state == RUN_SLAB || state == RUN_LARGE);
+            // A pointer that cannot be the start of an allocated block is
+            // refused here, before a thread cache would hand it out again.
+            let off = p as usize - run_addr(m) as usize;
+            let valid = match state {
+                RUN_SLAB => ((off as u64 * CLASS_RECIP[c]) >> 32) as usize * CLASS_SIZE[c] == off,
+                RUN_LARGE => off == 0,
+                _ => false,
+            };
+            if !valid {
+                super::heap::report_bad_free(p, b"is not the start of an allocated block");
+            }
             if c < NCACHED {
                 // SAFETY: `p` is an object of class `c`.
                 unsafe { tcache::free(p, c) };

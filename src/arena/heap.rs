@@ -521,19 +521,18 @@ impl Arena {
                 unsafe { list_push(&mut bin, m) };
             }
             // SAFETY: slabs on the non-full list belong to this bin, whose
-            // lock we hold; regions handed out are inside the slab.
+            // lock we hold; a set bit is a free region inside the slab.
             unsafe {
                 let base = run_addr(m);
+                let bits = &mut (*m).free_bits;
+                let mut w = 0;
                 while got < out.len() && (*m).nfree > 0 {
-                    let p = (*m).free_list;
-                    out[got] = if p.is_null() {
-                        let q = base.add((*m).bump as usize * size);
-                        (*m).bump += 1;
-                        q
-                    } else {
-                        (*m).free_list = p.cast::<*mut u8>().read();
-                        p
-                    };
+                    while bits[w] == 0 {
+                        w += 1;
+                    }
+                    let b = bits[w].trailing_zeros() as usize;
+                    bits[w] &= bits[w] - 1;
+                    out[got] = base.add((w * 64 + b) * size);
                     (*m).nfree -= 1;
                     got += 1;
                 }
@@ -551,32 +550,42 @@ impl Arena {
     /// Every pointer is a region of class `c` allocated from this arena and
     /// no longer used.
     pub(crate) unsafe fn bin_flush(&self, c: usize, ptrs: &[*mut u8]) {
-        let mut bin = self.bins[c].0.lock();
-        for &p in ptrs {
-            // SAFETY: per the contract `p` is a live region of a slab of
-            // this bin, whose lock we hold.
-            unsafe {
-                let Owner::Run(m) = lookup(p) else {
-                    continue;
-                };
-                debug_assert_eq!(((*m).state, (*m).class as usize), (RUN_SLAB, c));
-                p.cast::<*mut u8>().write((*m).free_list);
-                (*m).free_list = p;
-                let was_full = (*m).nfree == 0;
-                (*m).nfree += 1;
-                if (*m).nfree == SLAB_REGIONS[c] {
-                    if !was_full {
-                        list_remove(&mut bin, m);
+        // Find every region's slab and index before taking the lock, so the
+        // lock is held only for the bit flips and list moves.
+        const STEP: usize = 64;
+        let mut found = [(null_mut::<RunMeta>(), 0usize); STEP];
+        for part in ptrs.chunks(STEP) {
+            for (slot, &p) in found.iter_mut().zip(part) {
+                // SAFETY: per the contract `p` is an allocated region, so its
+                // run's page map entry, state and class are stable.
+                *slot = unsafe { locate(p, c) };
+            }
+            let mut bin = self.bins[c].0.lock();
+            for (&(m, i), &p) in found.iter().zip(part) {
+                // SAFETY: `m` is the slab of `p` in this bin, whose lock we
+                // hold; `i` is a region index inside it.
+                unsafe {
+                    let bit = 1u64 << (i % 64);
+                    if (*m).free_bits[i / 64] & bit != 0 {
+                        report_bad_free(p, b"was freed twice");
                     }
-                    if bin.spare.is_null() {
-                        init_slab(m, c);
-                        bin.spare = m;
-                    } else {
-                        let mut r = self.runs.lock();
-                        self.free_run(&mut r, m, sys::now_ms());
+                    (*m).free_bits[i / 64] |= bit;
+                    let was_full = (*m).nfree == 0;
+                    (*m).nfree += 1;
+                    if (*m).nfree == SLAB_REGIONS[c] {
+                        if !was_full {
+                            list_remove(&mut bin, m);
+                        }
+                        if bin.spare.is_null() {
+                            init_slab(m, c);
+                            bin.spare = m;
+                        } else {
+                            let mut r = self.runs.lock();
+                            self.free_run(&mut r, m, sys::now_ms());
+                        }
+                    } else if was_full {
+                        list_push(&mut bin, m);
                     }
-                } else if was_full {
-                    list_push(&mut bin, m);
                 }
             }
         }
@@ -599,14 +608,64 @@ impl Arena {
     }
 }
 
+/// The slab of region `p` of class `c` and the region's index in it;
+/// reports and aborts when `p` cannot be such a region.
+///
+/// # Safety
+/// `p` points into a live slab or large run of this allocator.
+unsafe fn locate(p: *mut u8, c: usize) -> (*mut RunMeta, usize) {
+    // SAFETY: per the contract.
+    let Owner::Run(m) = (unsafe { lookup(p) }) else {
+        report_bad_free(p, b"is a huge block, not a small object");
+    };
+    // SAFETY: `m` is the metadata of `p`'s allocated run.
+    if unsafe { (*m).state != RUN_SLAB || (*m).class as usize != c } {
+        report_bad_free(p, b"is not an allocated object of its size class");
+    }
+    let off = (p as usize - run_addr(m) as usize) as u64;
+    let i = ((off * CLASS_RECIP[c]) >> 32) as usize;
+    if i * CLASS_SIZE[c] != off as usize {
+        report_bad_free(p, b"is not the start of an object");
+    }
+    (m, i)
+}
+
+/// Reports a free that cannot be valid and aborts before it corrupts the
+/// heap. Writes with `write(2)` only: no allocation, no lock.
+#[cold]
+pub(crate) fn report_bad_free(p: *const u8, what: &[u8]) -> ! {
+    let mut hex = [0u8; 18];
+    hex[..2].copy_from_slice(b"0x");
+    for (i, d) in hex[2..].iter_mut().enumerate() {
+        let nibble = (p as usize >> (60 - 4 * i)) & 0xf;
+        *d = b"0123456789abcdef"[nibble];
+    }
+    for part in [
+        &b"hotpool: invalid free: the block at "[..],
+        &hex,
+        b" ",
+        what,
+        b"; aborting\n",
+    ] {
+        sys::write_stderr(part);
+    }
+    std::process::abort()
+}
+
 /// # Safety
 /// `m` is a slab run of class `c` with all regions free.
 unsafe fn init_slab(m: *mut RunMeta, c: usize) {
     // SAFETY: per the contract.
     unsafe {
-        (*m).nfree = SLAB_REGIONS[c];
-        (*m).bump = 0;
-        (*m).free_list = null_mut();
+        let n = SLAB_REGIONS[c] as usize;
+        (*m).nfree = n as u32;
+        for (w, word) in (*m).free_bits.iter_mut().enumerate() {
+            *word = match n.saturating_sub(w * 64) {
+                0 => 0,
+                k if k >= 64 => !0,
+                k => (1u64 << k) - 1,
+            };
+        }
     }
 }
 

@@ -34,6 +34,12 @@ pub(crate) static CLASS_SIZE: [usize; NCLASSES] = class_sizes();
 pub(crate) static SLAB_PAGES: [u32; NSMALL] = slab_geometry().0;
 /// Regions per slab of each small class.
 pub(crate) static SLAB_REGIONS: [u32; NSMALL] = slab_geometry().1;
+/// The most regions any slab has.
+pub(crate) const MAX_SLAB_REGIONS: u32 = max_regions();
+/// `ceil(2^32 / size)` of each small class: `(offset * RECIP) >> 32` is
+/// `offset / size` for every offset that is a multiple of the size and
+/// smaller than 2^32 / size (slabs are at most 128 KiB).
+pub(crate) static CLASS_RECIP: [u64; NSMALL] = recips();
 /// `(size + 7) / 8` -> small class index, for sizes up to [`SMALL_MAX`].
 static SMALL_LUT: [u8; SMALL_MAX / 8 + 1] = small_lut();
 
@@ -83,6 +89,30 @@ const fn slab_geometry() -> ([u32; NSMALL], [u32; NSMALL]) {
         c += 1;
     }
     (pages, regs)
+}
+
+const fn max_regions() -> u32 {
+    let regs = slab_geometry().1;
+    let mut max = 0;
+    let mut c = 0;
+    while c < NSMALL {
+        if regs[c] > max {
+            max = regs[c];
+        }
+        c += 1;
+    }
+    max
+}
+
+const fn recips() -> [u64; NSMALL] {
+    let sizes = class_sizes();
+    let mut out = [0; NSMALL];
+    let mut c = 0;
+    while c < NSMALL {
+        out[c] = (1u64 << 32).div_ceil(sizes[c] as u64);
+        c += 1;
+    }
+    out
 }
 
 const fn small_lut() -> [u8; SMALL_MAX / 8 + 1] {
@@ -139,6 +169,17 @@ mod tests {
             let c = class_of(size);
             assert!(CLASS_SIZE[c] >= size, "size {size}");
             assert!(c == 0 || CLASS_SIZE[c - 1] < size, "size {size}");
+        }
+    }
+
+    #[test]
+    fn reciprocal_division_is_exact_on_region_offsets() {
+        for c in 0..NSMALL {
+            let size = CLASS_SIZE[c] as u64;
+            for i in 0..SLAB_REGIONS[c] as u64 {
+                assert_eq!((i * size * CLASS_RECIP[c]) >> 32, i, "class {c}");
+            }
+            assert!(SLAB_PAGES[c] as u64 * PAGE as u64 * CLASS_RECIP[c] < 1 << 63);
         }
     }
 

@@ -26,7 +26,7 @@ use super::lock::SpinLock;
 use super::size_class::*;
 
 /// Objects a stack can hold.
-const SLOTS: usize = 64;
+const SLOTS: usize = 128;
 
 /// One class's stack.
 #[repr(C)]
