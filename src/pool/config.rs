@@ -13,13 +13,14 @@
 #[non_exhaustive]
 pub enum Backing {
     /// Chunks are mapped straight from the OS and unmapped when a trim finds
-    /// them wholly free, so their pages go back at once (the default).
+    /// them wholly free, so their pages go back at once.
     Os,
     /// Chunks come from Rust's [`std::alloc::System`] allocator (`malloc`);
     /// whether their pages go back to the OS is then up to it.
     System,
     /// Chunks come from hotpool's arena allocator ([`crate::arena`]) as
-    /// huge blocks: counted in its statistics, unmapped when given back.
+    /// huge blocks: counted in its statistics (and in its `stats_print`
+    /// report), unmapped when given back. The default.
     Arena,
 }
 
@@ -34,7 +35,7 @@ pub enum Backing {
 /// | `batch` | objects moved per transfer between a thread and the depot | `64 KiB / s`, clamped to 16..=256 |
 /// | `local_max` | bound of each thread's free list | `8 MiB / s`, clamped to `4 * batch..=4096` |
 /// | `depot_max` | bound of the shared depot | `16 MiB / s`, clamped to `4 * batch..=65536` |
-/// | `backing` | where chunks come from | [`Backing::Os`] |
+/// | `backing` | where chunks come from | [`Backing::Arena`] |
 ///
 /// Objects beyond the depot bound go back to their chunks, and a chunk whose
 /// objects are all free is returned to the backing allocator (one spare
@@ -72,7 +73,7 @@ impl PoolConfig {
             batch: 0,
             local_max: 0,
             depot_max: 0,
-            backing: Backing::Os,
+            backing: Backing::Arena,
         }
     }
 

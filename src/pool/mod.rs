@@ -29,8 +29,8 @@
 //! * **thread exit** moves the thread's lists to the depot.
 //! * **trim** empties the depot and the caller's list into the chunks, makes
 //!   every other thread flush its list at its next free into the pool,
-//!   and gives wholly free chunks back (their pages go back to the OS with
-//!   [`Backing::Os`], the default).
+//!   and gives wholly free chunks back (with the default [`Backing::Arena`]
+//!   and with [`Backing::Os`] their pages go back to the OS at once).
 //!
 //! # Costs and limits
 //!
@@ -286,7 +286,8 @@ impl<T> Pool<T> {
     /// Gives memory back: empties the depot and the calling thread's free
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
-    /// the backing allocator (with [`Backing::Os`], to the OS).
+    /// the backing allocator (with [`Backing::Arena`] or [`Backing::Os`],
+    /// straight to the OS).
     ///
     /// Another thread notices the request at its next free into the pool or
     /// when its list runs dry; allocations in between may still reuse
