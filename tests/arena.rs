@@ -439,7 +439,10 @@ fn run_child(test: &str) -> (std::process::ExitStatus, String) {
         .env("HOTPOOL_TEST_CHILD", "1")
         .output()
         .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -457,7 +460,10 @@ fn double_free_is_reported_and_aborts() {
     let (status, stderr) = run_child("double_free_is_reported_and_aborts");
     assert!(!status.success(), "child survived a double free: {stderr}");
     assert!(stderr.contains("was freed twice"), "{stderr}");
-    assert!(stderr.contains("hotpool: invalid free: the block at 0x"), "{stderr}");
+    assert!(
+        stderr.contains("hotpool: invalid free: the block at 0x"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -472,5 +478,8 @@ fn interior_pointer_free_is_reported_and_aborts() {
     }
     let (status, stderr) = run_child("interior_pointer_free_is_reported_and_aborts");
     assert!(!status.success(), "child survived a bad free: {stderr}");
-    assert!(stderr.contains("is not the start of an allocated block"), "{stderr}");
+    assert!(
+        stderr.contains("is not the start of an allocated block"),
+        "{stderr}"
+    );
 }

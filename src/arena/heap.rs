@@ -28,10 +28,13 @@ const NBUCKETS: usize = CHUNK_PAGES + 1;
 
 /// The page runs of an arena's chunks.
 pub(crate) struct Runs {
-    /// Free runs of exactly `i` pages.
-    buckets: [*mut RunMeta; NBUCKETS],
-    /// Bit `i` set when `buckets[i]` is non-empty.
-    nonempty: [u64; NBUCKETS.div_ceil(64)],
+    /// Free runs of exactly `i` pages: `buckets[1]` the dirty ones,
+    /// `buckets[0]` the clean (purged or never used) ones. Allocation takes
+    /// a dirty run first, as jemalloc does, so freed pages are reused before
+    /// fresh ones are touched.
+    buckets: [[*mut RunMeta; NBUCKETS]; 2],
+    /// Bit `i` of `nonempty[d]` set when `buckets[d][i]` is non-empty.
+    nonempty: [[u64; NBUCKETS.div_ceil(64)]; 2],
     /// Dirty free runs, oldest first.
     dirty_head: *mut RunMeta,
     dirty_tail: *mut RunMeta,
@@ -62,15 +65,15 @@ impl Runs {
     unsafe fn bucket_push(&mut self, m: *mut RunMeta) {
         // SAFETY: per the contract `m` and the bucket heads are ours.
         unsafe {
-            let n = (*m).npages as usize;
-            let head = self.buckets[n];
+            let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
+            let head = self.buckets[d][n];
             (*m).prev = null_mut();
             (*m).next = head;
             if !head.is_null() {
                 (*head).prev = m;
             }
-            self.buckets[n] = m;
-            self.nonempty[n / 64] |= 1 << (n % 64);
+            self.buckets[d][n] = m;
+            self.nonempty[d][n / 64] |= 1 << (n % 64);
         }
     }
 
@@ -79,12 +82,12 @@ impl Runs {
     unsafe fn bucket_remove(&mut self, m: *mut RunMeta) {
         // SAFETY: per the contract.
         unsafe {
-            let n = (*m).npages as usize;
+            let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
             let (p, q) = ((*m).prev, (*m).next);
             if p.is_null() {
-                self.buckets[n] = q;
+                self.buckets[d][n] = q;
                 if q.is_null() {
-                    self.nonempty[n / 64] &= !(1 << (n % 64));
+                    self.nonempty[d][n / 64] &= !(1 << (n % 64));
                 }
             } else {
                 (*p).next = q;
@@ -153,16 +156,63 @@ impl Runs {
         }
     }
 
-    /// The smallest non-empty bucket of at least `need` pages.
-    fn find(&self, need: usize) -> Option<usize> {
-        let mut w = need / 64;
-        let mut bits = self.nonempty.get(w)? & (!0u64 << (need % 64));
-        loop {
-            if bits != 0 {
-                return Some(w * 64 + bits.trailing_zeros() as usize);
+    /// The head of the smallest non-empty bucket of at least `need` pages,
+    /// dirty runs first.
+    fn find(&self, need: usize) -> Option<*mut RunMeta> {
+        [1, 0].into_iter().find_map(|d| {
+            let words = &self.nonempty[d];
+            let mut w = need / 64;
+            let mut bits = words.get(w)? & (!0u64 << (need % 64));
+            loop {
+                if bits != 0 {
+                    return Some(self.buckets[d][w * 64 + bits.trailing_zeros() as usize]);
+                }
+                w += 1;
+                bits = *words.get(w)?;
             }
-            w += 1;
-            bits = *self.nonempty.get(w)?;
+        })
+    }
+
+    /// Takes the free neighbours of the `n` pages at `m` that are as dirty
+    /// as `dirty` out of their buckets (and the dirty list) and returns the
+    /// start and length of the merged run, not yet filed. Dirty and clean
+    /// runs never merge, so a clean page is never counted or reused as
+    /// dirty, and allocation's preference for dirty runs reuses pages
+    /// that are already resident.
+    ///
+    /// # Safety
+    /// `m` heads `n` pages of a chunk that no free run covers; run lock held.
+    unsafe fn coalesce(&mut self, m: *mut RunMeta, n: usize, dirty: bool) -> (*mut RunMeta, usize) {
+        // SAFETY: neighbours are runs of the same chunk (runs tile it);
+        // everything is guarded by the run lock.
+        unsafe {
+            let c = chunk_of(m);
+            let (mut s, mut n) = (page_of(m), n);
+            let t = s + n;
+            if t < CHUNK_PAGES {
+                let nm = meta_at(c, t);
+                if (*nm).state == RUN_FREE && (*nm).dirty == dirty {
+                    self.bucket_remove(nm);
+                    if dirty {
+                        self.dirty_remove(nm);
+                    }
+                    (*nm).state = RUN_NONE;
+                    n += (*nm).npages as usize;
+                }
+            }
+            if s > HEADER_PAGES {
+                let pm = meta_at(c, pagemap(c, s - 1));
+                if (*pm).state == RUN_FREE && (*pm).dirty == dirty {
+                    self.bucket_remove(pm);
+                    if dirty {
+                        self.dirty_remove(pm);
+                    }
+                    (*m).state = RUN_NONE;
+                    s -= (*pm).npages as usize;
+                    n += (*pm).npages as usize;
+                }
+            }
+            (meta_at(c, s), n)
         }
     }
 
@@ -205,8 +255,8 @@ impl Arena {
         if need > USABLE_PAGES {
             return None;
         }
-        let b = match r.find(need) {
-            Some(b) => b,
+        let m = match r.find(need) {
+            Some(m) => m,
             None => {
                 self.map_chunk(r)?;
                 r.find(need)?
@@ -215,7 +265,6 @@ impl Arena {
         // SAFETY: bucket heads are free runs of this arena's chunks, guarded
         // by the run lock we hold.
         unsafe {
-            let m = r.buckets[b];
             r.bucket_remove(m);
             let (dirty, freed_at, total) = ((*m).dirty, (*m).freed_at, (*m).npages as usize);
             let c = chunk_of(m);
@@ -280,48 +329,15 @@ impl Arena {
     /// # Safety
     /// `m` is an allocated run of this arena no one uses; run lock held.
     pub(crate) unsafe fn free_run(&self, r: &mut Runs, m: *mut RunMeta, now: u64) {
-        // SAFETY: neighbours are runs of the same chunk (runs tile it);
-        // everything is guarded by the run lock.
+        // SAFETY: per the contract; `m` heads its pages, which become a
+        // dirty free run.
         unsafe {
-            let c = chunk_of(m);
-            let mut s = page_of(m);
-            let mut n = (*m).npages as usize;
+            let n = (*m).npages as usize;
             self.active_pages.fetch_sub(n, Relaxed);
-            let mut dirty_add = n;
-            let t = s + n;
-            if t < CHUNK_PAGES {
-                let nm = meta_at(c, t);
-                if (*nm).state == RUN_FREE {
-                    let nn = (*nm).npages as usize;
-                    r.bucket_remove(nm);
-                    if (*nm).dirty {
-                        r.dirty_remove(nm);
-                    } else {
-                        dirty_add += nn;
-                    }
-                    (*nm).state = RUN_NONE;
-                    n += nn;
-                }
-            }
-            if s > HEADER_PAGES {
-                let pm = meta_at(c, pagemap(c, s - 1));
-                if (*pm).state == RUN_FREE {
-                    let pn = (*pm).npages as usize;
-                    r.bucket_remove(pm);
-                    if (*pm).dirty {
-                        r.dirty_remove(pm);
-                    } else {
-                        dirty_add += pn;
-                    }
-                    (*m).state = RUN_NONE;
-                    s -= pn;
-                    n += pn;
-                }
-            }
-            let run = meta_at(c, s);
-            r.make_free(run, n, true, now);
+            self.dirty_pages.fetch_add(n, Relaxed);
+            let (run, total) = r.coalesce(m, n, true);
+            r.make_free(run, total, true, now);
             r.dirty_push(run);
-            self.dirty_pages.fetch_add(dirty_add, Relaxed);
         }
     }
 
@@ -345,14 +361,17 @@ impl Arena {
     /// # Safety
     /// `m` is on the dirty list; run lock held.
     unsafe fn purge_run(&self, r: &mut Runs, m: *mut RunMeta) {
-        // SAFETY: a free run's pages hold no live data.
+        // SAFETY: a free run's pages hold no live data; once purged they
+        // merge with clean free neighbours.
         unsafe {
             let n = (*m).npages as usize;
             sys::purge(run_addr(m), n * PAGE);
             r.dirty_remove(m);
-            (*m).dirty = false;
+            r.bucket_remove(m);
             self.dirty_pages.fetch_sub(n, Relaxed);
             self.purged_pages.fetch_add(n as u64, Relaxed);
+            let (run, total) = r.coalesce(m, n, false);
+            r.make_free(run, total, false, 0);
         }
     }
 
