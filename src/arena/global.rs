@@ -369,7 +369,36 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 /// As `GlobalAlloc::realloc`: `p` live with layout `(old, align)`.
 pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -> *mut u8 {
-    match (small_class_of(old, align), small_class_of(new, align)) {
+    // SAFETY: forwarded contract; the class follows from the layout.
+    unsafe { resize(p, small_class_of(old, align), old, align, new) }
+}
+
+/// Resizes `p` to `new` bytes knowing only its metadata (C's `realloc`);
+/// a moved block is aligned to `align`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let old = unsafe { usable_size(p) };
+    // A small block's usable size is its class size, whose class is its own.
+    // SAFETY: forwarded contract.
+    unsafe { resize(p, small_class_of(old, 1), old, align, new) }
+}
+
+/// Shared by both reallocs: `p` holds `old` bytes and is of small class
+/// `old_class` (`None`: large or huge); a moved block is aligned to `align`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator matching `old_class`.
+unsafe fn resize(
+    p: *mut u8,
+    old_class: Option<usize>,
+    old: usize,
+    align: usize,
+    new: usize,
+) -> *mut u8 {
+    match (old_class, small_class_of(new, align)) {
         (Some(a), Some(b)) if a == b => return p,
         // SAFETY: forwarded contract.
         (None, None) if unsafe { resize_in_place(p, align, new) } => return p,
@@ -378,10 +407,13 @@ pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -
     let q = alloc(new, align, false);
     if !q.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least the
-        // copied bytes.
+        // copied bytes; `p` is freed once, by class when it is small.
         unsafe {
             ptr::copy_nonoverlapping(p, q, old.min(new));
-            dealloc(p, old, align);
+            match old_class {
+                Some(c) => tcache::free(p, c),
+                None => free(p),
+            }
         }
     }
     q
@@ -462,6 +494,7 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
             map_len: end - hdr,
         });
     }
+    super::registry::add_huge(hdr, obj);
     if stats_enabled() {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
@@ -477,6 +510,7 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
 pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
     // SAFETY: per the contract.
     unsafe {
+        super::registry::remove_huge(h);
         let (base, len, usable) = ((*h).map_base, (*h).map_len, (*h).usable);
         if stats_enabled() {
             HUGE_NFREE.fetch_add(1, Relaxed);
