@@ -456,7 +456,11 @@ fn unsized_realloc_keeps_content_across_every_path() {
     for &n in &sizes {
         // SAFETY: `p` is live and replaced by the result.
         p = unsafe { arena::realloc(p, n) }.unwrap();
-        assert_eq!(p.as_ptr() as usize % 16, 0, "moved blocks keep malloc alignment");
+        assert_eq!(
+            p.as_ptr() as usize % 16,
+            0,
+            "moved blocks keep malloc alignment"
+        );
         // SAFETY: `p` is live.
         assert!(unsafe { arena::usable_size(p) } >= n);
         check(p.as_ptr(), have.min(n), 3);
@@ -497,7 +501,10 @@ fn owns_tells_arena_blocks_from_foreign_ones() {
         assert!(!arena::owns(huge.as_ptr().add(16)));
         assert!(!arena::owns(huge_aligned.as_ptr().add(4096)));
         let chunk = small.as_ptr() as usize & !((4 << 20) - 1);
-        assert!(!arena::owns(chunk as *const u8), "chunk headers are not objects");
+        assert!(
+            !arena::owns(chunk as *const u8),
+            "chunk headers are not objects"
+        );
         assert!(!arena::owns(&*boxed as *const u64 as *const u8));
         assert!(!arena::owns(&local as *const u64 as *const u8));
         assert!(!arena::owns(core::ptr::null()));

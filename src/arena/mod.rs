@@ -249,10 +249,12 @@ impl HotAlloc {
 /// unsafe { hotpool::arena::free(p) };
 /// assert!(matches!(hotpool::arena::try_alloc(8, 3), Err(AllocError::UnsupportedLayout { .. })));
 /// ```
+#[inline]
 pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
     alloc_checked(size, align, false)
 }
 
+#[inline]
 fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, AllocError> {
     if !align.is_power_of_two()
         || align > global::MAX_ALIGN
@@ -292,6 +294,7 @@ pub fn alloc_array(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 ///     hotpool::arena::free(p);
 /// }
 /// ```
+#[inline]
 pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
     let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
         size: usize::MAX,
@@ -313,6 +316,7 @@ pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 /// // SAFETY: freed once.
 /// unsafe { hotpool::arena::free(p) };
 /// ```
+#[inline]
 pub unsafe fn free(ptr: NonNull<u8>) {
     // SAFETY: the caller's contract.
     unsafe { global::free(ptr.as_ptr()) }
@@ -344,6 +348,7 @@ pub unsafe fn free(ptr: NonNull<u8>) {
 ///     hotpool::arena::free(r);
 /// }
 /// ```
+#[inline]
 pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, AllocError> {
     if new_size > isize::MAX as usize - global::MAX_ALIGN {
         return Err(AllocError::UnsupportedLayout {
@@ -387,6 +392,7 @@ pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, 
 ///     hotpool::arena::free(big);
 /// }
 /// ```
+#[inline]
 pub unsafe fn owns(ptr: *const u8) -> bool {
     // SAFETY: the caller's contract.
     unsafe { registry::owns(ptr) }
@@ -407,6 +413,7 @@ pub unsafe fn owns(ptr: *const u8) -> bool {
 ///     hotpool::arena::free(p);
 /// }
 /// ```
+#[inline]
 pub unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
     // SAFETY: the caller's contract.
     unsafe { global::usable_size(ptr.as_ptr()) }
