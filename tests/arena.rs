@@ -517,3 +517,25 @@ fn owns_tells_arena_blocks_from_foreign_ones() {
         arena::free(large);
     }
 }
+
+#[test]
+fn huge_blocks_resize_in_quarter_steps() {
+    let _g = serial();
+    let p = arena::try_alloc(8 << 20, 16).unwrap();
+    // SAFETY: `p` is live and replaced by each result; freed once.
+    unsafe {
+        let have = arena::usable_size(p);
+        let q = arena::realloc(p, 7 << 20).unwrap();
+        assert_eq!((q, arena::usable_size(q)), (p, have), "within a quarter: kept");
+        let r = arena::realloc(q, 4 << 20).unwrap();
+        assert_eq!(r, q, "huge blocks shrink in place");
+        assert_eq!(arena::usable_size(r), 4 << 20, "beyond a quarter: the tail goes back");
+        let s = arena::realloc(r, (4 << 20) + 1).unwrap();
+        let got = arena::usable_size(s);
+        assert!(
+            s != r || got == 5 << 20 || got == (4 << 20) + 4096,
+            "grown in place by a quarter, or exactly when no room: {got}"
+        );
+        arena::free(s);
+    }
+}

@@ -522,24 +522,37 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
 }
 
 /// Resizes a huge block in place: shrinks by unmapping its tail, grows with
-/// `mremap` when the address space after it is free.
+/// `mremap` when the address space after it is free. Like the size
+/// classes, sizes move in steps of a quarter: a block keeps its pages for
+/// any size down to three quarters of them, and grows by at least a
+/// quarter (exactly as asked if that much room is not there), so a buffer
+/// grown by small appends costs one system call per quarter, not per page.
 ///
 /// # Safety
 /// `h` is the header of a live huge block owned by the caller.
 unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
-    let want = (new.max(1) + PAGE - 1) & !(PAGE - 1);
+    let need = (new.max(1) + PAGE - 1) & !(PAGE - 1);
     // SAFETY: per the contract the block and its header are ours.
     unsafe {
         let have = (*h).usable;
         let (base, len) = ((*h).map_base, (*h).map_len);
-        if want == have {
+        if need <= have && need >= have - have / 4 {
             return true;
         }
-        if want < have {
-            sys::unmap_range((*h).ptr.add(want), have - want);
-        } else if !sys::remap_in_place(base, len, len + (want - have)) {
-            return false;
-        }
+        let want = if need < have {
+            sys::unmap_range((*h).ptr.add(need), have - need);
+            need
+        } else {
+            let step = (have + have / 4 + PAGE - 1) & !(PAGE - 1);
+            let grow = |to: usize| sys::remap_in_place(base, len, len + (to - have));
+            if need < step && grow(step) {
+                step
+            } else if grow(need) {
+                need
+            } else {
+                return false;
+            }
+        };
         (*h).usable = want;
         (*h).map_len = len - have + want;
         HUGE_BYTES.fetch_add(want, Relaxed);

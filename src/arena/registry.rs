@@ -71,6 +71,7 @@ fn bitmap() -> Option<*const AtomicU64> {
 }
 
 /// The word and bit shift of `addr`'s region, if it is in range.
+#[inline]
 fn slot(addr: usize) -> Option<(usize, u32)> {
     let r = addr >> LG_CHUNK;
     (r < REGIONS).then_some((r / PER_WORD, (r % PER_WORD * 2) as u32))
@@ -96,6 +97,7 @@ fn mark(base: usize, kind: u64) {
 }
 
 /// The kind of the region holding `addr`, and the region's start.
+#[inline]
 fn kind_of(addr: usize) -> (u64, usize) {
     let m = MAP.load(Acquire);
     let base = addr & !(CHUNK - 1);
@@ -149,6 +151,7 @@ pub(crate) unsafe fn remove_huge(h: *const HugeHeader) {
 /// No other thread may free a huge block whose header lies in `p`'s 4 MiB
 /// region during the call (true whenever `p` is a block the caller owns,
 /// or lies outside the allocator's memory altogether).
+#[inline]
 pub(crate) unsafe fn owns(p: *const u8) -> bool {
     if BROKEN.load(Relaxed) {
         return true;
