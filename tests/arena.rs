@@ -526,10 +526,18 @@ fn huge_blocks_resize_in_quarter_steps() {
     unsafe {
         let have = arena::usable_size(p);
         let q = arena::realloc(p, 7 << 20).unwrap();
-        assert_eq!((q, arena::usable_size(q)), (p, have), "within a quarter: kept");
+        assert_eq!(
+            (q, arena::usable_size(q)),
+            (p, have),
+            "within a quarter: kept"
+        );
         let r = arena::realloc(q, 4 << 20).unwrap();
         assert_eq!(r, q, "huge blocks shrink in place");
-        assert_eq!(arena::usable_size(r), 4 << 20, "beyond a quarter: the tail goes back");
+        assert_eq!(
+            arena::usable_size(r),
+            4 << 20,
+            "beyond a quarter: the tail goes back"
+        );
         let s = arena::realloc(r, (4 << 20) + 1).unwrap();
         let got = arena::usable_size(s);
         assert!(
