@@ -89,30 +89,29 @@ unsafe fn checked(p: *mut c_void, what: &[u8]) -> NonNull<u8> {
     }
 }
 
-/// Reports a pointer not from this allocator and aborts. Writes with
-/// `write(2)` from a stack buffer: no allocation.
+/// Reports a pointer not from this allocator and aborts. One `writev(2)`
+/// of stack data: no allocation, one line even with other threads writing.
 #[cold]
 fn foreign(addr: usize, what: &[u8]) -> ! {
-    let mut buf = [0u8; 160];
-    let mut n = 0;
-    let mut put = |bytes: &[u8]| {
-        let k = bytes.len().min(buf.len() - n);
-        buf[n..n + k].copy_from_slice(&bytes[..k]);
-        n += k;
-    };
-    put(b"hotpool-malloc: ");
-    put(what);
-    put(b"(0x");
-    let mut hex = [b'0'; 16];
+    let mut hex = [0u8; 16];
     for (i, h) in hex.iter_mut().enumerate() {
         *h = b"0123456789abcdef"[(addr >> (60 - 4 * i)) & 15];
     }
-    put(&hex);
-    put(b"): pointer not allocated by hotpool; aborting\n");
-    // SAFETY: `buf[..n]` is initialised; write(2) and abort have no other
-    // preconditions.
+    let parts: [&[u8]; 5] = [
+        b"hotpool-malloc: ",
+        what,
+        b"(0x",
+        &hex,
+        b"): pointer not allocated by hotpool; aborting\n",
+    ];
+    let iov = parts.map(|p| libc::iovec {
+        iov_base: p.as_ptr() as *mut c_void,
+        iov_len: p.len(),
+    });
+    // SAFETY: every iovec describes a live, readable slice (writev only
+    // reads them); abort has no preconditions.
     unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
+        libc::writev(2, iov.as_ptr(), iov.len() as c_int);
         libc::abort()
     }
 }
