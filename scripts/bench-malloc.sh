@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Allocator benchmark (not part of CI): runs the C programs in
 # hotpool-malloc/bench/ under glibc, jemalloc, mimalloc and hotpool
-# (LD_PRELOAD), REPS times each, and prints the median wall time and peak
-# RSS side by side, with hotpool's ratio to the faster (smaller) of jemalloc
-# and mimalloc. Installs libjemalloc2 / libmimalloc2.0 with apt-get when
+# (LD_PRELOAD), REPS times each, and prints the median wall time, CPU time
+# (user + system: steadier than wall time on a shared machine) and peak RSS
+# side by side, with hotpool's ratios to the best of jemalloc and mimalloc. Installs libjemalloc2 / libmimalloc2.0 with apt-get when
 # they are missing (Debian).
 #
 #   scripts/bench-malloc.sh [REPS]
@@ -42,20 +42,20 @@ declare -A lib=([glibc]="" [jemalloc]="$jemalloc" [mimalloc]="$mimalloc" [hotpoo
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf '%-9s' bench
-for a in "${allocs[@]}"; do printf '%18s' "$a"; done
-printf '%22s\n' "hotpool/best(je,mi)"
+for a in "${allocs[@]}"; do printf '%24s' "$a wall/cpu/rss"; done
+printf '   %s\n' "hotpool / best of jemalloc, mimalloc"
 for spec in "${benches[@]}"; do
   read -r name args <<<"$spec"
-  declare -A secs=() kb=()
+  declare -A secs=() cpu=() kb=()
   for a in "${allocs[@]}"; do
     if [[ $a != glibc && -z ${lib[$a]} ]]; then
-      secs[$a]=nan kb[$a]=nan
+      secs[$a]=nan cpu[$a]=nan kb[$a]=nan
       continue
     fi
     : >"$work/times"
     for _ in $(seq "$reps"); do
       # shellcheck disable=SC2086
-      /usr/bin/time -f '%e %M' -o "$work/one" env ${lib[$a]:+LD_PRELOAD=${lib[$a]}} \
+      /usr/bin/time -f '%e %M %U %S' -o "$work/one" env ${lib[$a]:+LD_PRELOAD=${lib[$a]}} \
         "$work/$name" $args >"$work/out.$a"
       cat "$work/one" >>"$work/times"
     done
@@ -65,12 +65,16 @@ for spec in "${benches[@]}"; do
     fi
     secs[$a]="$(cut -d' ' -f1 "$work/times" | median)"
     kb[$a]="$(cut -d' ' -f2 "$work/times" | median)"
+    cpu[$a]="$(awk '{ print $3 + $4 }' "$work/times" | median)"
   done
   printf '%-9s' "$name"
-  for a in "${allocs[@]}"; do printf '%10ss %5sM' "${secs[$a]}" "$(( ${kb[$a]%.*} / 1024 ))"; done
+  for a in "${allocs[@]}"; do
+    printf '%9ss %5ss %4sM' "${secs[$a]}" "${cpu[$a]}" "$(( ${kb[$a]%.*} / 1024 ))"
+  done
   awk -v h="${secs[hotpool]}" -v j="${secs[jemalloc]}" -v m="${secs[mimalloc]}" \
+    -v hc="${cpu[hotpool]}" -v jc="${cpu[jemalloc]}" -v mc="${cpu[mimalloc]}" \
     -v hk="${kb[hotpool]}" -v jk="${kb[jemalloc]}" -v mk="${kb[mimalloc]}" \
     'function lo(a, b) { return a < b ? a : b }
-     BEGIN { printf "   time %.2fx  rss %.2fx\n", h / lo(j, m), hk / lo(jk, mk) }'
+     BEGIN { printf "   wall %.2fx cpu %.2fx rss %.2fx\n", h / lo(j, m), hc / lo(jc, mc), hk / lo(jk, mk) }'
 done
-echo "(median of $reps runs; time = wall seconds, rss = peak resident MiB)"
+echo "(median of $reps runs; wall and cpu (user + system) in seconds, rss = peak resident MiB)"
