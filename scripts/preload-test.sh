@@ -39,6 +39,15 @@ if out="$(LD_PRELOAD="$lib" "$work/exercise")" && [[ $out == "exercise: ok"* ]];
 else
   fail "exercise.c"
 fi
+# The other paths: no thread caches, one arena, purge at once, the
+# background purge thread (absent in fork children).
+for conf in tcache:false,narenas:1,decay_ms:0 background_thread:true,decay_ms:5; do
+  if out="$(HOTPOOL_CONF=$conf LD_PRELOAD="$lib" "$work/exercise" 2>&1)" && [[ $out == "exercise: ok"* ]]; then
+    pass "exercise.c with HOTPOOL_CONF=$conf"
+  else
+    fail "exercise.c with HOTPOOL_CONF=$conf: $out"
+  fi
+done
 # (an inner shell reports the abort, into the file, and prints the status)
 rc="$(bash -c 'LD_PRELOAD="$1" "$2" foreign; echo $?' _ "$lib" "$work/exercise" 2>"$work/foreign.err")"
 if [[ $rc == 134 ]] && grep -q "pointer not allocated by hotpool" "$work/foreign.err"; then
