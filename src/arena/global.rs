@@ -379,7 +379,36 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 /// As `GlobalAlloc::realloc`: `p` live with layout `(old, align)`.
 pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -> *mut u8 {
-    match (small_class_of(old, align), small_class_of(new, align)) {
+    // SAFETY: forwarded contract; the class follows from the layout.
+    unsafe { resize(p, small_class_of(old, align), old, align, new) }
+}
+
+/// Resizes `p` to `new` bytes knowing only its metadata (C's `realloc`);
+/// a moved block is aligned to `align`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let old = unsafe { usable_size(p) };
+    // A small block's usable size is its class size, whose class is its own.
+    // SAFETY: forwarded contract.
+    unsafe { resize(p, small_class_of(old, 1), old, align, new) }
+}
+
+/// Shared by both reallocs: `p` holds `old` bytes and is of small class
+/// `old_class` (`None`: large or huge); a moved block is aligned to `align`.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator matching `old_class`.
+unsafe fn resize(
+    p: *mut u8,
+    old_class: Option<usize>,
+    old: usize,
+    align: usize,
+    new: usize,
+) -> *mut u8 {
+    match (old_class, small_class_of(new, align)) {
         (Some(a), Some(b)) if a == b => return p,
         // SAFETY: forwarded contract.
         (None, None) if unsafe { resize_in_place(p, align, new) } => return p,
@@ -388,10 +417,13 @@ pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -
     let q = alloc(new, align, false);
     if !q.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least the
-        // copied bytes.
+        // copied bytes; `p` is freed once, by class when it is small.
         unsafe {
             ptr::copy_nonoverlapping(p, q, old.min(new));
-            dealloc(p, old, align);
+            match old_class {
+                Some(c) => tcache::free(p, c),
+                None => free(p),
+            }
         }
     }
     q
@@ -472,6 +504,7 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
             map_len: end - hdr,
         });
     }
+    super::registry::add_huge(hdr, obj);
     if stats_enabled() {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
@@ -487,6 +520,7 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
 pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
     // SAFETY: per the contract.
     unsafe {
+        super::registry::remove_huge(h);
         let (base, len, usable) = ((*h).map_base, (*h).map_len, (*h).usable);
         if stats_enabled() {
             HUGE_NFREE.fetch_add(1, Relaxed);
@@ -498,24 +532,37 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
 }
 
 /// Resizes a huge block in place: shrinks by unmapping its tail, grows with
-/// `mremap` when the address space after it is free.
+/// `mremap` when the address space after it is free. Like the size
+/// classes, sizes move in steps of a quarter: a block keeps its pages for
+/// any size down to three quarters of them, and grows by at least a
+/// quarter (exactly as asked if that much room is not there), so a buffer
+/// grown by small appends costs one system call per quarter, not per page.
 ///
 /// # Safety
 /// `h` is the header of a live huge block owned by the caller.
 unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
-    let want = (new.max(1) + PAGE - 1) & !(PAGE - 1);
+    let need = (new.max(1) + PAGE - 1) & !(PAGE - 1);
     // SAFETY: per the contract the block and its header are ours.
     unsafe {
         let have = (*h).usable;
         let (base, len) = ((*h).map_base, (*h).map_len);
-        if want == have {
+        if need <= have && need >= have - have / 4 {
             return true;
         }
-        if want < have {
-            sys::unmap_range((*h).ptr.add(want), have - want);
-        } else if !sys::remap_in_place(base, len, len + (want - have)) {
-            return false;
-        }
+        let want = if need < have {
+            sys::unmap_range((*h).ptr.add(need), have - need);
+            need
+        } else {
+            let step = (have + have / 4 + PAGE - 1) & !(PAGE - 1);
+            let grow = |to: usize| sys::remap_in_place(base, len, len + (to - have));
+            if need < step && grow(step) {
+                step
+            } else if grow(need) {
+                need
+            } else {
+                return false;
+            }
+        };
         (*h).usable = want;
         (*h).map_len = len - have + want;
         HUGE_BYTES.fetch_add(want, Relaxed);

@@ -307,6 +307,7 @@ impl Arena {
         let c = sys::map_aligned(CHUNK, CHUNK)?
             .as_ptr()
             .cast::<ChunkHeader>();
+        super::registry::add_chunk(c.cast());
         // SAFETY: a fresh zeroed mapping of CHUNK bytes; zero is a valid
         // header, we fill in the rest under the run lock.
         unsafe {
@@ -405,6 +406,7 @@ impl Arena {
                     if !q.is_null() {
                         (*q).prev = p;
                     }
+                    super::registry::remove_chunk(c.cast());
                     sys::unmap(ptr::NonNull::new_unchecked(c.cast()), CHUNK);
                     self.nchunks.fetch_sub(1, Relaxed);
                 }

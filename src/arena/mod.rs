@@ -21,7 +21,9 @@
 //!
 //! `free` finds an object's run by masking its address down to its chunk's
 //! header (no lookup structure); with a layout, small frees need no
-//! metadata at all: the class follows from the size.
+//! metadata at all: the class follows from the size. A bitmap of the
+//! 4 MiB regions the allocator maps (`registry.rs`) lets [`owns`] reject
+//! foreign pointers, for C's `free`.
 //!
 //! # Costs and limits
 //!
@@ -61,6 +63,7 @@ mod chunk;
 mod global;
 mod heap;
 mod lock;
+mod registry;
 mod size_class;
 mod stats;
 mod tcache;
@@ -246,10 +249,12 @@ impl HotAlloc {
 /// unsafe { hotpool::arena::free(p) };
 /// assert!(matches!(hotpool::arena::try_alloc(8, 3), Err(AllocError::UnsupportedLayout { .. })));
 /// ```
+#[inline]
 pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
     alloc_checked(size, align, false)
 }
 
+#[inline]
 fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, AllocError> {
     if !align.is_power_of_two()
         || align > global::MAX_ALIGN
@@ -289,6 +294,7 @@ pub fn alloc_array(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 ///     hotpool::arena::free(p);
 /// }
 /// ```
+#[inline]
 pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
     let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
         size: usize::MAX,
@@ -310,9 +316,86 @@ pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 /// // SAFETY: freed once.
 /// unsafe { hotpool::arena::free(p) };
 /// ```
+#[inline]
 pub unsafe fn free(ptr: NonNull<u8>) {
     // SAFETY: the caller's contract.
     unsafe { global::free(ptr.as_ptr()) }
+}
+
+/// Resizes a block of the arena allocator knowing only its address (C's
+/// `realloc`): the old size comes from the metadata, the block stays in
+/// place while the new size fits its class (or its pages can grow or shrink
+/// where they are), else it moves to a new 16-aligned block and the old one
+/// is freed. A `new_size` of 0 keeps a minimal block (C's `realloc(p, 0)`
+/// freeing is the caller's choice). On error the old block is untouched
+/// and still owned by the caller.
+///
+/// # Safety
+///
+/// `ptr` must be a live block of the arena allocator (not zero-size); on
+/// success it must not be used afterwards (use the returned block).
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(100, 16).unwrap();
+/// // SAFETY: `p` is live; the result replaces it and is freed once.
+/// unsafe {
+///     p.as_ptr().write_bytes(7, 100);
+///     let q = hotpool::arena::realloc(p, 50_000).unwrap();
+///     assert!(hotpool::arena::usable_size(q) >= 50_000);
+///     assert_eq!(*q.as_ptr().add(99), 7);
+///     let r = hotpool::arena::realloc(q, 40_000).unwrap();
+///     assert_eq!(r, q, "a large block shrinks in place");
+///     hotpool::arena::free(r);
+/// }
+/// ```
+#[inline]
+pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, AllocError> {
+    if new_size > isize::MAX as usize - global::MAX_ALIGN {
+        return Err(AllocError::UnsupportedLayout {
+            size: new_size,
+            align: 16,
+        });
+    }
+    // SAFETY: the caller's contract.
+    let p = unsafe { global::realloc_unsized(ptr.as_ptr(), 16, new_size.max(1)) };
+    NonNull::new(p).ok_or(AllocError::OutOfMemory {
+        size: new_size,
+        align: 16,
+    })
+}
+
+/// Whether `ptr` could be a block of the arena allocator: an address past
+/// the metadata pages of one of its chunks, or exactly the object of one
+/// of its huge blocks. A cheap check (one load from a bitmap of the
+/// allocator's 4 MiB regions, one header read for huge blocks) for
+/// telling foreign pointers (another allocator's) apart before [`free`];
+/// it does not detect double frees or interior pointers into chunks.
+/// If the region bitmap could not be mapped, it answers `true`.
+///
+/// # Safety
+///
+/// No other thread may free an arena block that lies in the same
+/// 4 MiB-aligned region as `ptr` while this runs (always true when `ptr`
+/// is a block the caller owns, or memory the arena allocator never had).
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(64, 8).unwrap();
+/// let big = hotpool::arena::try_alloc(3 << 20, 16).unwrap();
+/// let on_stack = 0u64;
+/// // SAFETY: the blocks are ours and live until freed below.
+/// unsafe {
+///     assert!(hotpool::arena::owns(p.as_ptr()));
+///     assert!(hotpool::arena::owns(big.as_ptr()));
+///     assert!(!hotpool::arena::owns(big.as_ptr().add(4096)));
+///     assert!(!hotpool::arena::owns(&on_stack as *const u64 as *const u8));
+///     hotpool::arena::free(p);
+///     hotpool::arena::free(big);
+/// }
+/// ```
+#[inline]
+pub unsafe fn owns(ptr: *const u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { registry::owns(ptr) }
 }
 
 /// Bytes usable at `ptr`: at least the size requested, the size class (or
@@ -330,6 +413,7 @@ pub unsafe fn free(ptr: NonNull<u8>) {
 ///     hotpool::arena::free(p);
 /// }
 /// ```
+#[inline]
 pub unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
     // SAFETY: the caller's contract.
     unsafe { global::usable_size(ptr.as_ptr()) }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Allocator benchmark (not part of CI): runs the C programs in
+# hotpool-malloc/bench/ under glibc, jemalloc, mimalloc and hotpool
+# (LD_PRELOAD), REPS times each, and prints the median wall time, CPU time
+# (user + system: steadier than wall time on a shared machine) and peak RSS
+# side by side, with hotpool's ratios to the best of jemalloc and mimalloc. Installs libjemalloc2 / libmimalloc2.0 with apt-get when
+# they are missing (Debian).
+#
+#   scripts/bench-malloc.sh [REPS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps="${1:-3}"
+
+find_lib() { ls /usr/lib/*-linux-gnu/$1 /usr/lib64/$1 /usr/lib/$1 2>/dev/null | head -1 || true; }
+jemalloc="$(find_lib libjemalloc.so.2)"
+mimalloc="$(find_lib 'libmimalloc.so.2*')"
+if [[ -z $jemalloc || -z $mimalloc ]]; then
+  apt-get update -qq && apt-get install -y -qq libjemalloc2 libmimalloc2.0 >/dev/null || true
+  jemalloc="$(find_lib libjemalloc.so.2)"
+  mimalloc="$(find_lib 'libmimalloc.so.2*')"
+fi
+cargo build --release -p hotpool-malloc
+hotpool="$PWD/target/release/libhotpool_malloc.so"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# name and arguments of each benchmark
+benches=(
+  "larson 2 50 200000 10000"
+  "xthread 2 8000000"
+  "churn 200000 15000000"
+  "strbuild 40000"
+)
+for b in larson xthread churn strbuild; do
+  cc -O2 -pthread -o "$work/$b" "hotpool-malloc/bench/$b.c"
+done
+
+allocs=(glibc jemalloc mimalloc hotpool)
+declare -A lib=([glibc]="" [jemalloc]="$jemalloc" [mimalloc]="$mimalloc" [hotpool]="$hotpool")
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+printf '%-9s' bench
+for a in "${allocs[@]}"; do printf '%24s' "$a wall/cpu/rss"; done
+printf '   %s\n' "hotpool / best of jemalloc, mimalloc"
+for spec in "${benches[@]}"; do
+  read -r name args <<<"$spec"
+  declare -A secs=() cpu=() kb=()
+  for a in "${allocs[@]}"; do
+    if [[ $a != glibc && -z ${lib[$a]} ]]; then
+      secs[$a]=nan cpu[$a]=nan kb[$a]=nan
+      continue
+    fi
+    : >"$work/times"
+    for _ in $(seq "$reps"); do
+      # shellcheck disable=SC2086
+      /usr/bin/time -f '%e %M %U %S' -o "$work/one" env ${lib[$a]:+LD_PRELOAD=${lib[$a]}} \
+        "$work/$name" $args >"$work/out.$a"
+      cat "$work/one" >>"$work/times"
+    done
+    if [[ $a != glibc ]] && ! cmp -s "$work/out.glibc" "$work/out.$a"; then
+      echo "$name: output under $a differs from glibc's" >&2
+      exit 1
+    fi
+    secs[$a]="$(cut -d' ' -f1 "$work/times" | median)"
+    kb[$a]="$(cut -d' ' -f2 "$work/times" | median)"
+    cpu[$a]="$(awk '{ print $3 + $4 }' "$work/times" | median)"
+  done
+  printf '%-9s' "$name"
+  for a in "${allocs[@]}"; do
+    printf '%9ss %5ss %4sM' "${secs[$a]}" "${cpu[$a]}" "$(( ${kb[$a]%.*} / 1024 ))"
+  done
+  awk -v h="${secs[hotpool]}" -v j="${secs[jemalloc]}" -v m="${secs[mimalloc]}" \
+    -v hc="${cpu[hotpool]}" -v jc="${cpu[jemalloc]}" -v mc="${cpu[mimalloc]}" \
+    -v hk="${kb[hotpool]}" -v jk="${kb[jemalloc]}" -v mk="${kb[mimalloc]}" \
+    'function lo(a, b) { return a < b ? a : b }
+     BEGIN { printf "   wall %.2fx cpu %.2fx rss %.2fx\n", h / lo(j, m), hc / lo(jc, mc), hk / lo(jk, mk) }'
+done
+echo "(median of $reps runs; wall and cpu (user + system) in seconds, rss = peak resident MiB)"

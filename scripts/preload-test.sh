@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Runs programs nobody here wrote under LD_PRELOAD=libhotpool_malloc.so and
+# checks that their output and exit status match a run without it; runs the
+# project's own C test of every exported function. Needs cc, python3,
+# sqlite3, sort, git. Takes well under two minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -p hotpool-malloc
+lib="$PWD/target/release/libhotpool_malloc.so"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failed=0
+
+pass() { printf 'ok    %s\n' "$1"; }
+fail() { printf 'FAIL  %s\n' "$1"; failed=1; }
+
+# compare NAME CMD...: stdout and exit status with and without hotpool.
+compare() {
+  local name="$1"; shift
+  local want_rc=0 got_rc=0
+  "$@" >"$work/want" 2>"$work/want.err" || want_rc=$?
+  LD_PRELOAD="$lib" "$@" >"$work/got" 2>"$work/got.err" || got_rc=$?
+  if [[ $want_rc != "$got_rc" ]]; then
+    fail "$name: exit status $got_rc under hotpool, $want_rc without"
+    tail -5 "$work/got.err"
+  elif ! cmp -s "$work/want" "$work/got"; then
+    fail "$name: output differs under hotpool"
+    diff "$work/want" "$work/got" | head -10
+  else
+    pass "$name ($(wc -c <"$work/got") bytes of output, exit $got_rc)"
+  fi
+}
+
+# 1. The project's own test of every exported function.
+cc -O2 -Wall -pthread -o "$work/exercise" hotpool-malloc/tests/c/exercise.c
+if out="$(LD_PRELOAD="$lib" "$work/exercise")" && [[ $out == "exercise: ok"* ]]; then
+  pass "exercise.c: $out"
+else
+  fail "exercise.c"
+fi
+# The other paths: no thread caches, one arena, purge at once, the
+# background purge thread (absent in fork children).
+for conf in tcache:false,narenas:1,decay_ms:0 background_thread:true,decay_ms:5; do
+  if out="$(HOTPOOL_CONF=$conf LD_PRELOAD="$lib" "$work/exercise" 2>&1)" && [[ $out == "exercise: ok"* ]]; then
+    pass "exercise.c with HOTPOOL_CONF=$conf"
+  else
+    fail "exercise.c with HOTPOOL_CONF=$conf: $out"
+  fi
+done
+# (an inner shell reports the abort, into the file, and prints the status)
+rc="$(bash -c 'LD_PRELOAD="$1" "$2" foreign; echo $?' _ "$lib" "$work/exercise" 2>"$work/foreign.err")"
+if [[ $rc == 134 ]] && grep -q "pointer not allocated by hotpool" "$work/foreign.err"; then
+  pass "free of a foreign pointer is reported and aborts"
+else
+  fail "free of a foreign pointer: exit $rc, stderr: $(cat "$work/foreign.err")"
+fi
+
+# 2. C++: operator new/delete (plain, array, aligned) reach malloc/free.
+cat >"$work/cxx.cc" <<'EOF'
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+struct alignas(256) Wide { char b[300]; };
+int main() {
+  std::vector<std::thread> ts;
+  unsigned long sums[4] = {};
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([t, &sums] {
+      std::map<int, std::string> m;
+      for (int i = 0; i < 50000; i++) m[i % 5000] = std::string(i % 300 + 1, 'a' + t);
+      for (auto &kv : m) sums[t] += kv.second.size();
+      auto w = std::make_unique<Wide[]>(10);
+      if ((std::uintptr_t)w.get() % 256) sums[t] = 0;
+    });
+  for (auto &t : ts) t.join();
+  for (auto s : sums) std::printf("%lu\n", s);
+}
+EOF
+if command -v c++ >/dev/null; then
+  c++ -O2 -pthread -o "$work/cxx" "$work/cxx.cc"
+  compare "C++ new/delete with threads" "$work/cxx"
+fi
+
+# 3. python3: threads allocating heavily.
+cat >"$work/alloc.py" <<'EOF'
+import hashlib, threading
+def work(seed, out):
+    d = {}
+    for i in range(60000):
+        k = (i * 7919 + seed) % 20000
+        d[k] = [str(k)] * (i % 17) + [bytes(i % 2000)]
+        if i % 3 == 0:
+            d.pop((k * 31) % 20000, None)
+    h = hashlib.sha256()
+    for k in sorted(d):
+        h.update(repr(d[k][:-1]).encode() + d[k][-1])
+    out[seed] = h.hexdigest()
+out = {}
+ts = [threading.Thread(target=work, args=(s, out)) for s in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+for s in sorted(out): print(s, out[s])
+print(sum(len(str(x)) for x in range(300000)))
+EOF
+compare "python3 threads allocating" python3 "$work/alloc.py"
+
+# 4. sqlite3: a few thousand inserts and queries.
+{
+  echo "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL, blob BLOB);"
+  echo "BEGIN;"
+  for i in $(seq 1 4000); do
+    echo "INSERT INTO t(name, v, blob) VALUES('name$((i * 37 % 1000))', $i.5, zeroblob($((i % 500))));"
+  done
+  echo "COMMIT;"
+  echo "CREATE INDEX ti ON t(name);"
+  echo "SELECT count(*), sum(v), sum(length(blob)) FROM t;"
+  echo "SELECT name, count(*), max(v) FROM t GROUP BY name ORDER BY 2 DESC, 1 LIMIT 20;"
+  echo "SELECT a.id, b.id FROM t a JOIN t b ON a.name = b.name AND a.id < b.id ORDER BY a.id, b.id LIMIT 50;"
+  for i in $(seq 1 300); do
+    echo "SELECT count(*) FROM t WHERE name = 'name$i' OR v < $i;"
+  done
+  echo "UPDATE t SET blob = zeroblob(5000) WHERE id % 7 = 0;"
+  echo "DELETE FROM t WHERE id % 3 = 0;"
+  echo "VACUUM;"
+  echo "SELECT count(*), sum(length(blob)) FROM t;"
+} >"$work/db.sql"
+compare "sqlite3 inserts and queries" sh -c "rm -f '$work/db'; sqlite3 '$work/db' <'$work/db.sql'"
+
+# 5. A shell pipeline with sort on a large generated file.
+awk 'BEGIN { for (i = 0; i < 600000; i++) printf "%08d %s\n", (i * 2654435761) % 1000003, substr("abcdefghijklmnopqrstuvwxyz", i % 26 + 1, i % 20 + 1) }' >"$work/big.txt"
+compare "sort pipeline ($(du -h "$work/big.txt" | cut -f1))" \
+  sh -c "sort -k2,2 -k1,1n --parallel=2 '$work/big.txt' | uniq -c -f1 | sort -rn | head -50; sort -u '$work/big.txt' | wc -l"
+
+# 6. HOTPOOL_CONF=stats_print:true: the report appears at exit.
+compare "git --version" git --version
+if HOTPOOL_CONF=stats_print:true LD_PRELOAD="$lib" git --version 2>"$work/stats.err" >/dev/null &&
+  grep -q "hotpool arena statistics" "$work/stats.err" && grep -q "^allocated" "$work/stats.err"; then
+  pass "HOTPOOL_CONF=stats_print:true git --version prints the report"
+else
+  fail "stats_print report missing: $(head -3 "$work/stats.err")"
+fi
+
+if [[ $failed != 0 ]]; then
+  echo "preload-test: FAILED"
+  exit 1
+fi
+echo "preload-test: all passed"

@@ -1,0 +1,169 @@
+//! Which 4 MiB regions of the address space the arena allocator owns, so
+//! [`owns`] can tell a pointer of ours from a foreign one (C's `free` of a
+//! pointer some other allocator made) without touching memory that may not
+//! be mapped.
+//!
+//! ```text
+//!  bitmap: 2 bits per CHUNK-aligned region of the 48-bit address space
+//!          (2^26 regions, 16 MiB of address space, MAP_NORESERVE: a page
+//!          of it becomes resident only when a region it covers is used;
+//!          one page covers 64 GiB of address space)
+//!  NONE     nothing of ours starts here
+//!  CHUNK    a chunk: the whole region is ours, its header at the start
+//!  HUGE_HDR a huge block with alignment < CHUNK: its header page starts
+//!           the region, its one object lies inside
+//!  HUGE_OBJ a huge block with alignment >= CHUNK: its object starts the
+//!           region, the header is the page before
+//! ```
+//!
+//! Marks are set after a chunk or huge block is mapped and before any
+//! object in it is handed out, and cleared before it is unmapped; the
+//! words are atomics, so blocks of different regions sharing a word never
+//! lose each other's marks. If the bitmap cannot be mapped, or a block lies
+//! beyond 48 bits, the registry gives up ([`owns`] then answers true for
+//! everything: detection off, never a false alarm).
+
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
+
+use super::chunk::{HugeHeader, CHUNK, HEADER_PAGES, LG_CHUNK};
+use super::size_class::PAGE;
+use crate::sys;
+
+const NONE: u64 = 0;
+const CHUNK_REGION: u64 = 1;
+const HUGE_HDR: u64 = 2;
+const HUGE_OBJ: u64 = 3;
+
+/// Address bits covered.
+const ADDR_BITS: usize = 48;
+const REGIONS: usize = 1 << (ADDR_BITS - LG_CHUNK);
+/// Regions per bitmap word.
+const PER_WORD: usize = 32;
+const WORDS: usize = REGIONS / PER_WORD;
+const BYTES: usize = WORDS * 8;
+
+static MAP: AtomicPtr<AtomicU64> = AtomicPtr::new(null_mut());
+static BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// The bitmap, mapped on first use; `None` once the registry gave up.
+fn bitmap() -> Option<*const AtomicU64> {
+    let m = MAP.load(Acquire);
+    if !m.is_null() {
+        return Some(m);
+    }
+    if BROKEN.load(Relaxed) {
+        return None;
+    }
+    let Some(fresh) = sys::map(BYTES) else {
+        BROKEN.store(true, Relaxed);
+        return None;
+    };
+    let fresh = fresh.as_ptr().cast::<AtomicU64>();
+    match MAP.compare_exchange(null_mut(), fresh, AcqRel, Acquire) {
+        Ok(_) => Some(fresh),
+        Err(won) => {
+            // SAFETY: our mapping lost the race and was never published.
+            unsafe { sys::unmap_range(fresh.cast(), BYTES) };
+            Some(won)
+        }
+    }
+}
+
+/// The word and bit shift of `addr`'s region, if it is in range.
+#[inline]
+fn slot(addr: usize) -> Option<(usize, u32)> {
+    let r = addr >> LG_CHUNK;
+    (r < REGIONS).then_some((r / PER_WORD, (r % PER_WORD * 2) as u32))
+}
+
+/// Records that the region starting at `base` (CHUNK-aligned) is `kind`
+/// (or, with `NONE`, no longer ours).
+fn mark(base: usize, kind: u64) {
+    debug_assert_eq!(base % CHUNK, 0);
+    let Some(map) = bitmap() else { return };
+    let Some((w, s)) = slot(base) else {
+        BROKEN.store(true, Relaxed);
+        return;
+    };
+    // SAFETY: `w < WORDS`, inside the live bitmap mapping (zeroed memory
+    // is a valid AtomicU64).
+    let word = unsafe { &*map.add(w) };
+    if kind == NONE {
+        word.fetch_and(!(3 << s), Release);
+    } else {
+        word.fetch_or(kind << s, Release);
+    }
+}
+
+/// The kind of the region holding `addr`, and the region's start.
+#[inline]
+fn kind_of(addr: usize) -> (u64, usize) {
+    let m = MAP.load(Acquire);
+    let base = addr & !(CHUNK - 1);
+    match slot(addr) {
+        // SAFETY: `w < WORDS`, inside the live bitmap mapping.
+        Some((w, s)) if !m.is_null() => ((unsafe { &*m.add(w) }.load(Acquire) >> s) & 3, base),
+        _ => (NONE, base),
+    }
+}
+
+/// A chunk was mapped at `base`.
+pub(crate) fn add_chunk(base: *mut u8) {
+    mark(base as usize, CHUNK_REGION);
+}
+
+/// The chunk at `base` is about to be unmapped.
+pub(crate) fn remove_chunk(base: *mut u8) {
+    mark(base as usize, NONE);
+}
+
+/// The region a huge block with header `hdr` and object `obj` is known by.
+fn huge_region(hdr: usize, obj: usize) -> (usize, u64) {
+    if hdr % CHUNK == 0 {
+        (hdr, HUGE_HDR)
+    } else {
+        (obj, HUGE_OBJ)
+    }
+}
+
+/// A huge block was mapped: header page at `hdr`, object at `obj`.
+pub(crate) fn add_huge(hdr: usize, obj: usize) {
+    let (base, kind) = huge_region(hdr, obj);
+    mark(base, kind);
+}
+
+/// The huge block with header `h` is about to be unmapped.
+///
+/// # Safety
+/// `h` is the header of a live huge block.
+pub(crate) unsafe fn remove_huge(h: *const HugeHeader) {
+    // SAFETY: the header is live per the contract.
+    let obj = unsafe { (*h).ptr } as usize;
+    mark(huge_region(h as usize, obj).0, NONE);
+}
+
+/// Whether `p` is an object address the arena allocator could have handed
+/// out: inside one of its chunks past the header pages, or exactly the
+/// object of one of its huge blocks.
+///
+/// # Safety
+/// No other thread may free a huge block whose header lies in `p`'s 4 MiB
+/// region during the call (true whenever `p` is a block the caller owns,
+/// or lies outside the allocator's memory altogether).
+#[inline]
+pub(crate) unsafe fn owns(p: *const u8) -> bool {
+    if BROKEN.load(Relaxed) {
+        return true;
+    }
+    let a = p as usize;
+    match kind_of(a) {
+        (CHUNK_REGION, base) => a >= base + HEADER_PAGES * PAGE,
+        // SAFETY: the region starts with the header of a live huge block
+        // (its mark is cleared before it is unmapped; the contract rules
+        // out a concurrent free).
+        (HUGE_HDR, base) => ptr::eq(unsafe { (*(base as *const HugeHeader)).ptr }, p),
+        (HUGE_OBJ, base) => a == base,
+        _ => false,
+    }
+}
