@@ -49,13 +49,20 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 pub mod config;
+mod debug;
 mod error;
 pub mod handle;
 pub mod pool;
 pub mod stats;
 mod sync;
 mod sys;
+#[cfg(feature = "fault-injection")]
+pub mod testing;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod valgrind;
 
 pub use arena::HotAlloc;
 pub use error::AllocError;

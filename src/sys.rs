@@ -28,6 +28,10 @@ pub(crate) fn page_size() -> usize {
 /// returns `None` when the OS refuses or the arithmetic would overflow.
 pub(crate) fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(size.is_power_of_two() && align.is_power_of_two());
+    #[cfg(feature = "fault-injection")]
+    if crate::testing::inject() {
+        return None;
+    }
     let align = align.max(page_size());
     let size = size.max(page_size());
     // Over-map by `align` so an aligned block of `size` fits, then cut the
@@ -105,6 +109,10 @@ pub fn resident_bytes() -> usize {
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
+    #[cfg(feature = "fault-injection")]
+    if crate::testing::inject() {
+        return None;
+    }
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choice touches no existing memory.
     let raw = unsafe {
@@ -121,6 +129,17 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
         return None;
     }
     NonNull::new(raw.cast())
+}
+
+/// Whether the page holding `p` is mapped (`msync` fails with `ENOMEM`
+/// on an unmapped range); used by the debug checks before reading
+/// metadata at an address a caller passed in.
+#[cfg(any(feature = "checks", debug_assertions))]
+pub(crate) fn is_mapped(p: *const u8) -> bool {
+    let page = p as usize & !(page_size() - 1);
+    // SAFETY: msync with MS_ASYNC on a page-aligned range only queries the
+    // mapping (anonymous memory has nothing to write back).
+    unsafe { libc::msync(page as *mut libc::c_void, page_size(), libc::MS_ASYNC) == 0 }
 }
 
 /// Unmaps `len` bytes at `ptr`.
