@@ -38,9 +38,9 @@ pub(crate) const ALLOC_JUNK: u8 = 0xa5;
 /// Base addresses of live pool chunks, kept while the checks are on.
 static CHUNKS: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
 
-/// A line of at most 256 bytes built without allocating.
+/// A line of at most 512 bytes built without allocating.
 struct Line {
-    buf: [u8; 256],
+    buf: [u8; 512],
     len: usize,
 }
 
@@ -57,7 +57,7 @@ impl core::fmt::Write for Line {
 #[cold]
 fn report(args: core::fmt::Arguments<'_>) -> ! {
     let mut line = Line {
-        buf: [0; 256],
+        buf: [0; 512],
         len: 0,
     };
     let _ = line.write_fmt(args);

@@ -113,9 +113,8 @@ pub(crate) fn sites_of(serial: u32) -> Vec<(usize, String)> {
     out
 }
 
-/// The frames of `bt` from the first one outside hotpool and the standard
-/// library's backtrace machinery, at most 8 (a frame is its numbered line
-/// plus its `at file:line` line).
+/// The frames of `bt` from the caller of hotpool on, at most 8. A frame
+/// is its numbered line plus its `at file:line` line.
 fn caller_frames(bt: &Backtrace) -> String {
     let text = bt.to_string();
     let mut frames: Vec<String> = Vec::new();
@@ -131,11 +130,14 @@ fn caller_frames(bt: &Backtrace) -> String {
             last.push_str(trimmed);
         }
     }
+    // The leading frames are the capture machinery, hotpool, and the
+    // standard library code hotpool calls through (thread-locals).
     let internal = |f: &String| {
         let name = f.split_once(": ").map_or("", |(_, n)| n);
-        name.starts_with("hotpool::")
-            || name.starts_with("std::backtrace")
-            || name.starts_with("<hotpool::")
+        let name = name.trim_start_matches('<');
+        ["hotpool::", "std::", "core::", "alloc::"]
+            .iter()
+            .any(|p| name.starts_with(p))
     };
     let first = frames.iter().position(|f| !internal(f)).unwrap_or(0);
     frames[first..]

@@ -131,15 +131,16 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
-/// Whether the page holding `p` is mapped (`msync` fails with `ENOMEM`
+/// Whether the page holding `p` is mapped (`mincore` fails with `ENOMEM`
 /// on an unmapped range); used by the debug checks before reading
 /// metadata at an address a caller passed in.
 #[cfg(any(feature = "checks", debug_assertions))]
 pub(crate) fn is_mapped(p: *const u8) -> bool {
     let page = p as usize & !(page_size() - 1);
-    // SAFETY: msync with MS_ASYNC on a page-aligned range only queries the
-    // mapping (anonymous memory has nothing to write back).
-    unsafe { libc::msync(page as *mut libc::c_void, page_size(), libc::MS_ASYNC) == 0 }
+    let mut resident = 0u8;
+    // SAFETY: mincore only queries the mapping of one page-aligned page and
+    // writes one byte to `resident`, a valid out-pointer.
+    unsafe { libc::mincore(page as *mut libc::c_void, page_size(), &mut resident) == 0 }
 }
 
 /// Unmaps `len` bytes at `ptr`.
