@@ -149,11 +149,7 @@ pub(crate) unsafe fn pool_freed(inner: &PoolInner, obj: *mut u8) {
 
 /// `Pooled::<T>::from_raw(raw)`: `raw` must be a live object of a pool
 /// chunk of `T`'s geometry.
-pub(crate) fn pool_from_raw(
-    raw: *const u8,
-    geo: Option<crate::pool::Geometry>,
-    type_name: &str,
-) {
+pub(crate) fn pool_from_raw(raw: *const u8, geo: Option<crate::pool::Geometry>, type_name: &str) {
     if mode() & CHECKS == 0 {
         return;
     }

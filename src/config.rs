@@ -255,7 +255,9 @@ mod tests {
         let c = parse(b"leak_report:debug", &mut |p| panic!("{p:?}"));
         assert_eq!(c.leak_report, cfg!(debug_assertions));
         let mut bad = Vec::new();
-        let c = parse(b"junk:yes,checks:2,leak_report:always", &mut |p| bad.push(p));
+        let c = parse(b"junk:yes,checks:2,leak_report:always", &mut |p| {
+            bad.push(p)
+        });
         assert_eq!(
             bad,
             [

@@ -5,7 +5,6 @@
 //! test binary re-executes itself with `HOTPOOL_CHILD=<scenario>` and the
 //! `HOTPOOL_CONF` under test, running only `child_entry`.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
 use hotpool::{Pool, Pooled};
@@ -163,31 +162,31 @@ fn make_leaks() {
     drop(freed);
 }
 
-/// Asserts that the child aborted (SIGABRT) with a report naming `what`,
-/// the type and the address it printed.
-fn assert_aborts(o: &Output, what: &str, type_name: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.signal(), Some(libc_sigabrt()), "did not abort: {err}");
-    let address = err
-        .lines()
-        .find_map(|l| l.strip_prefix("address "))
-        .unwrap_or_else(|| panic!("no address line: {err}"));
-    let report = err
-        .lines()
-        .find(|l| l.starts_with("hotpool: ") && l.contains(what))
-        .unwrap_or_else(|| panic!("no '{what}' report: {err}"));
-    assert!(report.contains(type_name), "{report}");
-    assert!(report.contains(address), "{report} lacks {address}");
-    assert!(report.ends_with("aborting"), "{report}");
-}
-
-fn libc_sigabrt() -> i32 {
-    6
-}
-
 #[cfg(any(feature = "checks", debug_assertions))]
 mod with_checks {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// SIGABRT's number on Linux.
+    const SIGABRT: i32 = 6;
+
+    /// Asserts that the child aborted (SIGABRT) with a report naming `what`,
+    /// the type and the address it printed.
+    fn assert_aborts(o: &Output, what: &str, type_name: &str) {
+        let err = stderr(o);
+        assert_eq!(o.status.signal(), Some(SIGABRT), "did not abort: {err}");
+        let address = err
+            .lines()
+            .find_map(|l| l.strip_prefix("address "))
+            .unwrap_or_else(|| panic!("no address line: {err}"));
+        let report = err
+            .lines()
+            .find(|l| l.starts_with("hotpool: ") && l.contains(what))
+            .unwrap_or_else(|| panic!("no '{what}' report: {err}"));
+        assert!(report.contains(type_name), "{report}");
+        assert!(report.contains(address), "{report} lacks {address}");
+        assert!(report.ends_with("aborting"), "{report}");
+    }
 
     #[test]
     fn pool_double_free_through_from_raw_aborts_naming_type_and_address() {
@@ -303,7 +302,10 @@ fn leak_report_prints_each_leaking_type_at_exit() {
         ["hotpool: leak: 3 objects of type `checks::LeakyFrame` (144 B) still in use"],
         "{err}"
     );
-    assert!(!err.contains("allocated at"), "sites without leak_backtrace");
+    assert!(
+        !err.contains("allocated at"),
+        "sites without leak_backtrace"
+    );
 }
 
 #[test]
@@ -355,7 +357,10 @@ fn leaks_lists_types_with_objects_in_use() {
     assert_eq!((leak.count, leak.bytes), (5, 40));
     assert!(leak.sites.is_empty());
     let text = hotpool::stats::render_leaks(&[leak]);
-    assert!(text.starts_with("hotpool: leak: 5 objects of type `"), "{text}");
+    assert!(
+        text.starts_with("hotpool: leak: 5 objects of type `"),
+        "{text}"
+    );
     drop(held);
     assert!(find().is_none(), "freed objects still listed");
 }

@@ -93,12 +93,19 @@ fn pool_survives_faults(pool: &'static Pool<Page>, every: usize) {
     let s = pool.stats();
     assert_eq!(s.in_use, held.len(), "{s:?}");
     assert_eq!(s.chunks as u64, s.chunks_made - s.chunks_released, "{s:?}");
-    assert_eq!(s.capacity, s.in_use + s.local_free + s.depot_free + s.chunk_free);
+    assert_eq!(
+        s.capacity,
+        s.in_use + s.local_free + s.depot_free + s.chunk_free
+    );
 
     drop(held);
     pool.trim();
     let s = pool.stats();
-    assert_eq!((s.in_use, s.chunks), (0, 0), "objects or chunks lost: {s:?}");
+    assert_eq!(
+        (s.in_use, s.chunks),
+        (0, 0),
+        "objects or chunks lost: {s:?}"
+    );
 
     // Usable afterwards, without faults.
     let again: Vec<_> = (0..1000).map(|i| pool.alloc([i as u8; 4000])).collect();
@@ -167,7 +174,11 @@ fn pool_survives_faults_under_concurrent_allocation() {
     drop(kept);
     P.trim();
     let s = P.stats();
-    assert_eq!((s.in_use, s.chunks), (0, 0), "objects or chunks lost: {s:?}");
+    assert_eq!(
+        (s.in_use, s.chunks),
+        (0, 0),
+        "objects or chunks lost: {s:?}"
+    );
 }
 
 #[test]

@@ -68,7 +68,10 @@ fn panic_in_drop_of_the_last_shared_frees_its_memory_and_nothing_else() {
     assert_eq!(DROPS.load(SeqCst), 0);
     assert!(catch_unwind(AssertUnwindSafe(|| drop(second))).is_err());
     assert_eq!(DROPS.load(SeqCst), 1);
-    assert!(weak.upgrade().is_none(), "a dropped object is still reachable");
+    assert!(
+        weak.upgrade().is_none(),
+        "a dropped object is still reachable"
+    );
     assert_eq!(P.stats().in_use, 10, "the panicking object's slot leaked");
     balanced(&P);
     assert!(quiet.iter().enumerate().all(|(i, s)| s.value == i as u64));
@@ -253,6 +256,10 @@ fn panic_safety_holds_with_the_debug_checks_on() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("test result: ok. 6 passed"), "{out}");
 }

@@ -256,7 +256,11 @@ pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
     const FOREIGN: &str = "is not a block of the arena allocator (or was freed already)";
     let a = p as usize;
-    let hdr = if a & (CHUNK - 1) == 0 { a.wrapping_sub(PAGE) } else { a & !(CHUNK - 1) };
+    let hdr = if a & (CHUNK - 1) == 0 {
+        a.wrapping_sub(PAGE)
+    } else {
+        a & !(CHUNK - 1)
+    };
     if a == 0 || !sys::is_mapped(hdr as *const u8) {
         return Err(FOREIGN);
     }
@@ -445,18 +449,8 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
 pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -> *mut u8 {
     match (small_class_of(old, align), small_class_of(new, align)) {
         (Some(a), Some(b)) if a == b => return p,
-        (None, None) => {
-            // SAFETY: forwarded contract.
-            #[cfg(any(feature = "checks", debug_assertions))]
-            let before = unsafe { usable_size(p) };
-            // SAFETY: forwarded contract.
-            if unsafe { resize_in_place(p, align, new) } {
-                // SAFETY: `p` is still live, with its new size.
-                #[cfg(any(feature = "checks", debug_assertions))]
-                crate::checks::arena_resized(p, before, unsafe { usable_size(p) });
-                return p;
-            }
-        }
+        // SAFETY: forwarded contract.
+        (None, None) if unsafe { resize_checked(p, align, new) } => return p,
         _ => {}
     }
     let q = alloc(new, align, false);
@@ -469,6 +463,24 @@ pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -
         }
     }
     q
+}
+
+/// [`resize_in_place`], telling the debug checks about the new size.
+///
+/// # Safety
+/// As [`resize_in_place`].
+unsafe fn resize_checked(p: *mut u8, align: usize, new: usize) -> bool {
+    // SAFETY: forwarded contract.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    let before = unsafe { usable_size(p) };
+    // SAFETY: forwarded contract.
+    let done = unsafe { resize_in_place(p, align, new) };
+    #[cfg(any(feature = "checks", debug_assertions))]
+    if done {
+        // SAFETY: `p` is still live, with its new size.
+        crate::checks::arena_resized(p, before, unsafe { usable_size(p) });
+    }
+    done
 }
 
 /// # Safety
