@@ -1,4 +1,4 @@
-//! `HOTPOOL_CONF`: the arena allocator's options, like jemalloc's
+//! `HOTPOOL_CONF`: the arena allocator's and the debug options, like jemalloc's
 //! `MALLOC_CONF`, read once at start-up without allocating.
 //!
 //! | key | type | default | meaning |
@@ -22,7 +22,8 @@
 //! `HOTPOOL_CONF="narenas:4,decay_ms:1000"`. An unknown key or a bad value
 //! prints one warning naming it to stderr and keeps the default.
 
-/// Arena allocator options; see the [module docs](self) for the table.
+/// The options of `HOTPOOL_CONF` (arena allocator and debug modes); see
+/// the [module docs](self) for the table.
 ///
 /// ```
 /// let conf = hotpool::config::parse(b"narenas:2,tcache:false", &mut |_| {});

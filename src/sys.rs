@@ -131,16 +131,42 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
-/// Whether the page holding `p` is mapped (`mincore` fails with `ENOMEM`
-/// on an unmapped range); used by the debug checks before reading
-/// metadata at an address a caller passed in.
+/// Reads the `u32` at `p` (4-aligned) if that memory is readable, without
+/// faulting: used by the debug checks to look at metadata below an address
+/// a caller passed in. `process_vm_readv` on our own process reports an
+/// unreadable address as an error; where that call is refused, the page is
+/// checked to be mapped (`mincore`) and read directly.
 #[cfg(any(feature = "checks", debug_assertions))]
-pub(crate) fn is_mapped(p: *const u8) -> bool {
+pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
+    let mut out = 0u32;
+    let local = libc::iovec {
+        iov_base: (&mut out as *mut u32).cast(),
+        iov_len: 4,
+    };
+    let remote = libc::iovec {
+        iov_base: p as *mut libc::c_void,
+        iov_len: 4,
+    };
+    // SAFETY: the call writes at most 4 bytes to `out`, described by
+    // `local`; the remote side is only read by the kernel, which checks it.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == 4 {
+        return Some(out);
+    }
+    // SAFETY: reading errno of this thread.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::ENOSYS && errno != libc::EPERM {
+        return None;
+    }
     let page = p as usize & !(page_size() - 1);
     let mut resident = 0u8;
     // SAFETY: mincore only queries the mapping of one page-aligned page and
     // writes one byte to `resident`, a valid out-pointer.
-    unsafe { libc::mincore(page as *mut libc::c_void, page_size(), &mut resident) == 0 }
+    if unsafe { libc::mincore(page as *mut libc::c_void, page_size(), &mut resident) } != 0 {
+        return None;
+    }
+    // SAFETY: the page is mapped; hotpool maps its metadata read-write.
+    Some(unsafe { p.cast::<u32>().read() })
 }
 
 /// Unmaps `len` bytes at `ptr`.

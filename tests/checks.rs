@@ -120,6 +120,28 @@ fn child_entry() {
             // SAFETY: none: an interior pointer is the bug under test.
             unsafe { hotpool::arena::free(std::ptr::NonNull::new(q).unwrap()) };
         }
+        "arena_guard_page" => {
+            // A pointer into an inaccessible mapping (like a guard page):
+            // the check must report it, not fault reading the header.
+            const CHUNK: usize = 4 << 20;
+            // SAFETY: a fresh anonymous PROT_NONE mapping touches nothing.
+            let raw = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    2 * CHUNK,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(raw, libc::MAP_FAILED);
+            let aligned = (raw as usize + CHUNK - 1) & !(CHUNK - 1);
+            let p = (aligned + 4096) as *mut u8;
+            eprintln!("address {p:p}");
+            // SAFETY: none: a pointer into a PROT_NONE mapping is the bug.
+            unsafe { hotpool::arena::free(std::ptr::NonNull::new(p).unwrap()) };
+        }
         "leaks" => make_leaks(),
         "valgrind_clean" => {
             // Every kind of block through the checked paths, used properly.
@@ -229,6 +251,8 @@ mod with_checks {
     #[test]
     fn arena_foreign_and_interior_pointers_abort() {
         let o = child("arena_foreign", "checks:true");
+        assert_aborts(&o, "is not a block of the arena allocator", "arena block");
+        let o = child("arena_guard_page", "checks:true");
         assert_aborts(&o, "is not a block of the arena allocator", "arena block");
         let o = child("arena_interior", "checks:true");
         assert_aborts(&o, "is not the start of a block", "arena block");

@@ -74,7 +74,7 @@ fn fill(pool: &'static Pool<Page>, n: usize) -> (Vec<Pooled<Page>>, usize) {
     (held, failed)
 }
 
-fn pool_survives_faults(pool: &'static Pool<Page>, every: usize) {
+fn pool_survives_faults(label: &str, pool: &'static Pool<Page>, every: usize) {
     let injection = Injection::start(every);
     let before = testing::faults().injected;
     let (held, failed) = fill(pool, 3000);
@@ -82,8 +82,7 @@ fn pool_survives_faults(pool: &'static Pool<Page>, every: usize) {
     injection.stop();
 
     println!(
-        "{:?} every {every}: {injected} faults injected, {failed} try_ errors, all survived",
-        pool.stats().chunk_size
+        "{label} pool, every {every}: {injected} faults injected, {failed} try_ errors, all survived"
     );
     assert!(failed > 0, "no fault reached the pool");
     assert_eq!(failed, injected, "a fault was swallowed or invented");
@@ -118,19 +117,19 @@ fn pool_survives_faults(pool: &'static Pool<Page>, every: usize) {
 #[test]
 fn os_backed_pool_survives_every_second_chunk_failing() {
     static P: Pool<Page> = Pool::with_config(PoolConfig::new().batch(16));
-    pool_survives_faults(&P, 2);
+    pool_survives_faults("OS-backed", &P, 2);
 }
 
 #[test]
 fn malloc_backed_pool_survives_every_second_chunk_failing() {
     static P: Pool<Page> = Pool::with_config(PoolConfig::new().backing(Backing::System));
-    pool_survives_faults(&P, 2);
+    pool_survives_faults("malloc-backed", &P, 2);
 }
 
 #[test]
 fn arena_backed_pool_survives_every_third_chunk_failing() {
     static P: Pool<Page> = Pool::with_config(PoolConfig::new().backing(Backing::Arena));
-    pool_survives_faults(&P, 3);
+    pool_survives_faults("arena-backed", &P, 3);
 }
 
 #[test]

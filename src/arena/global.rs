@@ -250,8 +250,8 @@ pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 /// Whether `p` is the start of a live block: its usable size and whether
-/// it is a huge mapping, or why not. Reads only memory that is mapped and
-/// carries the arena's chunk or huge magic.
+/// it is a huge mapping, or why not. Reads a header only after its magic
+/// was read without faulting ([`sys::peek_u32`]).
 #[cfg(any(feature = "checks", debug_assertions))]
 fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
     const FOREIGN: &str = "is not a block of the arena allocator (or was freed already)";
@@ -261,11 +261,12 @@ fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
     } else {
         a & !(CHUNK - 1)
     };
-    if a == 0 || !sys::is_mapped(hdr as *const u8) {
+    if a == 0 {
         return Err(FOREIGN);
     }
-    // SAFETY: `hdr` is mapped; chunk and huge headers both start with `kind`.
-    match unsafe { *(hdr as *const u32) } {
+    // Chunk and huge headers both start with `kind`; the rest of a header is
+    // read only once its magic was found.
+    match sys::peek_u32(hdr as *const u8).ok_or(FOREIGN)? {
         // SAFETY: a huge header (magic checked) is readable.
         KIND_HUGE => match unsafe { &*(hdr as *const HugeHeader) } {
             h if h.ptr as usize == a => Ok((h.usable, true)),
