@@ -13,8 +13,9 @@
 //!   zeroed) and with [`FREE_JUNK`] when freed; `free`/`dealloc` check that
 //!   the pointer is the start of a live block (chunk magic, run state) and,
 //!   for blocks over 8 bytes, that it does not still hold the free poison
-//!   of an earlier free. Freed arena memory is not checked on reuse: the
-//!   arena keeps free-list links inside freed memory.
+//!   of an earlier free. Freed arena memory is not checked on reuse: pages
+//!   of freed blocks are reused for blocks of other sizes, and a shrunk
+//!   large block gives back its tail unpoisoned.
 //! * Valgrind: with `checks:true`, pool objects and arena blocks are
 //!   announced to memcheck as heap blocks ([`crate::valgrind`]).
 //!
@@ -222,7 +223,8 @@ pub(crate) unsafe fn arena_freeing(
     unsafe { p.write_bytes(FREE_JUNK, usable) };
     if m & CHECKS != 0 {
         valgrind::freelike(p);
-        // The arena keeps a free-list link in the first word of free blocks.
+        // The slab free list of this arena keeps a link in the first word
+        // of a free small block; that word stays accessible to it.
         valgrind::make_defined(p, 8);
     }
 }
