@@ -137,26 +137,27 @@ fn pool_survives_faults_under_concurrent_allocation() {
     static P: Pool<Page> = Pool::with_config(PoolConfig::new().batch(16).local_max(64));
     let injection = Injection::start(2);
     let before = testing::faults().injected;
-    let results: Vec<(usize, Vec<Pooled<Page>>)> = thread::scope(|s| {
-        let workers: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut failed = 0;
-                    let mut kept = Vec::new();
-                    for round in 0..4 {
-                        let (held, f) = fill(&P, 500);
-                        failed += f;
-                        if round % 2 == 0 {
-                            // Kept to the end: memory stays in use.
-                            kept.extend(held);
-                        }
+    // Joined (not scoped) threads: a join returns only after the thread's
+    // exit hook handed its list back, so the counts are final.
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(|| {
+                let mut failed = 0;
+                let mut kept = Vec::new();
+                for round in 0..4 {
+                    let (held, f) = fill(&P, 500);
+                    failed += f;
+                    if round % 2 == 0 {
+                        // Kept to the end: memory stays in use.
+                        kept.extend(held);
                     }
-                    (failed, kept)
-                })
+                }
+                (failed, kept)
             })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+        })
+        .collect();
+    let results: Vec<(usize, Vec<Pooled<Page>>)> =
+        workers.into_iter().map(|w| w.join().unwrap()).collect();
     let injected = testing::faults().injected - before;
     injection.stop();
     let failed: usize = results.iter().map(|r| r.0).sum();
