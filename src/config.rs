@@ -1,4 +1,4 @@
-//! `HOTPOOL_CONF`: the arena allocator's options, like jemalloc's
+//! `HOTPOOL_CONF`: the arena allocator's and the debug options, like jemalloc's
 //! `MALLOC_CONF`, read once at start-up without allocating.
 //!
 //! | key | type | default | meaning |
@@ -9,12 +9,21 @@
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
 //! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
+//! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type; `debug`: only in debug builds |
+//! | `leak_backtrace` | bool | `false` | record where each pool object was allocated, shown by the leak report (slow: pools bypass their thread caches) |
+//! | `junk` | bool | `false` | needs the `checks` cfg: fill freed pool objects and arena blocks with a poison pattern, check it when a pool object is reused |
+//! | `checks` | bool | `false` | needs the `checks` cfg: detect double and foreign frees through the raw APIs, tell valgrind about blocks |
+//!
+//! The `checks` cfg is the `checks` cargo feature or a debug build; without
+//! it `junk` and `checks` are ignored with a warning. See the README's
+//! "Debug checks" section.
 //!
 //! Items are `key:value` separated by commas, e.g.
 //! `HOTPOOL_CONF="narenas:4,decay_ms:1000"`. An unknown key or a bad value
 //! prints one warning naming it to stderr and keeps the default.
 
-/// Arena allocator options; see the [module docs](self) for the table.
+/// The options of `HOTPOOL_CONF` (arena allocator and debug modes); see
+/// the [module docs](self) for the table.
 ///
 /// ```
 /// let conf = hotpool::config::parse(b"narenas:2,tcache:false", &mut |_| {});
@@ -35,6 +44,14 @@ pub struct ArenaConf {
     pub background_thread: bool,
     /// Whether statistics are printed to stderr at exit.
     pub stats_print: bool,
+    /// Whether the pool leak report is printed to stderr at exit.
+    pub leak_report: bool,
+    /// Whether pool allocation sites are recorded for the leak report.
+    pub leak_backtrace: bool,
+    /// Whether freed memory is poisoned (needs the `checks` cfg).
+    pub junk: bool,
+    /// Whether frees through raw APIs are validated (needs the `checks` cfg).
+    pub checks: bool,
 }
 
 /// The defaults.
@@ -49,6 +66,10 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     decay_ms: 10_000,
     background_thread: false,
     stats_print: false,
+    leak_report: false,
+    leak_backtrace: false,
+    junk: false,
+    checks: false,
 };
 
 /// What was wrong with one item of the configuration string.
@@ -141,6 +162,16 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
             b"decay_ms" => int.filter(|&n| n >= -1).map(|n| conf.decay_ms = n),
             b"background_thread" => parse_bool(value).map(|b| conf.background_thread = b),
             b"stats_print" => parse_bool(value).map(|b| conf.stats_print = b),
+            b"leak_report" => match value {
+                b"debug" => {
+                    conf.leak_report = cfg!(debug_assertions);
+                    Some(())
+                }
+                _ => parse_bool(value).map(|b| conf.leak_report = b),
+            },
+            b"leak_backtrace" => parse_bool(value).map(|b| conf.leak_backtrace = b),
+            b"junk" => parse_bool(value).map(|b| conf.junk = b),
+            b"checks" => parse_bool(value).map(|b| conf.checks = b),
             _ => {
                 warn(ConfProblem::UnknownKey(key));
                 continue;
@@ -151,6 +182,20 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
         }
     }
     conf
+}
+
+/// The options of the `HOTPOOL_CONF` environment variable, parsed once
+/// (warnings go to stderr then); later calls return the same values.
+/// Allocation-free, so the arena allocator may call it while starting.
+pub(crate) fn from_env() -> ArenaConf {
+    static ENV: std::sync::OnceLock<ArenaConf> = std::sync::OnceLock::new();
+    *ENV.get_or_init(|| {
+        let mut conf = DEFAULT;
+        crate::sys::with_env(c"HOTPOOL_CONF", |text| {
+            conf = parse(text, &mut warn_stderr);
+        });
+        conf
+    })
 }
 
 /// Writes one line about `problem` to stderr with `write(2)` from a fixed
@@ -199,6 +244,30 @@ mod tests {
         );
         assert_eq!(c.narenas, 4);
         assert!(c.stats_print);
+    }
+
+    #[test]
+    fn debug_keys_parse_and_bad_values_warn() {
+        let c = parse(
+            b"leak_report:true,leak_backtrace:1,junk:true,checks:true",
+            &mut |p| panic!("{p:?}"),
+        );
+        assert!(c.leak_report && c.leak_backtrace && c.junk && c.checks);
+        let c = parse(b"leak_report:debug", &mut |p| panic!("{p:?}"));
+        assert_eq!(c.leak_report, cfg!(debug_assertions));
+        let mut bad = Vec::new();
+        let c = parse(b"junk:yes,checks:2,leak_report:always", &mut |p| {
+            bad.push(p)
+        });
+        assert_eq!(
+            bad,
+            [
+                ConfProblem::BadValue(b"junk", b"yes"),
+                ConfProblem::BadValue(b"checks", b"2"),
+                ConfProblem::BadValue(b"leak_report", b"always"),
+            ]
+        );
+        assert!(!c.junk && !c.checks && !c.leak_report);
     }
 
     #[test]

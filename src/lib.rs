@@ -39,23 +39,34 @@
 //! ## Safety and correctness
 //!
 //! Unsafe code lives in a few modules (`pool::chunk`, `pool::central`,
-//! `pool::local`, `pool::pooled`, `handle::table`, `handle::shared`, `sys`), each block with a `// SAFETY:`
+//! `pool::local`, `pool::pooled`, `handle::table`, `handle::shared`, `sys`,
+//! `checks`, `valgrind`), each block with a `// SAFETY:`
 //! comment. A free that cannot be valid (a double free reaching a chunk, a
 //! pointer that is not an object slot) is reported and the process aborts
-//! rather than corrupting memory.
+//! rather than corrupting memory. With the debug checks (the `checks`
+//! feature or a debug build, switched on by `HOTPOOL_CONF=checks:true`),
+//! freed memory is poisoned and raw frees are validated; see the README's
+//! "Debug checks and leak report" and [`stats::leaks`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 pub mod config;
+mod debug;
 mod error;
 pub mod handle;
 pub mod pool;
 pub mod stats;
 mod sync;
 mod sys;
+#[cfg(feature = "fault-injection")]
+pub mod testing;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod valgrind;
 
 pub use arena::HotAlloc;
 pub use error::AllocError;

@@ -154,6 +154,88 @@ pub fn pools() -> Vec<PoolStats> {
     out
 }
 
+/// Objects of one pool type still in use: an entry of [`leaks()`].
+///
+/// ```
+/// static NODES: hotpool::Pool<[u32; 8]> = hotpool::Pool::new();
+/// let kept = hotpool::Pooled::leak(NODES.alloc([0; 8]));
+/// let leak = hotpool::stats::leaks().into_iter().find(|l| l.type_name == "[u32; 8]").unwrap();
+/// assert_eq!((leak.count, leak.bytes), (1, 32));
+/// # let _ = kept;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Leak {
+    /// The pooled type's name.
+    pub type_name: &'static str,
+    /// Objects in use.
+    pub count: usize,
+    /// Bytes they take: `count * size_of::<T>()`.
+    pub bytes: usize,
+    /// Where they were allocated, `(objects, stack)` with the most frequent
+    /// first; empty unless `HOTPOOL_CONF=leak_backtrace:true`.
+    pub sites: Vec<(usize, String)>,
+}
+
+/// Every pool type with objects still in use, like the router's pool
+/// finalizer; with `HOTPOOL_CONF=leak_report:true` it is printed to stderr
+/// at exit ([`render_leaks`]). Objects cached free in threads' lists are not
+/// in use. While threads allocate, counts may be off by a batch.
+///
+/// ```
+/// static FRAMES: hotpool::Pool<[u16; 3]> = hotpool::Pool::new();
+/// let f = FRAMES.alloc([1, 2, 3]);
+/// assert!(hotpool::stats::leaks().iter().any(|l| l.type_name == "[u16; 3]" && l.count == 1));
+/// drop(f);
+/// assert!(!hotpool::stats::leaks().iter().any(|l| l.type_name == "[u16; 3]"));
+/// ```
+pub fn leaks() -> Vec<Leak> {
+    let mut found = Vec::new();
+    crate::pool::for_each_pool(|inner| {
+        let s = PoolStats::collect(inner);
+        if s.in_use > 0 {
+            found.push((s, inner.serial()));
+        }
+    });
+    let mut out: Vec<Leak> = found
+        .into_iter()
+        .map(|(s, serial)| Leak {
+            type_name: s.type_name,
+            count: s.in_use,
+            bytes: s.in_use * s.object_size,
+            sites: crate::debug::sites_of(serial),
+        })
+        .collect();
+    out.sort_by(|a, b| a.type_name.cmp(b.type_name));
+    out
+}
+
+/// Renders leaks as text: one line per type, then its allocation sites
+/// (if recorded) indented.
+///
+/// ```
+/// assert_eq!(hotpool::stats::render_leaks(&[]), "");
+/// ```
+pub fn render_leaks(leaks: &[Leak]) -> String {
+    let mut out = String::new();
+    for l in leaks {
+        let _ = writeln!(
+            out,
+            "hotpool: leak: {} objects of type `{}` ({}) still in use",
+            l.count,
+            l.type_name,
+            human_bytes(l.bytes)
+        );
+        for (n, stack) in &l.sites {
+            let _ = writeln!(out, "  {n} allocated at:");
+            for line in stack.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    out
+}
+
 /// Renders [`pools()`] as an aligned text table, one line per pool.
 ///
 /// ```

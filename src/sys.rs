@@ -28,6 +28,10 @@ pub(crate) fn page_size() -> usize {
 /// returns `None` when the OS refuses or the arithmetic would overflow.
 pub(crate) fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(size.is_power_of_two() && align.is_power_of_two());
+    #[cfg(feature = "fault-injection")]
+    if crate::testing::inject() {
+        return None;
+    }
     let align = align.max(page_size());
     let size = size.max(page_size());
     // Over-map by `align` so an aligned block of `size` fits, then cut the
@@ -105,6 +109,10 @@ pub fn resident_bytes() -> usize {
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
+    #[cfg(feature = "fault-injection")]
+    if crate::testing::inject() {
+        return None;
+    }
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choice touches no existing memory.
     let raw = unsafe {
@@ -121,6 +129,44 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
         return None;
     }
     NonNull::new(raw.cast())
+}
+
+/// Reads the `u32` at `p` (4-aligned) if that memory is readable, without
+/// faulting: used by the debug checks to look at metadata below an address
+/// a caller passed in. `process_vm_readv` on our own process reports an
+/// unreadable address as an error; where that call is refused, the page is
+/// checked to be mapped (`mincore`) and read directly.
+#[cfg(any(feature = "checks", debug_assertions))]
+pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
+    let mut out = 0u32;
+    let local = libc::iovec {
+        iov_base: (&mut out as *mut u32).cast(),
+        iov_len: 4,
+    };
+    let remote = libc::iovec {
+        iov_base: p as *mut libc::c_void,
+        iov_len: 4,
+    };
+    // SAFETY: the call writes at most 4 bytes to `out`, described by
+    // `local`; the remote side is only read by the kernel, which checks it.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == 4 {
+        return Some(out);
+    }
+    // SAFETY: reading errno of this thread.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::ENOSYS && errno != libc::EPERM {
+        return None;
+    }
+    let page = p as usize & !(page_size() - 1);
+    let mut resident = 0u8;
+    // SAFETY: mincore only queries the mapping of one page-aligned page and
+    // writes one byte to `resident`, a valid out-pointer.
+    if unsafe { libc::mincore(page as *mut libc::c_void, page_size(), &mut resident) } != 0 {
+        return None;
+    }
+    // SAFETY: the page is mapped; hotpool maps its metadata read-write.
+    Some(unsafe { p.cast::<u32>().read() })
 }
 
 /// Unmaps `len` bytes at `ptr`.

@@ -107,10 +107,7 @@ fn init_slow() -> bool {
         }
         return narenas() > 0;
     }
-    let mut conf = config::DEFAULT;
-    sys::with_env(c"HOTPOOL_CONF", |text| {
-        conf = config::parse(text, &mut config::warn_stderr);
-    });
+    let mut conf = config::from_env();
     let want = if conf.narenas == 0 {
         sys::ncpus().min(MAX_ARENAS)
     } else {
@@ -243,6 +240,69 @@ pub(crate) fn small_class_of(size: usize, align: usize) -> Option<usize> {
 /// `zero`. Null when memory runs out or the layout cannot be served.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let p = alloc_unchecked(size, align, zero);
+    #[cfg(any(feature = "checks", debug_assertions))]
+    if !p.is_null() {
+        // SAFETY: `p` is a live block we just made.
+        crate::checks::arena_alloced(p, unsafe { usable_size(p) }, zero);
+    }
+    p
+}
+
+/// Whether `p` is the start of a live block: its usable size and whether
+/// it is a huge mapping, or why not. Reads a header only after its magic
+/// was read without faulting ([`sys::peek_u32`]).
+#[cfg(any(feature = "checks", debug_assertions))]
+fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
+    const FOREIGN: &str = "is not a block of the arena allocator (or was freed already)";
+    let a = p as usize;
+    let hdr = if a & (CHUNK - 1) == 0 {
+        a.wrapping_sub(PAGE)
+    } else {
+        a & !(CHUNK - 1)
+    };
+    if a == 0 {
+        return Err(FOREIGN);
+    }
+    // Chunk and huge headers both start with `kind`; the rest of a header is
+    // read only once its magic was found.
+    match sys::peek_u32(hdr as *const u8).ok_or(FOREIGN)? {
+        // SAFETY: a huge header (magic checked) is readable.
+        KIND_HUGE => match unsafe { &*(hdr as *const HugeHeader) } {
+            h if h.ptr as usize == a => Ok((h.usable, true)),
+            _ => Err("is not the start of a block"),
+        },
+        KIND_CHUNK if a & (CHUNK - 1) != 0 => {
+            let c = hdr as *mut ChunkHeader;
+            // SAFETY: a chunk header (magic checked) is readable.
+            let owner = unsafe { (*c).arena };
+            if !(0..narenas()).any(|i| ptr::eq(ARENAS[i].load(Relaxed), owner)) {
+                return Err(FOREIGN);
+            }
+            let page = (a - hdr) >> LG_PAGE;
+            if page < HEADER_PAGES {
+                return Err("points into a chunk header");
+            }
+            // SAFETY: page < CHUNK_PAGES; the page map names a run start.
+            let m = unsafe { meta_at(c, pagemap(c, page)) };
+            let start = run_addr(m) as usize;
+            // SAFETY: `m` is run metadata inside the header.
+            let (state, class, npages) = unsafe { ((*m).state, (*m).class, (*m).npages) };
+            match state {
+                RUN_SLAB if (a - start) % CLASS_SIZE[class as usize] == 0 => {
+                    Ok((CLASS_SIZE[class as usize], false))
+                }
+                RUN_LARGE if a == start => Ok((npages as usize * PAGE, false)),
+                RUN_SLAB | RUN_LARGE => Err("is not the start of a block"),
+                _ => Err("is in free pages: it was freed already"),
+            }
+        }
+        _ => Err(FOREIGN),
+    }
+}
+
+#[inline(always)]
+fn alloc_unchecked(size: usize, align: usize, zero: bool) -> *mut u8 {
     if let Some(c) = small_class_of(size, align) {
         let p = tcache::alloc(c);
         if zero && !p.is_null() {
@@ -306,20 +366,39 @@ pub(crate) fn alloc_direct(arena: &Arena, c: usize) -> *mut u8 {
 /// size between it and its usable size).
 #[inline(always)]
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
+    // SAFETY: forwarded contract.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    unsafe {
+        crate::checks::arena_freeing(p, check_block)
+    };
     if let Some(c) = small_class_of(size, align) {
         // SAFETY: forwarded contract; the class follows from the layout.
         unsafe { tcache::free(p, c) };
         return;
     }
     // SAFETY: forwarded contract.
-    unsafe { free(p) }
+    unsafe { free_unchecked(p) }
 }
 
-/// Frees `p` using only its metadata.
+/// Frees `p` using only its metadata (C's `free`).
 ///
 /// # Safety
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn free(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    unsafe {
+        crate::checks::arena_freeing(p, check_block)
+    };
+    // SAFETY: forwarded contract.
+    unsafe { free_unchecked(p) }
+}
+
+/// [`free`] without the debug checks (pool chunks, and after them).
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn free_unchecked(p: *mut u8) {
     // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         Owner::Huge(h) => {
@@ -411,7 +490,7 @@ unsafe fn resize(
     match (old_class, small_class_of(new, align)) {
         (Some(a), Some(b)) if a == b => return p,
         // SAFETY: forwarded contract.
-        (None, None) if unsafe { resize_in_place(p, align, new) } => return p,
+        (None, None) if unsafe { resize_checked(p, align, new) } => return p,
         _ => {}
     }
     let q = alloc(new, align, false);
@@ -427,6 +506,24 @@ unsafe fn resize(
         }
     }
     q
+}
+
+/// [`resize_in_place`], telling the debug checks about the new size.
+///
+/// # Safety
+/// As [`resize_in_place`].
+unsafe fn resize_checked(p: *mut u8, align: usize, new: usize) -> bool {
+    // SAFETY: forwarded contract.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    let before = unsafe { usable_size(p) };
+    // SAFETY: forwarded contract.
+    let done = unsafe { resize_in_place(p, align, new) };
+    #[cfg(any(feature = "checks", debug_assertions))]
+    if done {
+        // SAFETY: `p` is still live, with its new size.
+        crate::checks::arena_resized(p, before, unsafe { usable_size(p) });
+    }
+    done
 }
 
 /// # Safety

@@ -145,6 +145,20 @@ impl Inner {
             });
     }
 
+    /// Reports (and aborts) unless `obj` is an object this pool handed out
+    /// and has not had back (exact only while threads cache nothing, as in
+    /// the debug modes).
+    ///
+    /// # Safety
+    ///
+    /// `obj` lies in a live chunk of this pool.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    pub(crate) unsafe fn check_handed_out(&self, obj: *mut u8) {
+        let _c = self.lock();
+        // SAFETY: lock held; `obj` is in a live chunk of ours.
+        unsafe { ChunkHeader::check_handed_out(obj, &self.hot.0.geo, self.hot.0.type_name) };
+    }
+
     fn lock(&self) -> MutexGuard<'_, Central> {
         if let Some(guard) = self.central.0.try_lock() {
             return guard;
@@ -264,7 +278,7 @@ impl Inner {
         for i in 0..n {
             // SAFETY: i < n, within the caller's array; the object belongs to
             // a live chunk of ours and the lock is held.
-            let chunk = unsafe { ChunkHeader::give_back(*objs.add(i), geo) };
+            let chunk = unsafe { ChunkHeader::give_back(*objs.add(i), geo, self.hot.0.type_name) };
             // SAFETY: live chunk of ours, lock held.
             let h = unsafe { &mut *chunk };
             if !h.listed {

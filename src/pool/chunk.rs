@@ -152,6 +152,10 @@ impl ChunkHeader {
             super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::Arena => crate::arena::alloc_chunk(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::System => {
+                #[cfg(feature = "fault-injection")]
+                if crate::testing::inject() {
+                    return Err(oom);
+                }
                 let layout =
                     core::alloc::Layout::from_size_align(geo.chunk, geo.chunk).map_err(|_| {
                         AllocError::UnsupportedLayout {
@@ -189,6 +193,8 @@ impl ChunkHeader {
                 bits.add(words - 1).write((1u64 << tail) - 1);
             }
         }
+        #[cfg(any(feature = "checks", debug_assertions))]
+        crate::checks::pool_chunk_made(base.as_ptr(), geo);
         Ok(header)
     }
 
@@ -200,6 +206,8 @@ impl ChunkHeader {
     /// backing, is in no list, and no object of it is referenced anywhere.
     pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
         let base = this.cast::<u8>();
+        #[cfg(any(feature = "checks", debug_assertions))]
+        crate::checks::pool_chunk_gone(base);
         match backing {
             // SAFETY: the caller guarantees this is a whole mapping of ours
             // that nothing uses any more.
@@ -264,30 +272,69 @@ impl ChunkHeader {
         taken
     }
 
+    /// The chunk of `obj`, its slot index, and the bitmap word and mask of
+    /// that slot; reports (and aborts) if `obj` is not a slot's start or the
+    /// slot is free in the chunk already.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the owner's central lock and `obj` lies in a live
+    /// chunk of geometry `geo` of the pool of `type_name`.
+    unsafe fn live_slot(
+        obj: *mut u8,
+        geo: &Geometry,
+        type_name: &str,
+    ) -> (*mut ChunkHeader, usize, *mut u64, u64) {
+        let this = Self::of(obj, geo.chunk);
+        let offset = (obj as usize).wrapping_sub(this as usize + geo.header);
+        let index = offset / geo.slot;
+        if offset % geo.slot != 0 || index >= geo.capacity {
+            crate::pool::report_bad_free(obj, type_name, "is not the start of an object slot");
+        }
+        // SAFETY: index < capacity, so the word is inside the bitmap.
+        let word = unsafe { Self::bitmap(this).add(index / 64) };
+        let mask = 1u64 << (index % 64);
+        // SAFETY: as above; the central lock is held.
+        if unsafe { *word } & mask != 0 {
+            crate::pool::report_bad_free(obj, type_name, "was freed twice");
+        }
+        (this, index, word, mask)
+    }
+
+    /// Reports (and aborts) unless `obj` is an object slot handed out by
+    /// its chunk, i.e. not free in it.
+    ///
+    /// # Safety
+    ///
+    /// As [`ChunkHeader::give_back`], except that `obj` may be referenced.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    pub(crate) unsafe fn check_handed_out(obj: *mut u8, geo: &Geometry, type_name: &str) {
+        // SAFETY: forwarded contract.
+        let _ = unsafe { Self::live_slot(obj, geo, type_name) };
+    }
+
     /// Marks the slot at `obj` free in its chunk; returns the chunk.
     ///
     /// # Safety
     ///
     /// The caller holds the owner's central lock and `obj` is a slot of a
-    /// live chunk of geometry `geo` that is not referenced any more.
-    pub(crate) unsafe fn give_back(obj: *mut u8, geo: &Geometry) -> *mut ChunkHeader {
-        let this = Self::of(obj, geo.chunk);
-        let offset = obj as usize - this as usize - geo.header;
-        let index = offset / geo.slot;
-        if offset % geo.slot != 0 || index >= geo.capacity {
-            crate::pool::report_bad_free(obj, "is not the start of an object slot");
+    /// live chunk of geometry `geo` of the pool of `type_name` that is not
+    /// referenced any more.
+    pub(crate) unsafe fn give_back(
+        obj: *mut u8,
+        geo: &Geometry,
+        type_name: &str,
+    ) -> *mut ChunkHeader {
+        // SAFETY: forwarded contract.
+        let (this, index, word, mask) = unsafe { Self::live_slot(obj, geo, type_name) };
+        // SAFETY: the central lock gives us the mutable header fields and
+        // the bitmap word.
+        unsafe {
+            *word |= mask;
+            let h = &mut *this;
+            h.free += 1;
+            h.cursor = h.cursor.min(index / 64);
         }
-        // SAFETY: the central lock gives us the mutable header fields.
-        let h = unsafe { &mut *this };
-        // SAFETY: index < capacity, so the word is inside the bitmap.
-        let word = unsafe { &mut *Self::bitmap(this).add(index / 64) };
-        let mask = 1u64 << (index % 64);
-        if *word & mask != 0 {
-            crate::pool::report_bad_free(obj, "was freed twice");
-        }
-        *word |= mask;
-        h.free += 1;
-        h.cursor = h.cursor.min(index / 64);
         this
     }
 }

@@ -347,6 +347,9 @@ fn alloc_slow(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
 }
 
 fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    if crate::debug::bypass() {
+        return alloc_debug(inner);
+    }
     let Some(e) = tc.bind(inner) else {
         // The thread is exiting: take the object straight from the pool.
         return alloc_uncached(inner);
@@ -377,6 +380,10 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
 #[cold]
 #[inline(never)]
 fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
+    if crate::debug::bypass() {
+        // SAFETY: forwarded contract of `free`.
+        return unsafe { free_debug(inner, obj) };
+    }
     let Some(e) = tc.bind(inner) else {
         // The thread is exiting: hand the object straight to the pool.
         // SAFETY: a free object of `inner`; `inner` is not used afterwards.
@@ -417,6 +424,36 @@ fn alloc_uncached(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     unsafe { (*inner).refill(&mut p, 1) }?;
     // SAFETY: refill wrote one object on success.
     Ok(unsafe { NonNull::new_unchecked(p) })
+}
+
+/// Allocation in a debug mode: straight from the chunks (no thread list,
+/// no depot), so every object passes the checks of both directions.
+fn alloc_debug(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
+    let p = alloc_uncached(inner)?;
+    // SAFETY: alive per the caller's contract; `p` is a fresh slot of it.
+    unsafe {
+        #[cfg(any(feature = "checks", debug_assertions))]
+        crate::checks::pool_reused(&*inner, p.as_ptr());
+        crate::debug::record_site(p.as_ptr(), (*inner).serial());
+    }
+    Ok(p)
+}
+
+/// Free in a debug mode: checked, poisoned, and straight into the chunk,
+/// whose bitmap then tells a double free.
+///
+/// # Safety
+///
+/// As [`free`].
+unsafe fn free_debug(inner: *const Inner, obj: NonNull<u8>) {
+    crate::debug::forget_site(obj.as_ptr());
+    // SAFETY: `obj` keeps `inner` alive and lies in one of its chunks.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    unsafe {
+        crate::checks::pool_freed(&*inner, obj.as_ptr())
+    };
+    // SAFETY: a free object of `inner`; `inner` is not used afterwards.
+    unsafe { Inner::put(inner, &obj.as_ptr(), 1, false) };
 }
 
 /// Flushes the calling thread's list for `inner` into its chunks, if it

@@ -65,6 +65,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use pooled::Layout;
 
 pub(crate) use central::Inner as PoolInner;
+#[cfg(any(feature = "checks", debug_assertions))]
+pub(crate) use chunk::Geometry;
 pub(crate) use local::cached_in_threads;
 pub(crate) use registry::for_each_pool;
 
@@ -353,9 +355,20 @@ impl<T> Drop for Pool<T> {
     }
 }
 
+/// The pool owning the chunk whose base is `base`.
+///
+/// # Safety
+///
+/// `base` is the base of a live pool chunk.
+#[cfg(any(feature = "checks", debug_assertions))]
+pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
+    // SAFETY: per the contract, a chunk header is at `base`.
+    unsafe { (*base.cast::<chunk::ChunkHeader>()).owner }
+}
+
 /// Reports a free that cannot be valid and aborts before memory is corrupted.
 #[cold]
-pub(crate) fn report_bad_free(obj: *const u8, what: &str) -> ! {
-    eprintln!("hotpool: invalid free: the object at {obj:p} {what}; aborting");
+pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! {
+    eprintln!("hotpool: invalid free: the `{type_name}` at {obj:p} {what}; aborting");
     std::process::abort()
 }

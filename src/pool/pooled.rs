@@ -134,7 +134,20 @@ impl<T> Pooled<T> {
     ///
     /// `raw` must come from `Pooled::<T>::into_raw` and be passed here once;
     /// the object must not be used through other pointers afterwards.
+    ///
+    /// With the debug checks on (`HOTPOOL_CONF=checks:true`, see the
+    /// README), a pointer that is not a live object of a pool of `T`'s
+    /// layout (a foreign pointer, or an object already freed) is reported
+    /// with its type and address and the process aborts.
     pub unsafe fn from_raw(raw: *mut T) -> Self {
+        #[cfg(any(feature = "checks", debug_assertions))]
+        if mem::size_of::<T>() != 0 {
+            crate::checks::pool_from_raw(
+                raw.cast(),
+                Layout::<T>::GEOMETRY,
+                core::any::type_name::<T>(),
+            );
+        }
         // SAFETY: per the contract, `raw` came from a Pooled, so non-null.
         unsafe { Pooled::from_non_null(NonNull::new_unchecked(raw)) }
     }
@@ -195,7 +208,7 @@ impl<T> Pooled<MaybeUninit<T>> {
         // SAFETY: the slot is ours and sized and aligned for T.
         unsafe {
             (*raw).write(value);
-            Pooled::from_raw(raw.cast())
+            Pooled::from_non_null(NonNull::new_unchecked(raw.cast()))
         }
     }
 
@@ -216,7 +229,7 @@ impl<T> Pooled<MaybeUninit<T>> {
     /// ```
     pub unsafe fn assume_init(this: Self) -> Pooled<T> {
         // SAFETY: MaybeUninit<T> has T's layout; the caller vouches for init.
-        unsafe { Pooled::from_raw(Pooled::into_raw(this).cast()) }
+        unsafe { Pooled::from_non_null(NonNull::new_unchecked(Pooled::into_raw(this).cast())) }
     }
 }
 
