@@ -28,20 +28,23 @@ use super::size_class::*;
 /// Objects a stack can hold.
 const SLOTS: usize = 128;
 
-/// One class's stack.
+/// One class's stack height and bound. The counts of all classes sit
+/// together, apart from the stacks, so that a program using many classes
+/// touches few cache lines for them.
 #[repr(C)]
-struct TBin {
+#[derive(Clone, Copy)]
+struct Count {
     n: u32,
     /// Capacity in use (0: class not cached).
     max: u32,
-    items: [*mut u8; SLOTS],
 }
 
 /// A thread's cache. All-zero is a valid empty cache (carved from zeroed
 /// metadata memory).
 #[repr(C)]
 pub(crate) struct Tcache {
-    bins: [TBin; NCACHED],
+    counts: [Count; NCACHED],
+    stacks: [[*mut u8; SLOTS]; NCACHED],
     nmalloc: [AtomicU64; NCLASSES],
     nfree: [AtomicU64; NCLASSES],
     arena: *const Arena,
@@ -190,8 +193,7 @@ fn make() -> *mut Tcache {
     // SAFETY: the cache is now exclusively this thread's.
     unsafe {
         (*tc).arena = arena;
-        let bins = &mut (*tc).bins;
-        for (c, bin) in bins.iter_mut().enumerate() {
+        for (c, bin) in (*tc).counts.iter_mut().enumerate() {
             bin.n = 0;
             bin.max = if CLASS_SIZE[c] > max_size {
                 0
@@ -211,10 +213,11 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
     let tc = current();
     if live(tc) {
         // SAFETY: a live cache is owned by this thread.
-        let bin = unsafe { &mut (*tc).bins[c] };
+        let bin = unsafe { &mut (*tc).counts[c] };
         if bin.n > 0 {
             bin.n -= 1;
-            let p = bin.items[bin.n as usize];
+            // SAFETY: as above; `n < SLOTS`.
+            let p = unsafe { *(*tc).stacks[c].get_unchecked(bin.n as usize) };
             if global::stats_enabled() {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
@@ -235,15 +238,15 @@ fn alloc_slow(c: usize) -> *mut u8 {
         tick(tc);
         // SAFETY: a live cache is owned by this thread; only its bins are
         // borrowed mutably (other threads read just the counters).
-        let bin = unsafe { &mut (*tc).bins[c] };
+        let (bin, items) = unsafe { (&mut (*tc).counts[c], &mut (*tc).stacks[c]) };
         if bin.max > 0 && c < NSMALL {
             let want = (bin.max / 2).max(1) as usize;
-            let got = arena.bin_fill(c, &mut bin.items[..want]);
+            let got = arena.bin_fill(c, &mut items[..want]);
             if got == 0 {
                 return null_mut();
             }
             bin.n = got as u32 - 1;
-            let p = bin.items[bin.n as usize];
+            let p = items[bin.n as usize];
             count(c, true, arena);
             return p;
         }
@@ -264,9 +267,10 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
     let tc = current();
     if live(tc) {
         // SAFETY: a live cache is owned by this thread.
-        let bin = unsafe { &mut (*tc).bins[c] };
+        let bin = unsafe { &mut (*tc).counts[c] };
         if bin.n < bin.max {
-            bin.items[bin.n as usize] = p;
+            // SAFETY: as above; `n < max <= SLOTS`.
+            unsafe { *(*tc).stacks[c].get_unchecked_mut(bin.n as usize) = p };
             bin.n += 1;
             if global::stats_enabled() {
                 // SAFETY: as above.
@@ -286,14 +290,14 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         tick(tc);
         // SAFETY: a live cache is owned by this thread; only its bins are
         // borrowed mutably.
-        let bin = unsafe { &mut (*tc).bins[c] };
+        let (bin, items) = unsafe { (&mut (*tc).counts[c], &mut (*tc).stacks[c]) };
         if bin.max > 0 {
             let half = (bin.max / 2).max(1) as usize;
             // SAFETY: the flushed objects are cached, hence unused.
-            unsafe { flush(c, &bin.items[..half]) };
-            bin.items.copy_within(half..bin.n as usize, 0);
+            unsafe { flush(c, &items[..half]) };
+            items.copy_within(half..bin.n as usize, 0);
             bin.n -= half as u32;
-            bin.items[bin.n as usize] = p;
+            items[bin.n as usize] = p;
             bin.n += 1;
             // SAFETY: the cache's arena lives forever.
             count(c, false, unsafe { &*(*tc).arena });
@@ -364,12 +368,12 @@ pub(crate) fn flush_current() {
 /// `tc` is owned by the calling thread.
 unsafe fn flush_all(tc: *mut Tcache) {
     // SAFETY: per the contract; only the bins are borrowed mutably.
-    let bins = unsafe { &mut (*tc).bins };
-    for (c, bin) in bins.iter_mut().enumerate() {
+    let (counts, stacks) = unsafe { (&mut (*tc).counts, &(*tc).stacks) };
+    for (c, (bin, items)) in counts.iter_mut().zip(stacks).enumerate() {
         let n = bin.n as usize;
         bin.n = 0;
         // SAFETY: cached objects are unused.
-        unsafe { flush(c, &bin.items[..n]) };
+        unsafe { flush(c, &items[..n]) };
     }
 }
 
