@@ -91,7 +91,10 @@ pub(crate) struct ChunkHeader {
     pub(crate) arena: *const Arena,
     pub(crate) prev: *mut ChunkHeader,
     pub(crate) next: *mut ChunkHeader,
-    pub(crate) pagemap: [u16; CHUNK_PAGES],
+    /// Per page: the run's start page (low 16 bits), and for a page of a
+    /// slab its class plus one (bits 16..24; 0 elsewhere), so that `free`
+    /// of a small object reads one entry and no `RunMeta`.
+    pub(crate) pagemap: [u32; CHUNK_PAGES],
     pub(crate) runs: [RunMeta; CHUNK_PAGES],
 }
 
@@ -182,7 +185,33 @@ pub(crate) unsafe fn meta_at(c: *mut ChunkHeader, page: usize) -> *mut RunMeta {
 #[inline]
 pub(crate) unsafe fn pagemap(c: *mut ChunkHeader, page: usize) -> usize {
     // SAFETY: in bounds of the header per the contract.
-    unsafe { addr_of!((*c).pagemap).cast::<u16>().add(page).read() as usize }
+    unsafe { page_entry(c, page) as usize & 0xffff }
+}
+
+/// The whole page map entry of `page` (see [`ChunkHeader::pagemap`]).
+///
+/// # Safety
+///
+/// `c` must be a mapped chunk and `page < CHUNK_PAGES`.
+#[inline]
+pub(crate) unsafe fn page_entry(c: *mut ChunkHeader, page: usize) -> u32 {
+    // SAFETY: in bounds of the header per the contract.
+    unsafe { addr_of!((*c).pagemap).cast::<u32>().add(page).read() }
+}
+
+/// If `page` belongs to a slab: its start page and class.
+///
+/// # Safety
+///
+/// `c` must be a mapped chunk and `page < CHUNK_PAGES`.
+#[inline]
+pub(crate) unsafe fn slab_at(c: *mut ChunkHeader, page: usize) -> Option<(usize, usize)> {
+    // SAFETY: per the contract.
+    let e = unsafe { page_entry(c, page) };
+    match e >> 16 {
+        0 => None,
+        k => Some((e as usize & 0xffff, k as usize - 1)),
+    }
 }
 
 /// Writes the page map entries of `pages` to `start`.
@@ -196,11 +225,35 @@ pub(crate) unsafe fn set_pagemap(
     pages: core::ops::Range<usize>,
     start: usize,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe { write_pagemap(c, pages, start as u32) }
+}
+
+/// Writes the page map entries of the slab of class `class` covering
+/// `pages` and starting at `start`.
+///
+/// # Safety
+///
+/// As [`set_pagemap`].
+pub(crate) unsafe fn set_pagemap_slab(
+    c: *mut ChunkHeader,
+    pages: core::ops::Range<usize>,
+    start: usize,
+    class: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe { write_pagemap(c, pages, start as u32 | (class as u32 + 1) << 16) }
+}
+
+/// # Safety
+///
+/// As [`set_pagemap`].
+unsafe fn write_pagemap(c: *mut ChunkHeader, pages: core::ops::Range<usize>, entry: u32) {
     // SAFETY: in bounds per the contract; no other thread writes these
     // entries while the run lock is held.
-    let map = unsafe { addr_of_mut!((*c).pagemap).cast::<u16>() };
+    let map = unsafe { addr_of_mut!((*c).pagemap).cast::<u32>() };
     for p in pages {
         // SAFETY: as above.
-        unsafe { map.add(p).write(start as u16) };
+        unsafe { map.add(p).write(entry) };
     }
 }

@@ -400,6 +400,12 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn free_unchecked(p: *mut u8) {
     // SAFETY: forwarded contract.
+    if let Some(c) = unsafe { small_class_at(p) } {
+        // SAFETY: `p` is an object of class `c`.
+        unsafe { tcache::free(p, c) };
+        return;
+    }
+    // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         Owner::Huge(h) => {
             // SAFETY: `h` is the header of `p`'s live mapping.
@@ -431,6 +437,36 @@ pub(crate) unsafe fn free_unchecked(p: *mut u8) {
             }
         }
     }
+}
+
+/// The class of `p` if it lies in a slab, from the page map alone (one
+/// entry, no run metadata): the fast path of `free` and `usable_size`.
+/// A pointer into a slab that is not the start of a region is reported
+/// and the process aborts.
+///
+/// # Safety
+/// `p` points into a live allocation of this allocator.
+#[inline]
+unsafe fn small_class_at(p: *const u8) -> Option<usize> {
+    let a = p as usize;
+    if a & (CHUNK - 1) == 0 {
+        return None;
+    }
+    let c = (a & !(CHUNK - 1)) as *mut ChunkHeader;
+    // SAFETY: `p` is ours, so the CHUNK-aligned address below it starts a
+    // chunk or a huge header, both starting with `kind`; a chunk's page map
+    // entry for a page of a live run is stable.
+    let (start, class) = unsafe {
+        if (*c).kind != KIND_CHUNK {
+            return None;
+        }
+        slab_at(c, (a - c as usize) >> LG_PAGE)?
+    };
+    let off = a - (c as usize + start * PAGE);
+    if ((off as u64 * CLASS_RECIP[class]) >> 32) as usize * CLASS_SIZE[class] != off {
+        super::heap::report_bad_free(p, b"is not the start of an allocated block");
+    }
+    Some(class)
 }
 
 /// Usable bytes of `p`.

@@ -296,7 +296,11 @@ impl Arena {
             (*run).class = class;
             (*run).npages = npages as u32;
             (*run).dirty = false;
-            set_pagemap(c, s + lead..s + lead + npages, s + lead);
+            if state == RUN_SLAB {
+                set_pagemap_slab(c, s + lead..s + lead + npages, s + lead, class as usize);
+            } else {
+                set_pagemap(c, s + lead..s + lead + npages, s + lead);
+            }
             self.active_pages.fetch_add(npages, Relaxed);
             Some((run, !dirty))
         }
@@ -334,6 +338,12 @@ impl Arena {
         // dirty free run.
         unsafe {
             let n = (*m).npages as usize;
+            if (*m).state == RUN_SLAB {
+                // Its pages no longer name a class: a stale pointer into
+                // them must not pass for a small object.
+                let s = page_of(m);
+                set_pagemap(chunk_of(m), s..s + n, s);
+            }
             self.active_pages.fetch_sub(n, Relaxed);
             self.dirty_pages.fetch_add(n, Relaxed);
             let (run, total) = r.coalesce(m, n, true);
