@@ -292,6 +292,21 @@ impl Order {
     }
 }
 
+/// Stack size of the kernels' threads: lockfree-object-pool builds a page
+/// of 32 objects on the stack (2 MiB of 64 KiB objects, more unoptimized).
+pub const STACK: usize = 64 << 20;
+
+/// Spawns `f` on a scoped thread with a [`STACK`]-sized stack.
+pub fn spawn_big<'scope, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    thread::Builder::new()
+        .stack_size(STACK)
+        .spawn_scoped(s, f)
+        .expect("thread spawned")
+}
+
 /// Handles sent per channel message in `pc`.
 pub const PC_BATCH: usize = 64;
 /// Messages in flight in `pc` (bounds the objects in flight to 2048).
@@ -316,7 +331,7 @@ pub fn producer_consumer<C: Contestant>(c: &C, total: u64) -> Duration {
     let mut producer = c.for_thread();
     let (start, end) = (&start, &end);
     thread::scope(|s| {
-        s.spawn(move || {
+        spawn_big(s, move || {
             start.wait();
             while let Ok(mut v) = full_rx.recv() {
                 for h in v.drain(..) {
@@ -360,7 +375,7 @@ pub fn on_threads<C: Contestant>(
         for _ in 0..threads {
             let mine = c.for_thread();
             let (body, start, end) = (&body, &start, &end);
-            s.spawn(move || {
+            spawn_big(s, move || {
                 body(mine, start);
                 end.wait();
             });

@@ -219,8 +219,12 @@ type Inbox<H> = Vec<<H as Heap>::Ptr<Message<H>>>;
 /// alone); every worker checks and frees what it receives. Returns the wall
 /// time from a common start until every message is freed.
 pub fn router<H: Heap>(heap: H, workers: usize, batches: u64) -> Duration {
-    let (txs, rxs): (Vec<SyncSender<Inbox<H>>>, Vec<Receiver<Inbox<H>>>) =
-        (0..workers).map(|_| sync_channel(8)).unzip();
+    let mut txs: Vec<SyncSender<Inbox<H>>> = Vec::new();
+    let mut rxs: Vec<Receiver<Inbox<H>>> = Vec::new();
+    for (tx, rx) in (0..workers).map(|_| sync_channel(8)) {
+        txs.push(tx);
+        rxs.push(rx);
+    }
     let total = workers as u64 * batches * ROUTER_BATCH as u64;
     let done = AtomicU64::new(0);
     let start = Barrier::new(workers + 1);

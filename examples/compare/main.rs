@@ -36,6 +36,7 @@ use report::{Latency, Memory, Results, Timing};
 use workloads::{Plan, Runner, LATENCY_BATCH};
 
 /// Command-line options.
+#[derive(Debug)]
 struct Options {
     quick: bool,
     out: PathBuf,

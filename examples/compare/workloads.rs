@@ -11,8 +11,8 @@ use hotpool::{HotAlloc, Pool};
 use crate::alloc_kernels::{churn, larson, realloc_builder, scratch, xmalloc};
 use crate::kernels::{self, Boxed, Handles, Pools, Via};
 use crate::pool_kernels::{
-    on_threads, pair, producer_consumer, scaling, BoxOn, Contestant, Hot, LfLinear, LfMutex,
-    LfSpin, Obj, ObjectPool, Order, ShardedSlab, SlabPeer, BATCH, PC_BATCH,
+    on_threads, pair, producer_consumer, scaling, spawn_big, BoxOn, Contestant, Hot, LfLinear,
+    LfMutex, LfSpin, Obj, ObjectPool, Order, ShardedSlab, SlabPeer, BATCH, PC_BATCH,
 };
 
 static HOT_ALLOC: HotAlloc = HotAlloc;
@@ -228,7 +228,7 @@ fn pc_latency<C: Contestant>(c: &C, batches: usize) -> Vec<f64> {
     let mut consumer = c.for_thread();
     let per_op = |t: Instant| t.elapsed().as_nanos() as f64 / LATENCY_BATCH as f64;
     thread::scope(|s| {
-        let frees = s.spawn(move || {
+        let frees = spawn_big(s, move || {
             let mut times = Vec::with_capacity(batches);
             while let Ok(mut v) = full_rx.recv() {
                 let t = Instant::now();
