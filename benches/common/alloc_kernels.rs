@@ -4,7 +4,8 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::sync::mpsc;
+use std::sync::{mpsc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// xorshift64: the kernels' random numbers (deterministic per seed).
@@ -17,6 +18,25 @@ pub fn rng(s: &mut u64) -> u64 {
 
 fn lay(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
+}
+
+/// Runs `body(i, go, done)` on `threads` threads (`i` = 0..threads); each
+/// waits on `go` when its set-up is done and on `done` when its timed part
+/// is. Returns the wall time between the two (thread start, set-up and
+/// tear-down are not timed).
+pub fn timed_threads(threads: usize, body: impl Fn(usize, &Barrier, &Barrier) + Sync) -> Duration {
+    let go = Barrier::new(threads + 1);
+    let done = Barrier::new(threads + 1);
+    thread::scope(|s| {
+        for i in 0..threads {
+            let (body, go, done) = (&body, &go, &done);
+            s.spawn(move || body(i, go, done));
+        }
+        go.wait();
+        let t0 = Instant::now();
+        done.wait();
+        t0.elapsed()
+    })
 }
 
 /// One thread replaces random blocks of a window of 1024 live ones `iters`
@@ -52,97 +72,96 @@ type Blocks = Vec<(usize, usize)>;
 /// (16-527 B) of an array of 256, `iters` times in all per thread; every
 /// 128 replacements each thread passes its array to the next thread in a
 /// ring, so blocks are freed by other threads than their allocator's.
-pub fn larson<A: GlobalAlloc + Sync>(a: &'static A, threads: usize, iters: u64) -> Duration {
+/// Timed as [`timed_threads`].
+pub fn larson<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64) -> Duration {
     let threads = threads.max(1);
+    // Thread i sends on channel i and receives on channel i - 1.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads)
         .map(|_| mpsc::sync_channel::<Blocks>(1))
         .unzip();
-    let start = Instant::now();
-    let run = move |tx: mpsc::SyncSender<Blocks>, rx: mpsc::Receiver<Blocks>, seed: u64| {
-        move || {
-            let mut seed = seed;
-            let mut mine: Blocks = (0..256)
-                .map(|_| {
-                    let s = 16 + rng(&mut seed) as usize % 512;
-                    // SAFETY: non-zero layout.
-                    (unsafe { a.alloc(lay(s)) } as usize, s)
-                })
-                .collect();
-            for round in 0..iters.div_ceil(64) {
-                for _ in 0..64 {
-                    let r = rng(&mut seed);
-                    let i = (r % 256) as usize;
-                    let s = 16 + (r >> 20) as usize % 512;
-                    // SAFETY: blocks are freed once with their layouts.
-                    unsafe {
-                        a.dealloc(mine[i].0 as *mut u8, lay(mine[i].1));
-                        mine[i] = (a.alloc(lay(s)) as usize, s);
-                    }
-                }
-                if round % 2 == 0 {
-                    tx.send(mine).unwrap();
-                    mine = rx.recv().unwrap();
+    let mut rxs: Vec<Option<_>> = rxs.into_iter().map(Some).collect();
+    let ends: Vec<_> = txs
+        .into_iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            let rx = rxs[(i + threads - 1) % threads].take().unwrap();
+            std::sync::Mutex::new(Some((tx, rx)))
+        })
+        .collect();
+    timed_threads(threads, |i, go, done| {
+        let (tx, rx) = ends[i].lock().unwrap().take().unwrap();
+        let mut seed = 7 + 2 * i as u64;
+        let mut mine: Blocks = (0..256)
+            .map(|_| {
+                let s = 16 + rng(&mut seed) as usize % 512;
+                // SAFETY: non-zero layout.
+                (unsafe { a.alloc(lay(s)) } as usize, s)
+            })
+            .collect();
+        go.wait();
+        for round in 0..iters.div_ceil(64) {
+            for _ in 0..64 {
+                let r = rng(&mut seed);
+                let i = (r % 256) as usize;
+                let s = 16 + (r >> 20) as usize % 512;
+                // SAFETY: blocks are freed once with their layouts.
+                unsafe {
+                    a.dealloc(mine[i].0 as *mut u8, lay(mine[i].1));
+                    mine[i] = (a.alloc(lay(s)) as usize, s);
                 }
             }
-            for (p, s) in mine {
-                // SAFETY: as above.
-                unsafe { a.dealloc(p as *mut u8, lay(s)) };
+            if round % 2 == 0 {
+                tx.send(mine).unwrap();
+                mine = rx.recv().unwrap();
             }
         }
-    };
-    // Thread i sends to channel i and receives from channel i - 1.
-    let mut rxs: Vec<Option<mpsc::Receiver<Blocks>>> = rxs.into_iter().map(Some).collect();
-    let mut others = Vec::new();
-    let mut mine = None;
-    for (i, tx) in txs.into_iter().enumerate() {
-        let rx = rxs[(i + threads - 1) % threads].take().unwrap();
-        let body = run(tx, rx, 7 + 2 * i as u64);
-        if i == 0 {
-            mine = Some(body);
-        } else {
-            others.push(std::thread::spawn(body));
+        done.wait();
+        for (p, s) in mine {
+            // SAFETY: as above.
+            unsafe { a.dealloc(p as *mut u8, lay(s)) };
         }
-    }
-    mine.unwrap()();
-    for t in others {
-        t.join().unwrap();
-    }
-    start.elapsed()
+    })
 }
 
 /// xmalloc: this thread allocates `iters` 64-byte blocks, a consumer thread
-/// frees them (batches of 256 over a channel).
-pub fn xmalloc<A: GlobalAlloc + Sync>(a: &'static A, iters: u64) -> Duration {
+/// frees them (batches of 256 over a channel); timed from when both are
+/// ready until the consumer freed the last block.
+pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, iters: u64) -> Duration {
     let (tx, rx) = mpsc::sync_channel::<Vec<usize>>(16);
-    let start = Instant::now();
-    let consumer = std::thread::spawn(move || {
-        for batch in rx {
-            for p in batch {
-                // SAFETY: freed once, layout as allocated.
-                unsafe { a.dealloc(p as *mut u8, lay(64)) };
+    let ready = Barrier::new(2);
+    thread::scope(|s| {
+        let consumer = s.spawn(|| {
+            ready.wait();
+            for batch in rx {
+                for p in batch {
+                    // SAFETY: freed once, layout as allocated.
+                    unsafe { a.dealloc(p as *mut u8, lay(64)) };
+                }
             }
+        });
+        ready.wait();
+        let start = Instant::now();
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(256);
+            left -= n;
+            // SAFETY: non-zero layout.
+            let batch: Vec<usize> = (0..n)
+                .map(|_| unsafe { a.alloc(lay(64)) } as usize)
+                .collect();
+            tx.send(batch).unwrap();
         }
-    });
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(256);
-        left -= n;
-        // SAFETY: non-zero layout.
-        let batch: Vec<usize> = (0..n)
-            .map(|_| unsafe { a.alloc(lay(64)) } as usize)
-            .collect();
-        tx.send(batch).unwrap();
-    }
-    drop(tx);
-    consumer.join().unwrap();
-    start.elapsed()
+        drop(tx);
+        consumer.join().unwrap();
+        start.elapsed()
+    })
 }
 
-/// Cache-scratch: `threads` threads (this one among them) each
-/// alloc/write/free a 64 B object `iters` times (false sharing would show).
-pub fn scratch<A: GlobalAlloc + Sync>(a: &'static A, threads: usize, iters: u64) -> Duration {
-    let start = Instant::now();
-    let work = move || {
+/// Cache-scratch: `threads` threads each alloc/write/free a 64 B object
+/// `iters` times (false sharing would show); timed as [`timed_threads`].
+pub fn scratch<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64) -> Duration {
+    timed_threads(threads.max(1), |_, go, done| {
+        go.wait();
         for i in 0..iters {
             // SAFETY: freed once with its layout.
             unsafe {
@@ -154,15 +173,8 @@ pub fn scratch<A: GlobalAlloc + Sync>(a: &'static A, threads: usize, iters: u64)
                 a.dealloc(p, lay(64));
             }
         }
-    };
-    let others: Vec<_> = (1..threads.max(1))
-        .map(|_| std::thread::spawn(work))
-        .collect();
-    work();
-    for t in others {
-        t.join().unwrap();
-    }
-    start.elapsed()
+        done.wait();
+    })
 }
 
 /// A string builder: one block grown by `realloc` from 16 B to 1 MiB,
@@ -173,7 +185,8 @@ pub fn realloc_builder<A: GlobalAlloc>(a: &A) {
         let mut size = 16;
         let mut p = a.alloc(lay(size));
         while size < 1 << 20 {
-            p = a.realloc(p, lay(size), size * 2);
+            // black_box: the compiler may not elide a block it can see.
+            p = black_box(a.realloc(p, lay(size), size * 2));
             p.add(size).write(1);
             size *= 2;
         }

@@ -317,16 +317,27 @@ struct Order<A: Allocator> {
     client: AVec<u8, A>,
 }
 
-/// One order book: `ops` random adds (each with a 16-64 byte client tag)
-/// and cancels of a random live order, around [`BOOK_DEPTH`] live orders,
-/// in a hashbrown map and a vector of live ids that both allocate from
-/// `a`, as does every tag. Returns a checksum of the cancelled orders.
-pub fn order_book<A: Allocator + Copy>(a: A, ops: u64, seed: u64) -> u64 {
+/// One order book: filled with [`BOOK_DEPTH`] orders, then (timed between
+/// `go` and `done`) `ops` random adds (each with a 16-64 byte client tag)
+/// and cancels of a random live order, in a hashbrown map and a vector of
+/// live ids that both allocate from `a`, as does every tag. Returns a
+/// checksum of the cancelled orders.
+pub fn order_book<A: Allocator + Copy>(
+    a: A,
+    ops: u64,
+    seed: u64,
+    go: &Barrier,
+    done: &Barrier,
+) -> u64 {
     let mut book: hashbrown::HashMap<u64, Order<A>, BuildHasherDefault<IdHasher>, A> =
         hashbrown::HashMap::with_hasher_in(BuildHasherDefault::default(), a);
     let mut live: AVec<u64, A> = AVec::new_in(a);
     let (mut seed, mut next, mut sum) = (seed | 1, 0u64, 0u64);
-    for _ in 0..ops {
+    let fill = BOOK_DEPTH as u64;
+    for op in 0..fill + ops {
+        if op == fill {
+            go.wait();
+        }
         let r = rng(&mut seed);
         let add = live.len() < BOOK_DEPTH / 2 || (r & 1 == 0 && live.len() < 2 * BOOK_DEPTH);
         if add {
@@ -347,6 +358,7 @@ pub fn order_book<A: Allocator + Copy>(a: A, ops: u64, seed: u64) -> u64 {
             sum = sum.wrapping_add(o.price * o.qty + o.client.len() as u64);
         }
     }
+    done.wait();
     black_box(sum)
 }
 
@@ -425,44 +437,33 @@ impl Handles for ArcStore {
     }
 }
 
-impl Handles for slotmap::SlotMap<slotmap::DefaultKey, Obj> {
-    type Key = slotmap::DefaultKey;
-    fn insert(&mut self, v: Obj) -> Self::Key {
-        slotmap::SlotMap::insert(self, v)
-    }
-    fn remove(&mut self, k: &Self::Key) {
-        slotmap::SlotMap::remove(self, *k);
-    }
-    fn read(&self, k: &Self::Key) -> Option<u8> {
-        self.get(*k).map(|v| v[0])
-    }
+/// `Handles` for a generational container keyed by a `Copy` key:
+/// `$insert` maps what its `insert` returns to the key.
+macro_rules! keyed {
+    ($ty:ty, $key:ty, $insert:expr) => {
+        impl Handles for $ty {
+            type Key = $key;
+            fn insert(&mut self, v: Obj) -> Self::Key {
+                $insert(<$ty>::insert(self, v))
+            }
+            fn remove(&mut self, k: &Self::Key) {
+                <$ty>::remove(self, *k);
+            }
+            fn read(&self, k: &Self::Key) -> Option<u8> {
+                self.get(*k).map(|v| v[0])
+            }
+        }
+    };
 }
 
-impl Handles for generational_arena::Arena<Obj> {
-    type Key = generational_arena::Index;
-    fn insert(&mut self, v: Obj) -> Self::Key {
-        generational_arena::Arena::insert(self, v)
-    }
-    fn remove(&mut self, k: &Self::Key) {
-        generational_arena::Arena::remove(self, *k);
-    }
-    fn read(&self, k: &Self::Key) -> Option<u8> {
-        self.get(*k).map(|v| v[0])
-    }
-}
-
-impl Handles for sharded_slab::Slab<Obj> {
-    type Key = usize;
-    fn insert(&mut self, v: Obj) -> Self::Key {
-        sharded_slab::Slab::insert(self, v).expect("sharded-slab is full")
-    }
-    fn remove(&mut self, k: &Self::Key) {
-        sharded_slab::Slab::remove(self, *k);
-    }
-    fn read(&self, k: &Self::Key) -> Option<u8> {
-        self.get(*k).map(|v| v[0])
-    }
-}
+keyed!(slotmap::SlotMap<slotmap::DefaultKey, Obj>, slotmap::DefaultKey, |k| k);
+keyed!(
+    generational_arena::Arena<Obj>,
+    generational_arena::Index,
+    |k| k
+);
+keyed!(sharded_slab::Slab<Obj>, usize, |k: Option<usize>| k
+    .expect("sharded-slab is full"));
 
 /// The keys of [`HANDLES`] objects, every eighth one stale: its object was
 /// removed and another object stored after it (reusing its slot).

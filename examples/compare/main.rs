@@ -130,8 +130,8 @@ impl Settings {
     fn new(quick: bool) -> Settings {
         if quick {
             Settings {
-                reps: 3,
-                rep: Duration::from_millis(15),
+                reps: 5,
+                rep: Duration::from_millis(20),
                 latency_batches: 3_000,
             }
         } else {
@@ -150,7 +150,7 @@ fn calibrate(r: &mut Runner, target: Duration) -> u64 {
     let mut n = 1u64;
     loop {
         let s = (r.run)(n);
-        if s.elapsed >= target / 8 || n >= 1 << 40 {
+        if s.elapsed >= target / 4 || n >= 1 << 40 {
             let scale = target.as_secs_f64() / s.elapsed.as_secs_f64().max(1e-9);
             return ((n as f64 * scale) as u64).max(1);
         }

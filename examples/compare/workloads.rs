@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hotpool::{HotAlloc, Pool};
 
-use crate::alloc_kernels::{churn, larson, realloc_builder, scratch, xmalloc};
+use crate::alloc_kernels::{churn, larson, realloc_builder, scratch, timed_threads, xmalloc};
 use crate::kernels::{self, Boxed, Handles, Pools, Via};
 use crate::pool_kernels::{
     on_threads, pair, producer_consumer, scaling, spawn_big, BoxOn, Contestant, Hot, LfLinear,
@@ -306,17 +306,6 @@ fn pool_entries<const N: usize>(
     .collect()
 }
 
-/// Runs `body(n)` on `threads` threads at once and times the whole.
-fn each_thread(threads: usize, n: u64, body: impl Fn(u64) + Sync) -> Duration {
-    let t = Instant::now();
-    thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| body(n));
-        }
-    });
-    t.elapsed()
-}
-
 /// Calls `$m!(name, allocator)` for each general-purpose allocator.
 macro_rules! allocators {
     ($m:ident) => {
@@ -355,16 +344,24 @@ fn alloc_entries(family: &str, threads: usize) -> Vec<Entry> {
                 },
                 "churn" => |a, t, n| Sample {
                     ops: n * t as u64,
-                    elapsed: each_thread(t, n, |n| churn(a, n, churn_size)),
+                    elapsed: timed_threads(t, |_, go, done| {
+                        go.wait();
+                        churn(a, n, churn_size);
+                        done.wait();
+                    }),
                 },
-                "realloc" => |a, _, n| Sample {
-                    ops: n,
-                    elapsed: each_thread(1, n, |n| (0..n).for_each(|_| realloc_builder(a))),
+                "realloc" => |a, _, n| {
+                    let t = Instant::now();
+                    (0..n).for_each(|_| realloc_builder(a));
+                    Sample {
+                        ops: n,
+                        elapsed: t.elapsed(),
+                    }
                 },
                 "order-book" => |a, t, n| Sample {
                     ops: n * t as u64,
-                    elapsed: each_thread(t, n, |n| {
-                        kernels::order_book(Via(a), n, 5);
+                    elapsed: timed_threads(t, |i, go, done| {
+                        kernels::order_book(Via(a), n, i as u64, go, done);
                     }),
                 },
                 other => unreachable!("no allocator workload {other}"),
@@ -381,8 +378,8 @@ fn alloc_entries(family: &str, threads: usize) -> Vec<Entry> {
         v[0] = entry("HotAlloc", move || Runner {
             run: Box::new(move |n| Sample {
                 ops: n * threads as u64,
-                elapsed: each_thread(threads, n, |n| {
-                    kernels::order_book(HotAlloc, n, 5);
+                elapsed: timed_threads(threads, |i, go, done| {
+                    kernels::order_book(HotAlloc, n, i as u64, go, done);
                 }),
             }),
             latency: None,
