@@ -209,15 +209,8 @@ fn selected(id: &str, names: &[String]) -> bool {
 }
 
 /// Everything measured for one workload: timings at each thread count,
-/// latency, and (when `memory`) each contestant's peak RSS.
-fn run_workload(
-    id: &str,
-    threads: &[usize],
-    set: &Settings,
-    memory: bool,
-    bar: &ProgressBar,
-    out: &mut Results,
-) {
+/// latency, and each contestant's peak RSS.
+fn run_workload(id: &str, threads: &[usize], set: &Settings, bar: &ProgressBar, out: &mut Results) {
     let mut last_n = Vec::new();
     for &th in threads {
         bar.set_message(format!("{id} @ {th} threads"));
@@ -253,14 +246,12 @@ fn run_workload(
         last_n = cell.iter().map(|e| e.contestant).zip(ns).collect();
         bar.inc(1);
     }
-    if memory {
-        let th = threads[threads.len() - 1];
-        bar.set_message(format!("{id}: peak RSS in child processes"));
-        for (name, n) in last_n {
-            match memory_of(id, th, name, n) {
-                Ok(m) => out.memory.push(m),
-                Err(e) => bar.println(format!("{id} / {name}: no memory figure: {e}")),
-            }
+    let th = threads[threads.len() - 1];
+    bar.set_message(format!("{id}: peak RSS in child processes"));
+    for (name, n) in last_n {
+        match memory_of(id, th, name, n) {
+            Ok(m) => out.memory.push(m),
+            Err(e) => bar.println(format!("{id} / {name}: no memory figure: {e}")),
         }
     }
     bar.inc(1);
@@ -334,7 +325,7 @@ fn main() {
     );
     for info in &infos {
         let threads = workloads::threads_of(&info.id, &plan);
-        run_workload(&info.id, &threads, &set, true, &bar, &mut results);
+        run_workload(&info.id, &threads, &set, &bar, &mut results);
     }
     bar.finish_and_clear();
     results.seconds = started.elapsed().as_secs_f64();

@@ -455,7 +455,7 @@ fn throughput_plot(dir: &Path, t: &Table) -> io::Result<PathBuf> {
         .collect();
     line_plot(
         &path,
-        &format!("{}: throughput ({} per us)", t.info.id, t.info.unit),
+        &format!("{}: throughput (one operation: {})", t.info.id, t.info.unit),
         ("threads", "million operations per second (log)"),
         &xs,
         &series,
@@ -557,8 +557,10 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
         if let Some(first) = lat.first() {
             let _ = write!(
                 md,
-                "Latency, one thread, ns per operation over {} batches of {} operations \
-                 (timer overhead {:.1} ns per operation):\n\n\
+                "Latency in ns per operation, from {} timed batches of {} operations \
+                 (pairs: one thread's alloc + free pairs; producer/consumer: the producer's \
+                 allocations and the consumer's frees, both sides' batches together; timer \
+                 overhead {:.1} ns per operation):\n\n\
                  | contestant | p50 | p99 | p99.9 |\n|---|---|---|---|\n",
                 first.samples,
                 first.batch,
