@@ -25,8 +25,8 @@ use crate::alloc_kernels::rng;
 // GlobalAlloc -> Allocator
 // ---------------------------------------------------------------------------
 
-/// A `GlobalAlloc` used as an `allocator_api2` allocator (grow and shrink
-/// go to its `realloc`), so collections allocate from it explicitly.
+/// A `GlobalAlloc` used as an `allocator_api2` allocator (growing goes to
+/// its `realloc`), so collections allocate from it explicitly.
 pub struct Via<G: 'static>(pub &'static G);
 
 impl<G> Clone for Via<G> {
@@ -65,54 +65,27 @@ unsafe impl<G: GlobalAlloc + Sync> Allocator for Via<G> {
         }
     }
 
+    /// `realloc` where the alignment stays (always, in these workloads);
+    /// shrinking keeps the trait's default (allocate, copy, free).
     unsafe fn grow(
         &self,
         ptr: NonNull<u8>,
         old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's contract (a live block of `old`, `new` no
-        // smaller) is `resize`'s.
-        unsafe { self.resize(ptr, old, new) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: as in `grow`.
-        unsafe { self.resize(ptr, old, new) }
-    }
-}
-
-impl<G: GlobalAlloc + Sync> Via<G> {
-    /// Moves the block at `ptr` (layout `old`) to a block of layout `new`.
-    ///
-    /// # Safety
-    /// `ptr` is a live block of this allocator allocated with `old`.
-    unsafe fn resize(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if old.size() != 0 && new.size() != 0 && old.align() == new.align() {
-            // SAFETY: a live block with its layout, a non-zero new size.
+        if old.size() != 0 && old.align() == new.align() {
+            // SAFETY: the caller passes a live block of ours with its
+            // layout `old`; `new` is no smaller, so its size is non-zero.
             let p = unsafe { self.0.realloc(ptr.as_ptr(), old, new.size()) };
             return NonNull::new(p)
                 .map(|p| NonNull::slice_from_raw_parts(p, new.size()))
                 .ok_or(AllocError);
         }
         let b = self.allocate(new)?;
-        // SAFETY: both blocks are live, distinct and hold the copied length.
+        // SAFETY: both blocks are live, distinct and hold `old.size()`
+        // bytes; the old one is ours with its layout.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                ptr.as_ptr(),
-                b.cast::<u8>().as_ptr(),
-                old.size().min(new.size()),
-            );
+            std::ptr::copy_nonoverlapping(ptr.as_ptr(), b.cast::<u8>().as_ptr(), old.size());
             self.deallocate(ptr, old);
         }
         Ok(b)

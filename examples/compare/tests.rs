@@ -279,3 +279,33 @@ fn smoke() {
         }
     }
 }
+
+#[test]
+fn via_grows_in_place_or_by_copy() {
+    use allocator_api2::alloc::{Allocator, Layout};
+    let a = crate::kernels::Via(&std::alloc::System);
+    let mut v: allocator_api2::vec::Vec<u64, _> = allocator_api2::vec::Vec::new_in(a);
+    for i in 0..10_000u64 {
+        v.push(i * 3);
+    }
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
+    // A different alignment takes the copy path; contents survive.
+    let old = Layout::from_size_align(24, 8).unwrap();
+    let new = Layout::from_size_align(4096, 64).unwrap();
+    let p = a.allocate(old).unwrap().cast::<u8>();
+    // SAFETY: `p` is a live 24-byte block of `a`, grown once and freed
+    // once with its current layout.
+    unsafe {
+        p.as_ptr().copy_from_nonoverlapping([7u8; 24].as_ptr(), 24);
+        let q = a.grow(p, old, new).unwrap().cast::<u8>();
+        assert_eq!(q.as_ptr() as usize % 64, 0);
+        assert_eq!(std::slice::from_raw_parts(q.as_ptr(), 24), &[7u8; 24]);
+        a.deallocate(q, new);
+    }
+    assert_eq!(
+        a.allocate(Layout::from_size_align(0, 16).unwrap())
+            .unwrap()
+            .len(),
+        0
+    );
+}
