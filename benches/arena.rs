@@ -49,14 +49,22 @@ macro_rules! each {
 }
 
 fn benches(c: &mut Criterion) {
-    each!(c, "arena/churn", |a| |b| b
-        .iter(|| churn(a, 1000, |r| 8 + (r >> 16) as usize % 4088)));
+    each!(c, "arena/churn", |a| |b| b.iter(|| churn(
+        a,
+        1000,
+        1024,
+        |r| 8 + (r >> 16) as usize % 4088
+    )));
     each!(c, "arena/larson", |a| |b| b
-        .iter_custom(|n| larson(a, 2, n)));
+        .iter_custom(|n| larson(a, 2, n, 256)));
     each!(c, "arena/xmalloc", |a| |b| b.iter_custom(|n| xmalloc(a, n)));
     each!(c, "arena/scratch", |a| |b| b
         .iter_custom(|n| scratch(a, 2, n)));
-    each!(c, "arena/realloc", |a| |b| b.iter(|| realloc_builder(a)));
+    each!(c, "arena/realloc", |a| |b| b.iter(|| realloc_builder(
+        a,
+        1 << 20,
+        false
+    )));
 }
 
 criterion_group!(arena, benches);

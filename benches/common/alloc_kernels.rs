@@ -16,7 +16,8 @@ pub fn rng(s: &mut u64) -> u64 {
     *s
 }
 
-fn lay(size: usize) -> Layout {
+/// The layout of an `size`-byte block, 8-aligned.
+pub fn lay(size: usize) -> Layout {
     Layout::from_size_align(size, 8).unwrap()
 }
 
@@ -39,14 +40,14 @@ pub fn timed_threads(threads: usize, body: impl Fn(usize, &Barrier, &Barrier) + 
     })
 }
 
-/// One thread replaces random blocks of a window of 1024 live ones `iters`
-/// times; `size_of` maps a random number to the new block's size.
-pub fn churn<A: GlobalAlloc>(a: &A, iters: u64, size_of: impl Fn(u64) -> usize) {
+/// One thread replaces random blocks of a window of `window` live ones
+/// `iters` times; `size_of` maps a random number to the new block's size.
+pub fn churn<A: GlobalAlloc>(a: &A, iters: u64, window: usize, size_of: impl Fn(u64) -> usize) {
     let mut seed = 42;
-    let mut live = vec![(std::ptr::null_mut::<u8>(), 0usize); 1024];
+    let mut live = vec![(std::ptr::null_mut::<u8>(), 0usize); window];
     for _ in 0..iters {
         let r = rng(&mut seed);
-        let slot = &mut live[(r % 1024) as usize];
+        let slot = &mut live[(r % window as u64) as usize];
         // SAFETY: each block is freed once with its layout.
         unsafe {
             if !slot.0.is_null() {
@@ -69,11 +70,12 @@ pub fn churn<A: GlobalAlloc>(a: &A, iters: u64, size_of: impl Fn(u64) -> usize) 
 type Blocks = Vec<(usize, usize)>;
 
 /// Larson: `threads` threads (at least 1) each replace random blocks
-/// (16-527 B) of an array of 256, `iters` times in all per thread; every
+/// (16-527 B, first byte written) of an array of `blocks`, `iters` times
+/// in all per thread; every
 /// 128 replacements each thread passes its array to the next thread in a
 /// ring, so blocks are freed by other threads than their allocator's.
 /// Timed as [`timed_threads`].
-pub fn larson<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64) -> Duration {
+pub fn larson<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64, blocks: usize) -> Duration {
     let threads = threads.max(1);
     // Thread i sends on channel i and receives on channel i - 1.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads)
@@ -91,23 +93,30 @@ pub fn larson<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64) -> Durat
     timed_threads(threads, |i, go, done| {
         let (tx, rx) = ends[i].lock().unwrap().take().unwrap();
         let mut seed = 7 + 2 * i as u64;
-        let mut mine: Blocks = (0..256)
+        let mut mine: Blocks = (0..blocks)
             .map(|_| {
                 let s = 16 + rng(&mut seed) as usize % 512;
-                // SAFETY: non-zero layout.
-                (unsafe { a.alloc(lay(s)) } as usize, s)
+                // SAFETY: non-zero layout; the first byte is in bounds.
+                let p = unsafe {
+                    let p = a.alloc(lay(s));
+                    p.write(1);
+                    p
+                };
+                (p as usize, s)
             })
             .collect();
         go.wait();
         for round in 0..iters.div_ceil(64) {
             for _ in 0..64 {
                 let r = rng(&mut seed);
-                let i = (r % 256) as usize;
+                let i = (r % blocks as u64) as usize;
                 let s = 16 + (r >> 20) as usize % 512;
                 // SAFETY: blocks are freed once with their layouts.
                 unsafe {
                     a.dealloc(mine[i].0 as *mut u8, lay(mine[i].1));
-                    mine[i] = (a.alloc(lay(s)) as usize, s);
+                    let p = a.alloc(lay(s));
+                    p.write(1);
+                    mine[i] = (p as usize, s);
                 }
             }
             if round % 2 == 0 {
@@ -147,7 +156,11 @@ pub fn xmalloc<A: GlobalAlloc + Sync>(a: &A, iters: u64) -> Duration {
             left -= n;
             // SAFETY: non-zero layout.
             let batch: Vec<usize> = (0..n)
-                .map(|_| unsafe { a.alloc(lay(64)) } as usize)
+                .map(|_| unsafe {
+                    let p = a.alloc(lay(64));
+                    p.write(1);
+                    p as usize
+                })
                 .collect();
             tx.send(batch).unwrap();
         }
@@ -177,17 +190,25 @@ pub fn scratch<A: GlobalAlloc + Sync>(a: &A, threads: usize, iters: u64) -> Dura
     })
 }
 
-/// A string builder: one block grown by `realloc` from 16 B to 1 MiB,
-/// doubling, a byte written past the old end each time.
-pub fn realloc_builder<A: GlobalAlloc>(a: &A) {
+/// A string builder: one block grown by `realloc` from 16 B to `max`,
+/// doubling. With `fill`, every byte of the string is written (as a real
+/// builder does); else one byte per step, so that it times the allocator
+/// rather than `memset`.
+pub fn realloc_builder<A: GlobalAlloc>(a: &A, max: usize, fill: bool) {
     // SAFETY: every realloc passes the current layout.
     unsafe {
         let mut size = 16;
         let mut p = a.alloc(lay(size));
-        while size < 1 << 20 {
-            // black_box: the compiler may not elide a block it can see.
-            p = black_box(a.realloc(p, lay(size), size * 2));
-            p.add(size).write(1);
+        while size < max {
+            p = a.realloc(p, lay(size), size * 2);
+            if fill {
+                p.add(size).write_bytes(1, size);
+            } else {
+                p.add(size).write(1);
+            }
+            // Otherwise LLVM may drop the stores into memory that is only
+            // freed, or the whole block (it knows `malloc`'s semantics).
+            black_box(p);
             size *= 2;
         }
         a.dealloc(p, lay(size));

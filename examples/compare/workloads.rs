@@ -332,7 +332,7 @@ fn alloc_entries(family: &str, threads: usize) -> Vec<Entry> {
             let run: fn(&'static _, usize, u64) -> Sample = match family {
                 "larson" => |a, t, n| Sample {
                     ops: n * t as u64,
-                    elapsed: larson(a, t, n),
+                    elapsed: larson(a, t, n, 256),
                 },
                 "xmalloc" => |a, _, n| Sample {
                     ops: n,
@@ -346,13 +346,13 @@ fn alloc_entries(family: &str, threads: usize) -> Vec<Entry> {
                     ops: n * t as u64,
                     elapsed: timed_threads(t, |_, go, done| {
                         go.wait();
-                        churn(a, n, churn_size);
+                        churn(a, n, 1024, churn_size);
                         done.wait();
                     }),
                 },
                 "realloc" => |a, _, n| {
                     let t = Instant::now();
-                    (0..n).for_each(|_| realloc_builder(a));
+                    (0..n).for_each(|_| realloc_builder(a, 1 << 20, false));
                     Sample {
                         ops: n,
                         elapsed: t.elapsed(),
