@@ -19,135 +19,26 @@
 //! cargo bench --bench arena -- memory     # the peak-RSS table only
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
+#[path = "common/alloc_kernels.rs"]
+mod kernels;
+
+use std::alloc::{GlobalAlloc, System};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::Criterion;
+use kernels::{churn, larson, lay, realloc_builder, scratch, xmalloc};
+
+/// The churn benchmark's block sizes: 8..4096 B.
+fn churn_size(r: u64) -> usize {
+    8 + (r >> 16) as usize % 4088
+}
 
 static HOT: hotpool::HotAlloc = hotpool::HotAlloc;
 static MI: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JE: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn rng(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
-
-fn lay(size: usize) -> Layout {
-    Layout::from_size_align(size, 8).unwrap()
-}
-
 mod common;
-
-fn churn<A: GlobalAlloc>(a: &A, iters: u64, window: usize) {
-    let mut seed = 42;
-    let mut live = vec![(std::ptr::null_mut::<u8>(), 0usize); window];
-    for _ in 0..iters {
-        let r = rng(&mut seed);
-        let slot = &mut live[(r % window as u64) as usize];
-        // SAFETY: each block is freed once with its layout.
-        unsafe {
-            if !slot.0.is_null() {
-                a.dealloc(slot.0, lay(slot.1));
-            }
-            let size = 8 + (r >> 16) as usize % 4088;
-            let p = a.alloc(lay(size));
-            p.write(1);
-            *slot = (p, size);
-        }
-    }
-    for (p, s) in live {
-        if !p.is_null() {
-            // SAFETY: as above.
-            unsafe { a.dealloc(p, lay(s)) };
-        }
-    }
-}
-
-type Blocks = Vec<(usize, usize)>;
-
-fn larson<A: GlobalAlloc + Sync>(a: &'static A, iters: u64, blocks: usize) -> Duration {
-    let (tx0, rx0) = mpsc::sync_channel::<Blocks>(1);
-    let (tx1, rx1) = mpsc::sync_channel::<Blocks>(1);
-    let start = Instant::now();
-    let run = move |tx: mpsc::SyncSender<Blocks>, rx: mpsc::Receiver<Blocks>, seed: u64| {
-        move || {
-            let mut seed = seed;
-            let mut mine: Blocks = (0..blocks)
-                .map(|_| {
-                    let s = 16 + rng(&mut seed) as usize % 512;
-                    // SAFETY: non-zero layout; the first byte is in bounds.
-                    let p = unsafe {
-                        let p = a.alloc(lay(s));
-                        p.write(1);
-                        p
-                    };
-                    (p as usize, s)
-                })
-                .collect();
-            for round in 0..iters.div_ceil(64) {
-                for _ in 0..64 {
-                    let r = rng(&mut seed);
-                    let i = (r % blocks as u64) as usize;
-                    let s = 16 + (r >> 20) as usize % 512;
-                    // SAFETY: blocks are freed once with their layouts.
-                    unsafe {
-                        a.dealloc(mine[i].0 as *mut u8, lay(mine[i].1));
-                        let p = a.alloc(lay(s));
-                        p.write(1);
-                        mine[i] = (p as usize, s);
-                    }
-                }
-                if round % 2 == 0 {
-                    tx.send(mine).unwrap();
-                    mine = rx.recv().unwrap();
-                }
-            }
-            for (p, s) in mine {
-                // SAFETY: as above.
-                unsafe { a.dealloc(p as *mut u8, lay(s)) };
-            }
-        }
-    };
-    let t = std::thread::spawn(run(tx0, rx1, 7));
-    run(tx1, rx0, 9)();
-    t.join().unwrap();
-    start.elapsed()
-}
-
-fn xmalloc<A: GlobalAlloc + Sync>(a: &'static A, iters: u64) -> Duration {
-    let (tx, rx) = mpsc::sync_channel::<Vec<usize>>(16);
-    let start = Instant::now();
-    let consumer = std::thread::spawn(move || {
-        for batch in rx {
-            for p in batch {
-                // SAFETY: freed once, layout as allocated.
-                unsafe { a.dealloc(p as *mut u8, lay(64)) };
-            }
-        }
-    });
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(256);
-        left -= n;
-        // SAFETY: non-zero layout.
-        let batch: Vec<usize> = (0..n)
-            .map(|_| unsafe {
-                let p = a.alloc(lay(64));
-                p.write(1);
-                p as usize
-            })
-            .collect();
-        tx.send(batch).unwrap();
-    }
-    drop(tx);
-    consumer.join().unwrap();
-    start.elapsed()
-}
 
 /// xmalloc for the memory table, with a peak that does not depend on
 /// which thread is faster: each round the producer allocates `batches`
@@ -186,51 +77,6 @@ fn xmalloc_rounds<A: GlobalAlloc + Sync>(a: &'static A, rounds: usize, batches: 
     consumer.join().unwrap();
 }
 
-fn scratch<A: GlobalAlloc + Sync>(a: &'static A, iters: u64) -> Duration {
-    let start = Instant::now();
-    let work = move || {
-        for i in 0..iters {
-            // SAFETY: freed once with its layout.
-            unsafe {
-                let p = a.alloc(lay(64));
-                for k in 0..8 {
-                    p.add(k * 8).write(i as u8);
-                }
-                black_box(p);
-                a.dealloc(p, lay(64));
-            }
-        }
-    };
-    let t = std::thread::spawn(work);
-    work();
-    t.join().unwrap();
-    start.elapsed()
-}
-
-/// With `fill`, every byte of the string is written (as a real builder
-/// does); the timed benchmark writes one byte per step, so that it times
-/// the allocator rather than `memset`.
-fn realloc_builder<A: GlobalAlloc>(a: &A, max: usize, fill: bool) {
-    // SAFETY: every realloc passes the current layout.
-    unsafe {
-        let mut size = 16;
-        let mut p = a.alloc(lay(size));
-        while size < max {
-            p = a.realloc(p, lay(size), size * 2);
-            if fill {
-                p.add(size).write_bytes(1, size);
-            } else {
-                p.add(size).write(1);
-            }
-            // Otherwise LLVM may drop the stores into memory that is only
-            // freed (it knows `malloc`'s semantics).
-            black_box(p);
-            size *= 2;
-        }
-        a.dealloc(p, lay(size));
-    }
-}
-
 macro_rules! each {
     ($c:expr, $group:literal, |$a:ident| $body:expr) => {{
         let mut g = $c.benchmark_group($group);
@@ -258,11 +104,13 @@ macro_rules! each {
 }
 
 fn benches(c: &mut Criterion) {
-    each!(c, "arena/churn", |a| |b| b.iter(|| churn(a, 1000, 1024)));
+    each!(c, "arena/churn", |a| |b| b
+        .iter(|| churn(a, 1000, 1024, churn_size)));
     each!(c, "arena/larson", |a| |b| b
-        .iter_custom(|n| larson(a, n, 256)));
+        .iter_custom(|n| larson(a, 2, n, 256)));
     each!(c, "arena/xmalloc", |a| |b| b.iter_custom(|n| xmalloc(a, n)));
-    each!(c, "arena/scratch", |a| |b| b.iter_custom(|n| scratch(a, n)));
+    each!(c, "arena/scratch", |a| |b| b
+        .iter_custom(|n| scratch(a, 2, n)));
     each!(c, "arena/realloc", |a| |b| b.iter(|| realloc_builder(
         a,
         1 << 20,
@@ -291,8 +139,8 @@ mod memory {
     /// larson, 16 MiB per round for xmalloc, a 64 MiB string for realloc.
     fn work<A: GlobalAlloc + Sync>(a: &'static A, workload: &str) {
         match workload {
-            "churn" => churn(a, 2_000_000, 65536),
-            "larson" => drop(larson(a, 2_000_000, 16384)),
+            "churn" => churn(a, 2_000_000, 65536, churn_size),
+            "larson" => drop(larson(a, 2, 2_000_000, 16384)),
             "xmalloc" => xmalloc_rounds(a, 16, 1024),
             "realloc" => realloc_builder(a, 64 << 20, true),
             _ => panic!("unknown workload {workload}"),

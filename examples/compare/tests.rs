@@ -1,0 +1,311 @@
+//! Tests of the report generator on synthetic results, of the command
+//! line, and a smoke run of every workload and contestant.
+
+use std::path::PathBuf;
+
+use crate::measure::{median, percentile, spread_pct, status_kib, Machine};
+use crate::report::{analyse, headline, write_all, Latency, Memory, Results, Timing};
+use crate::workloads::{self, Info, Plan};
+
+fn info(id: &str) -> Info {
+    Info {
+        id: id.into(),
+        unit: "op".into(),
+        about: format!("synthetic {id}"),
+    }
+}
+
+fn timing(workload: &str, contestant: &str, threads: usize, ns: &[f64]) -> Timing {
+    Timing {
+        workload: workload.into(),
+        contestant: contestant.into(),
+        threads,
+        ops: 1000,
+        ns_per_op: ns.to_vec(),
+    }
+}
+
+fn memory(workload: &str, contestant: &str, growth_kib: u64) -> Memory {
+    Memory {
+        workload: workload.into(),
+        contestant: contestant.into(),
+        threads: 2,
+        start_kib: 2048,
+        peak_kib: 2048 + growth_kib,
+    }
+}
+
+/// Two workloads: `pair/64` at 1 and 2 threads with latency figures,
+/// `churn` at one thread count; `hotpool::Pool` is fastest on `pair/64`.
+fn synthetic() -> Results {
+    let lat = |c: &str, p50| Latency {
+        workload: "pair/64".into(),
+        contestant: c.into(),
+        batch: 64,
+        samples: 1000,
+        p50,
+        p99: p50 * 3.0,
+        p999: p50 * 10.0,
+    };
+    Results {
+        machine: Machine {
+            cpu: "Test CPU".into(),
+            cpus: 2,
+            memory_gib: 1.0,
+            kernel: "6.0".into(),
+            load: "0.00 0.00 0.00".into(),
+        },
+        command: "compare --test".into(),
+        reps: 3,
+        rep_ms: 10,
+        timer_overhead_ns: 20.0,
+        seconds: 1.0,
+        workloads: vec![info("pair/64"), info("churn")],
+        timings: vec![
+            timing("pair/64", "hotpool::Pool", 1, &[2.0, 2.2, 2.1]),
+            timing("pair/64", "hotpool::Pool", 2, &[1.0, 1.1, 1.2]),
+            timing("pair/64", "system", 1, &[6.0, 6.3, 6.6]),
+            timing("pair/64", "system", 2, &[4.0, 4.0, 4.0]),
+            timing("pair/64", "mimalloc", 1, &[4.2, 4.2, 4.2]),
+            timing("pair/64", "mimalloc", 2, &[2.2, 2.2, 2.2]),
+            timing("churn", "HotAlloc", 2, &[10.0, 10.0, 10.0]),
+            timing("churn", "jemalloc", 2, &[10.5, 10.5, 10.5]),
+            timing("churn", "system", 2, &[30.0, 30.0, 30.0]),
+        ],
+        memory: vec![
+            memory("pair/64", "hotpool::Pool", 1024),
+            memory("pair/64", "system", 512),
+            memory("churn", "HotAlloc", 4096),
+            memory("churn", "jemalloc", 2048),
+            memory("churn", "system", 1024),
+        ],
+        latency: vec![lat("hotpool::Pool", 2.0), lat("system", 6.0)],
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hotpool-compare-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn report_writes_every_table_and_plot() {
+    let r = synthetic();
+    let dir = temp_dir("files");
+    let (files, head) = write_all(&r, &dir).expect("report written");
+    for f in [
+        "report.md",
+        "results.json",
+        "throughput-pair-64.svg",
+        "latency-pair-64.svg",
+    ] {
+        let p = dir.join(f);
+        assert!(files.contains(&p), "{f} not listed");
+        let text = std::fs::read_to_string(&p).expect("file readable");
+        assert!(text.len() > 100, "{f} is nearly empty");
+    }
+    // churn ran at one thread count: a table but no throughput plot.
+    assert!(!dir.join("throughput-churn.svg").exists());
+    let svg = std::fs::read_to_string(dir.join("throughput-pair-64.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("hotpool::Pool") && svg.contains("mimalloc"));
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("### pair/64") && md.contains("### churn"));
+    assert!(md.contains("Test CPU (2 logical CPUs available)"));
+    assert!(
+        md.contains("| hotpool::Pool | 2.0 | 6.0 | 20.0 |"),
+        "latency table:\n{md}"
+    );
+    assert!(md.contains(&head));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["timings"].as_array().unwrap().len(), 9);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ratios_follow_the_numbers() {
+    let r = synthetic();
+    let t = analyse(&r, &r.workloads[0]).unwrap();
+    assert_eq!(t.threads, vec![1, 2]);
+    let row = |name: &str| t.rows.iter().find(|x| x.contestant == name).unwrap();
+    // Medians: hotpool 2.1 / 1.1, mimalloc 4.2 / 2.2, system 6.3 / 4.0.
+    assert_eq!(row("hotpool::Pool").ratio, vec![Some(1.0), Some(1.0)]);
+    let mi = &row("mimalloc").ratio;
+    assert!((mi[0].unwrap() - 2.0).abs() < 1e-9 && (mi[1].unwrap() - 2.0).abs() < 1e-9);
+    let sys = row("system");
+    assert!((sys.ratio[0].unwrap() - 3.0).abs() < 1e-9);
+    assert!((sys.score - (3.0f64 * 4.0 / 1.1).sqrt()).abs() < 1e-9);
+    // Spread: (6.6 - 6.0) / 2 / 6.3.
+    assert!((sys.ns[0].unwrap().1 - 0.3 / 6.3 * 100.0).abs() < 1e-9);
+    assert_eq!(t.rows[0].contestant, "hotpool::Pool");
+    assert_eq!(sys.rss_mib, Some(0.5));
+    let table = crate::report::table_markdown(&t);
+    assert!(
+        table.contains("| mimalloc | 4.2 ±0% (2.00) | 2.2 ±0% (2.00) | 2.00 | - |"),
+        "{table}"
+    );
+}
+
+#[test]
+fn recommendation_follows_the_numbers() {
+    let mut r = synthetic();
+    let t = analyse(&r, &r.workloads[0]).unwrap();
+    assert_eq!(t.pick, "hotpool::Pool");
+    assert!(
+        t.advice
+            .contains("the next, mimalloc, takes 2.00x its time"),
+        "{}",
+        t.advice
+    );
+    // Make mimalloc the fastest: the recommendation changes with it.
+    for x in r.timings.iter_mut().filter(|x| x.contestant == "mimalloc") {
+        x.ns_per_op = vec![0.5; 3];
+    }
+    let t = analyse(&r, &r.workloads[0]).unwrap();
+    assert_eq!(t.pick, "mimalloc");
+    assert!(t.advice.starts_with("**mimalloc**"), "{}", t.advice);
+    // churn: HotAlloc and jemalloc are within 10%; jemalloc used less memory.
+    let c = analyse(&r, &r.workloads[1]).unwrap();
+    assert_eq!(c.pick, "jemalloc");
+    assert!(
+        c.advice.contains("grew its peak RSS least (2.0 MiB)"),
+        "{}",
+        c.advice
+    );
+    // ...until HotAlloc's growth is the smaller one.
+    r.memory[2].peak_kib = r.memory[2].start_kib + 100;
+    assert_eq!(analyse(&r, &r.workloads[1]).unwrap().pick, "HotAlloc");
+    // ...or jemalloc falls out of the 10% band.
+    for x in r.timings.iter_mut().filter(|x| x.contestant == "jemalloc") {
+        x.ns_per_op = vec![12.0; 3];
+    }
+    r.memory[2].peak_kib = r.memory[2].start_kib + 8192;
+    assert_eq!(analyse(&r, &r.workloads[1]).unwrap().pick, "HotAlloc");
+}
+
+#[test]
+fn headline_has_a_row_per_workload() {
+    let r = synthetic();
+    let tables: Vec<_> = r.workloads.iter().filter_map(|i| analyse(&r, i)).collect();
+    let h = headline(&tables);
+    assert!(
+        h.contains(
+            "| pair/64 | hotpool::Pool | 2.1 (1) | 1.00 (hotpool::Pool) | 3.30 | 2.00 | - |"
+        ),
+        "{h}"
+    );
+    assert!(
+        h.contains("| churn | jemalloc | 10.0 (2) | 1.00 (HotAlloc) | 3.00 | - | 1.05 |"),
+        "{h}"
+    );
+}
+
+#[test]
+fn statistics() {
+    assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    assert_eq!(spread_pct(&[1.0, 2.0, 3.0]), 50.0);
+    let v: Vec<f64> = (1..=1000).map(f64::from).collect();
+    assert_eq!(percentile(&v, 0.5), 500.0);
+    assert_eq!(percentile(&v, 0.99), 990.0);
+    assert_eq!(percentile(&v, 0.999), 999.0);
+    assert!(status_kib("VmHWM").unwrap() > 0 && status_kib("VmRSS").unwrap() > 0);
+    assert_eq!(status_kib("NoSuchField"), None);
+}
+
+#[test]
+fn command_line() {
+    let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let o = crate::parse(args(
+        "--threads 4,1,2 --quick --workload pair --json --out /x",
+    ))
+    .unwrap();
+    assert_eq!(o.threads, vec![1, 2, 4]);
+    assert!(o.quick && o.json && o.out == std::path::Path::new("/x") && o.workloads == ["pair"]);
+    assert!(crate::parse(args("--threads 0"))
+        .unwrap_err()
+        .contains("'0'"));
+    assert!(crate::parse(args("--threads"))
+        .unwrap_err()
+        .contains("needs a value"));
+    assert!(crate::parse(args("--bogus"))
+        .unwrap_err()
+        .contains("--bogus"));
+    assert!(crate::selected("pair/64", &["pair".into()]));
+    assert!(!crate::selected("pair/64", &["pa".into()]));
+    assert!(crate::selected("router", &["router".into()]));
+}
+
+/// One cell's memory is measured the way a child process does it; every
+/// workload and contestant of the quick plan runs a little, at two thread
+/// counts; every latency kernel gives its samples. Runs on a thread
+/// with the kernels' stack size (the latency kernels run on the caller).
+#[test]
+fn smoke_every_workload() {
+    std::thread::Builder::new()
+        .stack_size(crate::pool_kernels::STACK)
+        .spawn(smoke)
+        .expect("thread spawned")
+        .join()
+        .expect("smoke run passed");
+}
+
+fn smoke() {
+    // First, while this process's peak is low: 1024 blocks of 4 KiB from
+    // this new thread's fresh malloc arena raise the peak by about 4 MiB.
+    let (start, peak) = crate::child("batch-lifo/4096", 1, "system", 1).unwrap();
+    assert!(peak >= start + 2048, "peak {peak} KiB, start {start} KiB");
+    assert!(crate::child("pair/4096", 1, "nobody", 1).is_err());
+    let plan = Plan {
+        quick: true,
+        threads: vec![1, 2],
+    };
+    let infos = workloads::infos(&plan);
+    assert!(infos.len() >= 20);
+    for info in &infos {
+        for th in workloads::threads_of(&info.id, &plan) {
+            let cell = workloads::cell(&info.id, th);
+            assert!(cell.len() >= 4, "{} has few contestants", info.id);
+            for e in &cell {
+                let mut r = (e.make)();
+                let s = (r.run)(1);
+                assert!(s.ops >= 1, "{} / {} did nothing", info.id, e.contestant);
+                if let Some(lat) = r.latency.as_mut() {
+                    let v = lat(3);
+                    assert!(v.len() >= 3 && v.iter().all(|x| *x > 0.0));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn via_grows_in_place_or_by_copy() {
+    use allocator_api2::alloc::{Allocator, Layout};
+    let a = crate::kernels::Via(&std::alloc::System);
+    let mut v: allocator_api2::vec::Vec<u64, _> = allocator_api2::vec::Vec::new_in(a);
+    for i in 0..10_000u64 {
+        v.push(i * 3);
+    }
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
+    // A different alignment takes the copy path; contents survive.
+    let old = Layout::from_size_align(24, 8).unwrap();
+    let new = Layout::from_size_align(4096, 64).unwrap();
+    let p = a.allocate(old).unwrap().cast::<u8>();
+    // SAFETY: `p` is a live 24-byte block of `a`, grown once and freed
+    // once with its current layout.
+    unsafe {
+        p.as_ptr().copy_from_nonoverlapping([7u8; 24].as_ptr(), 24);
+        let q = a.grow(p, old, new).unwrap().cast::<u8>();
+        assert_eq!(q.as_ptr() as usize % 64, 0);
+        assert_eq!(std::slice::from_raw_parts(q.as_ptr(), 24), &[7u8; 24]);
+        a.deallocate(q, new);
+    }
+    assert_eq!(
+        a.allocate(Layout::from_size_align(0, 16).unwrap())
+            .unwrap()
+            .len(),
+        0
+    );
+}
