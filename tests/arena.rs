@@ -483,3 +483,47 @@ fn interior_pointer_free_is_reported_and_aborts() {
         "{stderr}"
     );
 }
+
+/// A thread whose first allocator call is a free (a consumer of what other
+/// threads allocated) gets a thread cache on that free; its frees must all
+/// land, and memory must stay consistent for both threads afterwards.
+#[test]
+fn a_thread_that_only_frees_gets_a_working_cache() {
+    let _g = serial();
+    let base = arena::stats().allocated;
+    let sizes = |i: usize| 16 + (i * 37) % 900;
+    for round in 0..3u8 {
+        let blocks: Vec<(usize, usize)> = (0..20_000)
+            .map(|i| {
+                let n = sizes(i);
+                let p = arena::try_alloc(n, 8).unwrap().as_ptr();
+                fill(p, n, round ^ i as u8);
+                (p as usize, n)
+            })
+            .collect();
+        std::thread::spawn(move || {
+            for (i, &(p, n)) in blocks.iter().enumerate() {
+                check(p as *const u8, n, round ^ i as u8);
+                // SAFETY: each block is live and freed once.
+                unsafe { arena::free(std::ptr::NonNull::new(p as *mut u8).unwrap()) };
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    // The freed blocks are handed out again without overlapping.
+    let again: Vec<(usize, usize)> = (0..20_000)
+        .map(|i| {
+            let n = sizes(i);
+            let p = arena::try_alloc(n, 8).unwrap().as_ptr();
+            fill(p, n, i as u8);
+            (p as usize, n)
+        })
+        .collect();
+    for (i, &(p, n)) in again.iter().enumerate() {
+        check(p as *const u8, n, i as u8);
+        // SAFETY: as above.
+        unsafe { arena::free(std::ptr::NonNull::new(p as *mut u8).unwrap()) };
+    }
+    assert_eq!(arena::stats().allocated, base);
+}

@@ -285,7 +285,19 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
 
 #[cold]
 unsafe fn free_slow(p: *mut u8, c: usize) {
-    let tc = current();
+    let mut tc = current();
+    if tc.is_null() {
+        // A thread whose first call is a free (a consumer that only frees
+        // what others allocated) gets its cache here, or every one of its
+        // frees would take a bin lock.
+        setup();
+        if live(current()) {
+            // SAFETY: forwarded contract; the new cache has room (or does
+            // not cache class `c`, which lands below with a live cache).
+            return unsafe { free(p, c) };
+        }
+        tc = current();
+    }
     if live(tc) {
         tick(tc);
         // SAFETY: a live cache is owned by this thread; only its bins are
