@@ -148,7 +148,9 @@ impl Inner {
             }),
             refs: AtomicUsize::new(1),
             freed: UnsafeCell::new(false),
-            objects: (0..CAP * MAX_CHUNKS).map(|_| UnsafeCell::new(None)).collect(),
+            objects: (0..CAP * MAX_CHUNKS)
+                .map(|_| UnsafeCell::new(None))
+                .collect(),
         })
     }
 
@@ -350,7 +352,10 @@ impl Cache {
         let n = self.list.len();
         if n == self.cap {
             if self.cap < LOCAL_MAX {
-                self.cap = (self.cap * 2).max(BATCH).min(LOCAL_MAX);
+                // As written in `free_slow`, where the bounds are not constants.
+                #[allow(clippy::manual_clamp)]
+                let grown = (self.cap * 2).max(BATCH).min(LOCAL_MAX);
+                self.cap = grown;
             } else {
                 let moved = BATCH.min(n);
                 let batch = self.list.split_off(n - moved);
@@ -549,8 +554,18 @@ fn concurrent_refills_map_chunks_safely() {
         }
         let mut main = Cache::new(&inner, 0);
         main.trim();
-        assert!(inner.central.lock().unwrap().chunks.iter().all(Option::is_none));
-        assert_eq!(inner.refs.load(Ordering::Relaxed), 1, "a chunk reference leaked");
+        assert!(inner
+            .central
+            .lock()
+            .unwrap()
+            .chunks
+            .iter()
+            .all(Option::is_none));
+        assert_eq!(
+            inner.refs.load(Ordering::Relaxed),
+            1,
+            "a chunk reference leaked"
+        );
         main.drop_pool();
         assert!(inner.freed());
     });

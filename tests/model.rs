@@ -109,9 +109,9 @@ fn pool_op() -> impl Strategy<Value = PoolOp> {
     let w = any::<usize>();
     prop_oneof![
         4 => t.clone().prop_map(|t| PoolOp::Alloc { t }),
-        3 => (t.clone(), w.clone()).prop_map(|(t, which)| PoolOp::Free { t, which }),
-        2 => (t.clone(), w.clone()).prop_map(|(t, which)| PoolOp::Rewrite { t, which }),
-        1 => (t.clone(), w.clone()).prop_map(|(t, which)| PoolOp::Clone { t, which }),
+        3 => (t.clone(), w).prop_map(|(t, which)| PoolOp::Free { t, which }),
+        2 => (t.clone(), w).prop_map(|(t, which)| PoolOp::Rewrite { t, which }),
+        1 => (t.clone(), w).prop_map(|(t, which)| PoolOp::Clone { t, which }),
         1 => (t.clone(), w).prop_map(|(t, which)| PoolOp::IntoInner { t, which }),
         1 => t.prop_map(|t| PoolOp::Trim { t }),
     ]
@@ -238,10 +238,10 @@ fn handle_op() -> impl Strategy<Value = HandleOp> {
     let w = any::<usize>();
     prop_oneof![
         3 => (t.clone(), any::<bool>()).prop_map(|(t, pooled)| HandleOp::New { t, pooled }),
-        2 => (t.clone(), w.clone()).prop_map(|(t, which)| HandleOp::Clone { t, which }),
-        3 => (t.clone(), w.clone()).prop_map(|(t, which)| HandleOp::Drop { t, which }),
-        2 => w.clone().prop_map(|which| HandleOp::Downgrade { which }),
-        3 => (t.clone(), w.clone()).prop_map(|(t, which)| HandleOp::Upgrade { t, which }),
+        2 => (t.clone(), w).prop_map(|(t, which)| HandleOp::Clone { t, which }),
+        3 => (t.clone(), w).prop_map(|(t, which)| HandleOp::Drop { t, which }),
+        2 => w.prop_map(|which| HandleOp::Downgrade { which }),
+        3 => (t.clone(), w).prop_map(|(t, which)| HandleOp::Upgrade { t, which }),
         1 => (t, w).prop_map(|(t, which)| HandleOp::TryUnwrap { t, which }),
     ]
 }
@@ -415,7 +415,7 @@ fn arena_op() -> impl Strategy<Value = ArenaOp> {
     prop_oneof![
         4 => (t.clone(), block_size(), align, api)
             .prop_map(|(t, size, align, api)| ArenaOp::Alloc { t, size, align, api }),
-        3 => (t.clone(), w.clone()).prop_map(|(t, which)| ArenaOp::Free { t, which }),
+        3 => (t.clone(), w).prop_map(|(t, which)| ArenaOp::Free { t, which }),
         2 => (t, w, block_size()).prop_map(|(t, which, size)| ArenaOp::Resize { t, which, size }),
     ]
 }

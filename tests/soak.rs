@@ -19,7 +19,7 @@ mod workload;
 use std::time::Duration;
 
 use hotpool::stats::{resident_bytes, PoolStats};
-use workload::{run, Options, Pools, BUFFERS, BUFFER_SIZE, LINKS, MESSAGES};
+use workload::{run, Heap, Options, Pools, BUFFERS, BUFFER_SIZE, LINKS, MESSAGES};
 
 /// Worker threads in each round, and the message size.
 const ROUNDS: [(usize, usize); 10] = [
@@ -112,5 +112,9 @@ fn soak_router_workload_with_changing_threads_and_trims() {
             "round {i}: resident after trim grew from {first} to {after_trim} bytes"
         );
     }
-    eprintln!("soak: {messages} messages in {} rounds", ROUNDS.len());
+    eprintln!(
+        "soak ({}): {messages} messages in {} rounds",
+        Pools::NAME,
+        ROUNDS.len()
+    );
 }
