@@ -121,7 +121,7 @@ fn pool_op() -> impl Strategy<Value = PoolOp> {
 /// depot often) and against a map of live objects to their keys.
 fn run_pool(ops: Vec<PoolOp>) {
     let pool: Arc<Pool<Words>> = Arc::new(Pool::with_config(
-        PoolConfig::new().batch(3).local_max(6).depot_max(9),
+        PoolConfig::new().batch(2).local_max(4).depot_max(6),
     ));
     let workers = Workers::new();
     let mut live: Vec<(u64, Pooled<Words>)> = Vec::new();
