@@ -434,7 +434,7 @@ impl Cache {
 }
 
 /// Explores every interleaving (no preemption bound unless
-/// `LOOM_MAX_PREEMPTIONS` is set): about 40 s for the four models in
+/// `LOOM_MAX_PREEMPTIONS` is set): 8 to 40 s for the four models in
 /// release on a busy 2-core machine.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     loom::model::Builder::new().check(f);
