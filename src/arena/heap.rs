@@ -50,7 +50,9 @@ pub(crate) struct Arena {
     /// Allocations and frees not counted in a thread cache, per class.
     pub(crate) nmalloc: [AtomicU64; NCLASSES],
     pub(crate) nfree: [AtomicU64; NCLASSES],
-    /// Pages of slab and large runs.
+    /// Pages of slab and large runs. This and the three counters below
+    /// are written only under the run lock, with [`add`]/[`sub`] (a load
+    /// and a store: no locked instruction); statistics read them relaxed.
     pub(crate) active_pages: AtomicUsize,
     /// Pages of dirty free runs.
     pub(crate) dirty_pages: AtomicUsize,
@@ -289,7 +291,7 @@ impl Arena {
                 r.dirty_remove(m);
             }
             if dirty {
-                self.dirty_pages.fetch_sub(npages, Relaxed);
+                sub(&self.dirty_pages, npages);
             }
             let run = meta_at(c, s + lead);
             (*run).state = state;
@@ -301,7 +303,7 @@ impl Arena {
             } else {
                 set_pagemap(c, s + lead..s + lead + npages, s + lead);
             }
-            self.active_pages.fetch_add(npages, Relaxed);
+            add(&self.active_pages, npages);
             Some((run, !dirty))
         }
     }
@@ -324,7 +326,7 @@ impl Arena {
             r.chunks = c;
             r.make_free(meta_at(c, HEADER_PAGES), USABLE_PAGES, false, 0);
         }
-        self.nchunks.fetch_add(1, Relaxed);
+        add(&self.nchunks, 1);
         Some(())
     }
 
@@ -344,8 +346,8 @@ impl Arena {
                 let s = page_of(m);
                 set_pagemap(chunk_of(m), s..s + n, s);
             }
-            self.active_pages.fetch_sub(n, Relaxed);
-            self.dirty_pages.fetch_add(n, Relaxed);
+            sub(&self.active_pages, n);
+            add(&self.dirty_pages, n);
             let (run, total) = r.coalesce(m, n, true);
             r.make_free(run, total, true, now);
             r.dirty_push(run);
@@ -379,8 +381,9 @@ impl Arena {
             sys::purge(run_addr(m), n * PAGE);
             r.dirty_remove(m);
             r.bucket_remove(m);
-            self.dirty_pages.fetch_sub(n, Relaxed);
-            self.purged_pages.fetch_add(n as u64, Relaxed);
+            sub(&self.dirty_pages, n);
+            self.purged_pages
+                .store(self.purged_pages.load(Relaxed) + n as u64, Relaxed);
             let (run, total) = r.coalesce(m, n, false);
             r.make_free(run, total, false, 0);
         }
@@ -418,7 +421,7 @@ impl Arena {
                     }
                     super::registry::remove_chunk(c.cast());
                     sys::unmap(ptr::NonNull::new_unchecked(c.cast()), CHUNK);
-                    self.nchunks.fetch_sub(1, Relaxed);
+                    sub(&self.nchunks, 1);
                 }
                 c = next;
             }
@@ -460,11 +463,11 @@ impl Arena {
                 r.dirty_remove(nm);
             }
             if dirty {
-                self.dirty_pages.fetch_sub(extra, Relaxed);
+                sub(&self.dirty_pages, extra);
             }
             (*m).npages = new as u32;
             set_pagemap(c, t..t + extra, s);
-            self.active_pages.fetch_add(extra, Relaxed);
+            add(&self.active_pages, extra);
         }
         true
     }
@@ -637,6 +640,18 @@ impl Arena {
             b.0.force_unlock();
         }
     }
+}
+
+/// Adds to a counter only written under the run lock.
+#[inline]
+fn add(counter: &AtomicUsize, n: usize) {
+    counter.store(counter.load(Relaxed) + n, Relaxed);
+}
+
+/// Subtracts from a counter only written under the run lock.
+#[inline]
+fn sub(counter: &AtomicUsize, n: usize) {
+    counter.store(counter.load(Relaxed) - n, Relaxed);
 }
 
 /// The slab of region `p` of class `c` and the region's index in it;
