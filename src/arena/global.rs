@@ -398,13 +398,24 @@ pub(crate) unsafe fn free(p: *mut u8) {
 ///
 /// # Safety
 /// `p` is a live allocation of this allocator.
+#[inline]
 pub(crate) unsafe fn free_unchecked(p: *mut u8) {
     // SAFETY: forwarded contract.
-    if let Some(c) = unsafe { small_class_at(p) } {
+    match unsafe { small_class_at(p) } {
         // SAFETY: `p` is an object of class `c`.
-        unsafe { tcache::free(p, c) };
-        return;
+        Some(c) => unsafe { tcache::free(p, c) },
+        // SAFETY: forwarded contract.
+        None => unsafe { free_run_or_huge(p) },
     }
+}
+
+/// [`free_unchecked`] of a block that is not in a slab: a large run or a
+/// huge mapping (out of line, so the small-object path stays short).
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+#[inline(never)]
+unsafe fn free_run_or_huge(p: *mut u8) {
     // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         Owner::Huge(h) => {
@@ -463,7 +474,17 @@ unsafe fn small_class_at(p: *const u8) -> Option<usize> {
         slab_at(c, (a - c as usize) >> LG_PAGE)?
     };
     let off = a - (c as usize + start * PAGE);
-    if ((off as u64 * CLASS_RECIP[class]) >> 32) as usize * CLASS_SIZE[class] != off {
+    if class >= NSMALL {
+        super::heap::report_bad_free(p, b"lies in a page with a corrupt page map entry");
+    }
+    // SAFETY: `class < NSMALL`, the length of both tables.
+    let (recip, size) = unsafe {
+        (
+            *CLASS_RECIP.get_unchecked(class),
+            *CLASS_SIZE.get_unchecked(class),
+        )
+    };
+    if ((off as u64 * recip) >> 32) as usize * size != off {
         super::heap::report_bad_free(p, b"is not the start of an allocated block");
     }
     Some(class)
