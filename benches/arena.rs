@@ -3,7 +3,8 @@
 //!
 //! * `churn`: random sizes 8..4096, a window of 1024 live blocks, one thread.
 //! * `larson`: 2 threads, each replaces random slots of its array of blocks;
-//!   every 64 rounds the arrays are swapped between threads (remote frees).
+//!   every 2048 replacements the arrays are swapped between threads (remote
+//!   frees, about one in eight).
 //! * `xmalloc`: a producer allocates, a consumer thread frees (channel).
 //! * `scratch`: 2 threads each alloc/write/free a 64 B object in a loop
 //!   (false sharing would show here).

@@ -491,7 +491,7 @@ pub fn infos(plan: &Plan) -> Vec<Info> {
             kernels::ROUTER_BATCH
         ),
     ));
-    v.push(info("larson".into(), "free + alloc", "larson: each thread replaces random blocks (16-527 B) of its 256; every 128 replacements the arrays move one thread on in a ring (remote frees)"));
+    v.push(info("larson".into(), "free + alloc", "larson: each thread replaces random blocks (16-527 B) of its 256; every 2048 replacements the arrays move one thread on in a ring (remote frees, about one in eight)"));
     v.push(info(
         "xmalloc".into(),
         "block",
