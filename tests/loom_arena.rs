@@ -70,8 +70,9 @@
 //! | `free_slow` lowers the count without moving the rest down (no `copy_within`) | xmalloc: "was freed twice" (the only model whose stack overflows) |
 //! | `force_unlock` stores with `Relaxed` | the fork model: loom, concurrent write accesses to an `UnsafeCell` |
 //!
-//! Run time: about 15 s for the three models in release on a busy 2-core
-//! machine, nearly all of it the three-thread model.
+//! Run time: 12 to 19 s (median 16 s, three runs) for the three models in
+//! release on a busy 2-core machine, nearly all of it the three-thread
+//! model.
 #![cfg(loom)]
 
 use loom::cell::{MutPtr, UnsafeCell};
