@@ -27,6 +27,8 @@ use super::size_class::*;
 
 /// Objects a stack can hold.
 const SLOTS: usize = 128;
+/// Bytes a small class's stack may hold at least (within [`SLOTS`]).
+const SMALL_CACHE_BYTES: usize = 64 << 10;
 
 /// One class's stack height and bound. The counts of all classes sit
 /// together, apart from the stacks, so that a program using many classes
@@ -198,7 +200,11 @@ fn make() -> *mut Tcache {
             bin.max = if CLASS_SIZE[c] > max_size {
                 0
             } else if c < NSMALL {
-                (SLAB_REGIONS[c] * 2).clamp(8, SLOTS as u32)
+                // Two slabs' worth, and at least SMALL_CACHE_BYTES: classes
+                // with few regions per slab would otherwise move a handful
+                // of objects per bin lock.
+                let by_bytes = (SMALL_CACHE_BYTES / CLASS_SIZE[c]) as u32;
+                (SLAB_REGIONS[c] * 2).max(by_bytes).clamp(8, SLOTS as u32)
             } else {
                 8
             };
