@@ -334,7 +334,7 @@ fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         return p;
     }
-    let Some((p, is_zero)) = arena.alloc_large(CLASS_SIZE[c] / PAGE, align.max(PAGE), c) else {
+    let Some((p, is_zero)) = arena.alloc_large(CLASS_SIZE[c] / PAGE, align.max(PAGE), c, 0) else {
         return null_mut();
     };
     tcache::count(c, true, arena);
@@ -355,7 +355,7 @@ pub(crate) fn alloc_direct(arena: &Arena, c: usize) -> *mut u8 {
         return null_mut();
     }
     arena
-        .alloc_large(CLASS_SIZE[c] / PAGE, PAGE, c)
+        .alloc_large(CLASS_SIZE[c] / PAGE, PAGE, c, 0)
         .map_or(null_mut(), |(p, _)| p)
 }
 
@@ -550,7 +550,11 @@ unsafe fn resize(
         (None, None) if unsafe { resize_checked(p, align, new) } => return p,
         _ => {}
     }
-    let q = alloc(new, align, false);
+    let q = if new > old {
+        alloc_for_growth(new, align)
+    } else {
+        alloc(new, align, false)
+    };
     if !q.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least the
         // copied bytes; `p` is freed once, by class when it is small.
@@ -563,6 +567,30 @@ unsafe fn resize(
         }
     }
     q
+}
+
+/// A new block for a `realloc` that grows: a large run is placed at the
+/// front of a free run of at least [`LARGE_MAX`] where one exists, so that
+/// it can keep growing in place up to the largest large class (a string
+/// or vector grown by doubling then moves once, not at every doubling when
+/// the arena is fragmented); other sizes as [`alloc`].
+fn alloc_for_growth(new: usize, align: usize) -> *mut u8 {
+    if new <= SMALL_MAX || new > LARGE_MAX || align > MAX_RUN_ALIGN {
+        return alloc(new, align, false);
+    }
+    let Some(arena) = tcache::arena() else {
+        return null_mut();
+    };
+    let c = class_of(new);
+    let pages = CLASS_SIZE[c] / PAGE;
+    let Some((p, _)) = arena.alloc_large(pages, align.max(PAGE), c, LARGE_MAX / PAGE) else {
+        return null_mut();
+    };
+    tcache::count(c, true, arena);
+    #[cfg(any(feature = "checks", debug_assertions))]
+    // SAFETY: `p` is a live block we just made.
+    crate::checks::arena_alloced(p, unsafe { usable_size(p) }, false);
+    p
 }
 
 /// [`resize_in_place`], telling the debug checks about the new size.

@@ -252,16 +252,20 @@ impl Arena {
         align: usize,
         state: u8,
         class: u8,
+        room: usize,
     ) -> Option<(*mut RunMeta, bool)> {
         let need = npages + align / PAGE - 1;
         if need > USABLE_PAGES {
             return None;
         }
-        let m = match r.find(need) {
+        // With `room`, the run is cut from the front of a free run of at
+        // least that many pages, so it can later grow in place.
+        let want = room.clamp(need, USABLE_PAGES);
+        let m = match r.find(want).or_else(|| r.find(need)) {
             Some(m) => m,
             None => {
                 self.map_chunk(r)?;
-                r.find(need)?
+                r.find(want)?
             }
         };
         // SAFETY: bucket heads are free runs of this arena's chunks, guarded
@@ -492,15 +496,19 @@ impl Arena {
     }
 
     /// A large run of `npages` aligned to `align`; with whether it is zero.
+    /// `room` (pages, 0 for none) asks for a place where the run can grow
+    /// in place to that size, for blocks that are being grown by `realloc`.
     pub(crate) fn alloc_large(
         &self,
         npages: usize,
         align: usize,
         class: usize,
+        room: usize,
     ) -> Option<(*mut u8, bool)> {
         let mut r = self.runs.lock();
         // SAFETY: we hold the run lock.
-        let (m, zero) = unsafe { self.alloc_run(&mut r, npages, align, RUN_LARGE, class as u8) }?;
+        let (m, zero) =
+            unsafe { self.alloc_run(&mut r, npages, align, RUN_LARGE, class as u8, room) }?;
         self.purge_expired(&mut r, sys::now_ms(), super::global::decay_ms());
         Some((run_addr(m), zero))
     }
@@ -537,7 +545,7 @@ impl Arena {
                     let mut r = self.runs.lock();
                     // SAFETY: we hold the run lock.
                     let run = unsafe {
-                        self.alloc_run(&mut r, SLAB_PAGES[c] as usize, PAGE, RUN_SLAB, c as u8)
+                        self.alloc_run(&mut r, SLAB_PAGES[c] as usize, PAGE, RUN_SLAB, c as u8, 0)
                     };
                     drop(r);
                     match run {
