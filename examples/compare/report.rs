@@ -408,6 +408,15 @@ fn line_plot(
         })
         .x_desc(x_desc)
         .y_desc(y_desc)
+        // Enough key points that a range within one decade still gets
+        // labels (plotters' log axis otherwise labels powers of ten only).
+        .y_labels(12)
+        .y_label_formatter(&|y| {
+            format!("{:.3}", y)
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        })
         .draw()
         .map_err(plot_err)?;
     for (i, (name, ys)) in series.iter().enumerate() {
