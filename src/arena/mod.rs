@@ -279,11 +279,15 @@ fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, A
 /// assert!(hotpool::arena::alloc_array(usize::MAX, 2).is_err());
 /// ```
 pub fn alloc_array(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-    let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
+    alloc_checked(array_bytes(n, size)?, 16, false)
+}
+
+/// `n * size`, or the error for a product that overflows.
+fn array_bytes(n: usize, size: usize) -> Result<usize, AllocError> {
+    n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
         size: usize::MAX,
         align: 16,
-    })?;
-    alloc_checked(total, 16, false)
+    })
 }
 
 /// Like [`alloc_array`], zeroed (C's `calloc`); large and huge blocks that
@@ -299,11 +303,7 @@ pub fn alloc_array(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 /// ```
 #[inline]
 pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-    let total = n.checked_mul(size).ok_or(AllocError::UnsupportedLayout {
-        size: usize::MAX,
-        align: 16,
-    })?;
-    alloc_checked(total, 16, true)
+    alloc_checked(array_bytes(n, size)?, 16, true)
 }
 
 /// Frees a block of the arena allocator without its layout (C's `free`).
