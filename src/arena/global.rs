@@ -240,7 +240,17 @@ pub(crate) fn small_class_of(size: usize, align: usize) -> Option<usize> {
 /// `zero`. Null when memory runs out or the layout cannot be served.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    let p = alloc_unchecked(size, align, zero);
+    alloc_with(size, align, zero, false)
+}
+
+/// [`alloc`]; with `growing` (a `realloc` that grows), a large run is
+/// placed at the front of a free run of at least [`LARGE_MAX`] where one
+/// exists, so that it can keep growing in place up to the largest large
+/// class: a string or vector grown by doubling then moves once, not at
+/// every doubling when the arena is fragmented.
+#[inline(always)]
+fn alloc_with(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
+    let p = alloc_unchecked(size, align, zero, growing);
     #[cfg(any(feature = "checks", debug_assertions))]
     if !p.is_null() {
         // SAFETY: `p` is a live block we just made.
@@ -302,7 +312,7 @@ fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
 }
 
 #[inline(always)]
-fn alloc_unchecked(size: usize, align: usize, zero: bool) -> *mut u8 {
+fn alloc_unchecked(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     if let Some(c) = small_class_of(size, align) {
         let p = tcache::alloc(c);
         if zero && !p.is_null() {
@@ -311,11 +321,11 @@ fn alloc_unchecked(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         return p;
     }
-    alloc_big(size, align, zero)
+    alloc_big(size, align, zero, growing)
 }
 
 #[cold]
-fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
+fn alloc_big(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     if align > MAX_ALIGN || size > isize::MAX as usize - MAX_ALIGN {
         return null_mut();
     }
@@ -326,7 +336,7 @@ fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
         return null_mut();
     };
     let c = class_of(size.max(SMALL_MAX + 1));
-    if align <= PAGE && c < NCACHED {
+    if align <= PAGE && c < NCACHED && !growing {
         let p = tcache::alloc(c);
         if zero && !p.is_null() {
             // SAFETY: a fresh run of at least `size` bytes.
@@ -334,7 +344,9 @@ fn alloc_big(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         return p;
     }
-    let Some((p, is_zero)) = arena.alloc_large(CLASS_SIZE[c] / PAGE, align.max(PAGE), c, 0) else {
+    let room = if growing { LARGE_MAX / PAGE } else { 0 };
+    let Some((p, is_zero)) = arena.alloc_large(CLASS_SIZE[c] / PAGE, align.max(PAGE), c, room)
+    else {
         return null_mut();
     };
     tcache::count(c, true, arena);
@@ -550,11 +562,7 @@ unsafe fn resize(
         (None, None) if unsafe { resize_checked(p, align, new) } => return p,
         _ => {}
     }
-    let q = if new > old {
-        alloc_for_growth(new, align)
-    } else {
-        alloc(new, align, false)
-    };
+    let q = alloc_with(new, align, false, new > old);
     if !q.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least the
         // copied bytes; `p` is freed once, by class when it is small.
@@ -567,30 +575,6 @@ unsafe fn resize(
         }
     }
     q
-}
-
-/// A new block for a `realloc` that grows: a large run is placed at the
-/// front of a free run of at least [`LARGE_MAX`] where one exists, so that
-/// it can keep growing in place up to the largest large class (a string
-/// or vector grown by doubling then moves once, not at every doubling when
-/// the arena is fragmented); other sizes as [`alloc`].
-fn alloc_for_growth(new: usize, align: usize) -> *mut u8 {
-    if new <= SMALL_MAX || new > LARGE_MAX || align > MAX_RUN_ALIGN {
-        return alloc(new, align, false);
-    }
-    let Some(arena) = tcache::arena() else {
-        return null_mut();
-    };
-    let c = class_of(new);
-    let pages = CLASS_SIZE[c] / PAGE;
-    let Some((p, _)) = arena.alloc_large(pages, align.max(PAGE), c, LARGE_MAX / PAGE) else {
-        return null_mut();
-    };
-    tcache::count(c, true, arena);
-    #[cfg(any(feature = "checks", debug_assertions))]
-    // SAFETY: `p` is a live block we just made.
-    crate::checks::arena_alloced(p, unsafe { usable_size(p) }, false);
-    p
 }
 
 /// [`resize_in_place`], telling the debug checks about the new size.
