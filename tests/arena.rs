@@ -527,3 +527,42 @@ fn a_thread_that_only_frees_gets_a_working_cache() {
     }
     assert_eq!(arena::stats().allocated, base);
 }
+
+#[test]
+fn free_if_owned_frees_ours_and_refuses_the_rest() {
+    let on_stack = 0u64;
+    let boxed = Box::new(7u64);
+    let huge = arena::try_alloc(5 << 20, 16).unwrap().as_ptr();
+    let small = arena::try_alloc(40, 8).unwrap().as_ptr();
+    let chunk_header = (small as usize & !((4 << 20) - 1)) as *mut u8;
+    // SAFETY: none of these is a block of the arena, so nothing may be
+    // freed or written; the blocks are freed once below.
+    unsafe {
+        assert!(!arena::free_if_owned(&on_stack as *const u64 as *mut u8));
+        assert!(!arena::free_if_owned(&*boxed as *const u64 as *mut u8));
+        assert!(!arena::free_if_owned(huge.add(4096)));
+        assert!(!arena::free_if_owned(chunk_header));
+        fill(small, 40, 3);
+        fill(huge, 4096, 4);
+        check(small, 40, 3);
+        check(huge, 4096, 4);
+    }
+    assert_eq!(*boxed, 7);
+    for size in [40, 100_000, 5 << 20] {
+        let p = if size == 40 {
+            small
+        } else if size == 5 << 20 {
+            huge
+        } else {
+            arena::try_alloc(size, 8).unwrap().as_ptr()
+        };
+        // SAFETY: `p` is a live block, freed once.
+        assert!(unsafe { arena::free_if_owned(p) }, "{size}-byte block");
+    }
+    // The small block went to this thread's cache: the next request of its
+    // class gets it back.
+    let again = arena::try_alloc(40, 8).unwrap();
+    assert_eq!(again.as_ptr(), small);
+    // SAFETY: freed once.
+    unsafe { arena::free(again) };
+}

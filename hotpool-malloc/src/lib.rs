@@ -138,8 +138,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if p.is_null() {
         return;
     }
-    // SAFETY: the caller's contract.
-    unsafe { arena::free(checked(p, b"free")) }
+    // SAFETY: the caller's contract (a live block, or a foreign pointer,
+    // which is refused before anything is written).
+    if !unsafe { arena::free_if_owned(p.cast()) } {
+        foreign(p as usize, b"free")
+    }
 }
 
 /// C `realloc` (glibc's rules for `NULL` and 0).

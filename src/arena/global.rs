@@ -406,6 +406,52 @@ pub(crate) unsafe fn free(p: *mut u8) {
     unsafe { free_unchecked(p) }
 }
 
+/// [`free`] of `p` if the arena owns it ([`super::registry::owns`]);
+/// false, and nothing done, for a foreign pointer. One read of the region
+/// bitmap and one of the page map on the path of a small block (C's
+/// `free`, which must refuse foreign pointers).
+///
+/// # Safety
+/// `p` is a live allocation of this allocator, or memory it never had.
+#[inline]
+pub(crate) unsafe fn free_if_owned(p: *mut u8) -> bool {
+    let a = p as usize;
+    if !super::registry::in_chunk(a) {
+        // Huge blocks, foreign pointers, and a registry that gave up (it
+        // then owns everything).
+        // SAFETY: forwarded contract.
+        if !unsafe { super::registry::owns(p) } {
+            return false;
+        }
+        // SAFETY: ours, per the registry.
+        unsafe { free(p) };
+        return true;
+    }
+    let base = a & !(CHUNK - 1);
+    let page = (a - base) >> LG_PAGE;
+    if page < HEADER_PAGES {
+        return false;
+    }
+    // SAFETY: forwarded contract.
+    #[cfg(any(feature = "checks", debug_assertions))]
+    unsafe {
+        crate::checks::arena_freeing(p, check_block)
+    };
+    let c = base as *mut ChunkHeader;
+    // SAFETY: `base` is a live chunk (the registry marks it while mapped)
+    // and `page` one of its pages.
+    match unsafe { slab_at(c, page) } {
+        Some((start, class)) => {
+            check_slab_offset(p, a - (base + start * PAGE), class);
+            // SAFETY: `p` starts a region of class `class`.
+            unsafe { tcache::free(p, class) }
+        }
+        // SAFETY: ours, not in a slab.
+        None => unsafe { free_run_or_huge(p) },
+    }
+    true
+}
+
 /// [`free`] without the debug checks (pool chunks, and after them).
 ///
 /// # Safety
@@ -485,7 +531,14 @@ unsafe fn small_class_at(p: *const u8) -> Option<usize> {
         }
         slab_at(c, (a - c as usize) >> LG_PAGE)?
     };
-    let off = a - (c as usize + start * PAGE);
+    check_slab_offset(p, a - (c as usize + start * PAGE), class);
+    Some(class)
+}
+
+/// Reports `p`, `off` bytes into a slab of class `class`, and aborts
+/// unless it starts one of the slab's regions.
+#[inline(always)]
+fn check_slab_offset(p: *const u8, off: usize, class: usize) {
     if class >= NSMALL {
         super::heap::report_bad_free(p, b"lies in a page with a corrupt page map entry");
     }
@@ -499,7 +552,6 @@ unsafe fn small_class_at(p: *const u8) -> Option<usize> {
     if ((off as u64 * recip) >> 32) as usize * size != off {
         super::heap::report_bad_free(p, b"is not the start of an allocated block");
     }
-    Some(class)
 }
 
 /// Usable bytes of `p`.

@@ -70,6 +70,7 @@ mod registry;
 mod size_class;
 mod stats;
 mod tcache;
+mod tls;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
@@ -399,6 +400,35 @@ pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, 
 pub unsafe fn owns(ptr: *const u8) -> bool {
     // SAFETY: the caller's contract.
     unsafe { registry::owns(ptr) }
+}
+
+/// Frees `ptr` if it is a block of the arena allocator and returns true;
+/// for a pointer the allocator never handed out ([`owns`] false) does
+/// nothing and returns false. The check and the free share their lookups:
+/// on the path of a small block, one read of the region bitmap and one of
+/// the chunk's page map. This is C's `free` in `hotpool-malloc`.
+///
+/// # Safety
+///
+/// `ptr` must be a live block of the arena allocator (not zero-size, not
+/// used afterwards) or memory the allocator never had; as for [`owns`], no
+/// other thread may free a block in the same 4 MiB-aligned region while
+/// this runs.
+///
+/// ```
+/// let p = hotpool::arena::try_alloc(64, 8).unwrap();
+/// let on_stack = 0u64;
+/// // SAFETY: `p` is live and freed once; the stack word was never arena
+/// // memory.
+/// unsafe {
+///     assert!(hotpool::arena::free_if_owned(p.as_ptr()));
+///     assert!(!hotpool::arena::free_if_owned(&on_stack as *const u64 as *mut u8));
+/// }
+/// ```
+#[inline]
+pub unsafe fn free_if_owned(ptr: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { global::free_if_owned(ptr) }
 }
 
 /// Bytes usable at `ptr`: at least the size requested, the size class (or

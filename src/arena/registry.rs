@@ -108,6 +108,14 @@ fn kind_of(addr: usize) -> (u64, usize) {
     }
 }
 
+/// Whether `addr` lies in one of the arena's chunks (header pages
+/// included): the first half of [`owns`], alone on the fast path of a
+/// checked `free`.
+#[inline]
+pub(crate) fn in_chunk(addr: usize) -> bool {
+    kind_of(addr).0 == CHUNK_REGION
+}
+
 /// A chunk was mapped at `base`.
 pub(crate) fn add_chunk(base: *mut u8) {
     mark(base as usize, CHUNK_REGION);

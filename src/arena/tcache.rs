@@ -9,8 +9,9 @@
 //!   bins, each under that bin's lock. No global lock anywhere.
 //! * counters are per thread, written with relaxed load+store (no shared
 //!   read-modify-write) and summed by [`super::stats`] on read.
-//! * the `thread_local!` holds one raw pointer (const init, no `Drop`, so no
-//!   destructor registration that could allocate); a `pthread_key`
+//! * one thread-local word ([`super::tls`]: initial-exec, two instructions,
+//!   no destructor registration that could allocate) points to the cache; a
+//!   `pthread_key`
 //!   destructor flushes the cache at thread exit and marks the thread
 //!   [`DEAD`]: later allocations from that thread (other TLS destructors)
 //!   go straight to its arena. The cache's memory is reused by later threads.
@@ -75,10 +76,10 @@ pub(crate) static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     retired_nfree: [0; NCLASSES],
 });
 
+// The thread's cache pointer lives in [`super::tls`]: null, not set up
+// yet; [`dead`]: no cache (exited or disabled); otherwise this thread's
+// cache.
 thread_local! {
-    /// Null: not set up yet; [`DEAD`]: no cache (exited or disabled);
-    /// otherwise this thread's cache.
-    static TCACHE: Cell<*mut Tcache> = const { Cell::new(null_mut()) };
     /// Arena index for threads without a cache, plus one (0: unassigned).
     static ARENA: Cell<u32> = const { Cell::new(0) };
 }
@@ -90,7 +91,7 @@ fn dead() -> *mut Tcache {
 
 #[inline(always)]
 fn current() -> *mut Tcache {
-    TCACHE.with(Cell::get)
+    super::tls::get().cast()
 }
 
 #[inline(always)]
@@ -153,7 +154,7 @@ pub(crate) fn arena() -> Option<&'static Arena> {
 #[cold]
 fn setup() {
     if !global::ensure_init() {
-        TCACHE.with(|c| c.set(dead()));
+        super::tls::set(dead().cast());
         return;
     }
     let tc = if global::tcache_enabled() {
@@ -162,9 +163,9 @@ fn setup() {
         null_mut()
     };
     if tc.is_null() {
-        TCACHE.with(|c| c.set(dead()));
+        super::tls::set(dead().cast());
     } else {
-        TCACHE.with(|c| c.set(tc));
+        super::tls::set(tc.cast());
         global::arm_thread_exit(tc.cast());
     }
 }
@@ -404,7 +405,7 @@ pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
     if !live(tc) {
         return;
     }
-    TCACHE.with(|c| c.set(dead()));
+    super::tls::set(dead().cast());
     // SAFETY: per the contract the cache is ours; no one else writes it.
     unsafe {
         let arena = (*tc).arena;
