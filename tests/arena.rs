@@ -566,3 +566,59 @@ fn free_if_owned_frees_ours_and_refuses_the_rest() {
     // SAFETY: freed once.
     unsafe { arena::free(again) };
 }
+
+/// Child-process tests (a fresh process: no other test takes the kept
+/// mapping in between).
+#[test]
+fn a_freed_huge_mapping_is_reused_zeroed_and_trimmed() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let n = 3 << 20;
+        let a = arena::try_alloc(n, 16).unwrap();
+        fill(a.as_ptr(), n, 9);
+        let mapped = arena::stats().mapped;
+        // SAFETY: freed once.
+        unsafe { arena::free(a) };
+        let kept = arena::stats();
+        assert!(kept.dirty >= n, "the mapping is kept as dirty: {kept:?}");
+        assert_eq!(kept.mapped, mapped, "and stays mapped");
+        let b = arena::calloc(1, n).unwrap();
+        assert_eq!(b, a, "the kept mapping is reused");
+        // SAFETY: `b` holds `n` bytes.
+        assert!(unsafe { core::slice::from_raw_parts(b.as_ptr(), n) }
+            .iter()
+            .all(|&x| x == 0));
+        // SAFETY: freed once.
+        unsafe { arena::free(b) };
+        arena::trim();
+        let trimmed = arena::stats();
+        assert!(trimmed.mapped + n <= mapped, "trim unmaps it: {trimmed:?}");
+        // With decay_ms 0 nothing is kept.
+        arena::set_decay_ms(0);
+        let c = arena::try_alloc(n, 16).unwrap();
+        let mapped = arena::stats().mapped;
+        // SAFETY: freed once.
+        unsafe { arena::free(c) };
+        assert!(arena::stats().mapped + n <= mapped);
+        eprintln!("child: ok");
+        return;
+    }
+    let (status, stderr) = run_child("a_freed_huge_mapping_is_reused_zeroed_and_trimmed");
+    assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
+}
+
+#[test]
+fn a_double_free_of_a_kept_huge_block_is_reported() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let p = arena::try_alloc(2 << 20, 16).unwrap();
+        // SAFETY: deliberately invalid: the second free must abort.
+        unsafe {
+            arena::free(p);
+            arena::free(p);
+        }
+        eprintln!("child: still running after the double free");
+        return;
+    }
+    let (status, stderr) = run_child("a_double_free_of_a_kept_huge_block_is_reported");
+    assert!(!status.success(), "child survived a double free: {stderr}");
+    assert!(stderr.contains("was freed already"), "{stderr}");
+}

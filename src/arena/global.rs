@@ -155,6 +155,7 @@ extern "C" fn print_at_exit() {
 
 unsafe extern "C" fn fork_prepare() {
     tcache::REGISTRY.force_lock();
+    super::huge_cache::fork_prepare();
     super::base::fork_prepare();
     for i in 0..narenas() {
         if let Some(a) = arena(i) {
@@ -169,6 +170,7 @@ unsafe extern "C" fn fork_parent() {
         }
     }
     super::base::fork_release();
+    super::huge_cache::fork_release();
     tcache::REGISTRY.force_unlock();
 }
 unsafe extern "C" fn fork_child() {
@@ -223,6 +225,7 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 a.purge_expired(&mut r, sys::now_ms(), decay_ms());
             }
         }
+        huge_purge(sys::now_ms());
     }
 }
 
@@ -330,7 +333,7 @@ fn alloc_big(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
         return null_mut();
     }
     if size > LARGE_MAX || align > MAX_RUN_ALIGN {
-        return huge_alloc(size, align).map_or(null_mut(), NonNull::as_ptr);
+        return huge_alloc(size, align, zero, growing).map_or(null_mut(), NonNull::as_ptr);
     }
     let Some(arena) = tcache::arena() else {
         return null_mut();
@@ -474,6 +477,18 @@ pub(crate) unsafe fn free_unchecked(p: *mut u8) {
 /// `p` is a live allocation of this allocator.
 #[inline(never)]
 unsafe fn free_run_or_huge(p: *mut u8) {
+    let a = p as usize;
+    let hdr = if a % CHUNK == 0 {
+        a - PAGE
+    } else {
+        a & !(CHUNK - 1)
+    };
+    // SAFETY: `p` is (or was, for a double free) a block of ours, so its
+    // header is mapped: a live chunk or huge header, or a kept huge
+    // mapping whose header `huge_free` cleared.
+    if !matches!(unsafe { *(hdr as *const u32) }, KIND_CHUNK | KIND_HUGE) {
+        super::heap::report_bad_free(p, b"was freed already");
+    }
     // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         Owner::Huge(h) => {
@@ -682,12 +697,25 @@ unsafe fn resize_in_place(p: *mut u8, align: usize, new: usize) -> bool {
     }
 }
 
-/// Maps a huge block: `size` bytes aligned to `align`, with its header.
-pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
+/// Maps a huge block: `size` bytes aligned to `align`, with its header;
+/// zeroed when `zero`. A mapping kept by [`super::huge_cache`] is reused
+/// when one is long enough; `growing` (a `realloc` that grows) keeps all of
+/// it, up to four times the size, as room to grow in place.
+pub(crate) fn huge_alloc(
+    size: usize,
+    align: usize,
+    zero: bool,
+    growing: bool,
+) -> Option<NonNull<u8>> {
     if !align.is_power_of_two() || align > MAX_ALIGN {
         return None;
     }
     let usable = size.max(1).checked_add(PAGE - 1)? & !(PAGE - 1);
+    if align < CHUNK {
+        if let Some(p) = huge_reuse(usable, align.max(PAGE), zero, growing) {
+            return Some(p);
+        }
+    }
     let (len, small_align) = if align < CHUNK {
         (
             CHUNK.checked_add(align.max(PAGE))?.checked_add(usable)?,
@@ -711,6 +739,13 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
         sys::unmap_range(raw as *mut u8, hdr - raw);
         sys::unmap_range(end as *mut u8, raw + len - end);
     }
+    HUGE_MAPPED.fetch_add(end - hdr, Relaxed);
+    huge_publish(hdr, obj, usable)
+}
+
+/// Writes the header of the huge block `hdr..obj + usable` (a mapping of
+/// ours, counted in `HUGE_MAPPED`), registers it and counts it.
+fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
     let h = hdr as *mut HugeHeader;
     // SAFETY: the header page is ours and writable.
     unsafe {
@@ -719,7 +754,7 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
             ptr: obj as *mut u8,
             usable,
             map_base: hdr as *mut u8,
-            map_len: end - hdr,
+            map_len: obj + usable - hdr,
         });
     }
     super::registry::add_huge(hdr, obj);
@@ -727,8 +762,31 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
     HUGE_BYTES.fetch_add(usable, Relaxed);
-    HUGE_MAPPED.fetch_add(end - hdr, Relaxed);
     NonNull::new(obj as *mut u8)
+}
+
+/// A huge block of `usable` bytes (page multiple), its object `off` bytes
+/// (a page multiple below CHUNK) after a CHUNK-aligned header, carved from
+/// a kept mapping; `None` when no kept mapping is long enough.
+fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<NonNull<u8>> {
+    let need = off.checked_add(usable)?;
+    let (base, len) = super::huge_cache::take(need)?;
+    // Keep the whole mapping when the excess is within the quarter steps
+    // of `huge_resize`, or is room for a growing buffer; else unmap it.
+    let keep = if len - need <= need / 3 || growing && len / 4 <= need {
+        len
+    } else {
+        // SAFETY: the tail of a mapping we own and nobody uses.
+        unsafe { sys::unmap_range((base + need) as *mut u8, len - need) };
+        HUGE_MAPPED.fetch_sub(len - need, Relaxed);
+        need
+    };
+    let obj = base + off;
+    if zero {
+        // SAFETY: the object's pages are ours, mapped and unused.
+        unsafe { ptr::write_bytes(obj as *mut u8, 0, usable) };
+    }
+    huge_publish(base, obj, keep - off)
 }
 
 /// Unmaps a huge block.
@@ -737,15 +795,40 @@ pub(crate) fn huge_alloc(size: usize, align: usize) -> Option<NonNull<u8>> {
 /// `h` is the header of a live huge block no one uses any more.
 pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
     // SAFETY: per the contract.
-    unsafe {
+    let (base, len, usable) = unsafe {
         super::registry::remove_huge(h);
-        let (base, len, usable) = ((*h).map_base, (*h).map_len, (*h).usable);
-        if stats_enabled() {
-            HUGE_NFREE.fetch_add(1, Relaxed);
+        // A kept mapping must not look like a live block to a second free.
+        (*h).kind = 0;
+        ((*h).map_base, (*h).map_len, (*h).usable)
+    };
+    if stats_enabled() {
+        HUGE_NFREE.fetch_add(1, Relaxed);
+    }
+    HUGE_BYTES.fetch_sub(usable, Relaxed);
+    let now = sys::now_ms();
+    let kept = if base as usize % CHUNK == 0 {
+        super::huge_cache::put(base as usize, len, now, decay_ms())
+    } else {
+        None
+    };
+    match kept {
+        Some(evicted) => {
+            HUGE_MAPPED.fetch_sub(evicted, Relaxed);
+            huge_purge(now);
         }
-        HUGE_BYTES.fetch_sub(usable, Relaxed);
-        HUGE_MAPPED.fetch_sub(len, Relaxed);
-        sys::unmap_range(base, len);
+        None => {
+            HUGE_MAPPED.fetch_sub(len, Relaxed);
+            // SAFETY: the whole mapping is ours and no longer used.
+            unsafe { sys::unmap_range(base, len) };
+        }
+    }
+}
+
+/// Unmaps kept huge mappings free for `decay_ms` (all with `u64::MAX`).
+pub(crate) fn huge_purge(now: u64) {
+    let gone = super::huge_cache::purge(now, decay_ms());
+    if gone > 0 {
+        HUGE_MAPPED.fetch_sub(gone, Relaxed);
     }
 }
 
@@ -802,4 +885,5 @@ pub(crate) fn trim() {
             a.purge_all();
         }
     }
+    huge_purge(u64::MAX);
 }

@@ -16,7 +16,9 @@
 //!    runs: page runs of 4 MiB chunks; large objects (16 KiB ..= 1 MiB)
 //!        |  freed runs are dirty; after `decay_ms` (or on trim) their pages
 //!        v  go back with madvise(MADV_DONTNEED); free chunks unmap on trim
-//!  OS: chunks, huge objects (> 1 MiB or alignment > 256 KiB) mapped directly
+//!  OS: chunks, huge objects (> 1 MiB or alignment > 256 KiB) mapped directly;
+//!      the last two freed huge mappings (16 MiB in all) are kept for reuse
+//!      until `decay_ms` passes
 //! ```
 //!
 //! `free` finds an object's run by masking its address down to its chunk's
@@ -40,8 +42,10 @@
 //!   cached objects stay theirs until they flush.
 //! * Memory goes back to the OS: free pages are purged `decay_ms` after
 //!   they were freed (checked on allocator activity, or by the background
-//!   thread); [`trim`] purges everything now and unmaps wholly free chunks;
-//!   huge objects are unmapped when freed.
+//!   thread); [`trim`] purges everything now and unmaps wholly free chunks.
+//!   A freed huge object is unmapped at once, unless it is one of the last
+//!   two (16 MiB in all), which stay mapped for the next huge request until
+//!   `decay_ms` passes (counted as `dirty`).
 //! * After `fork` the child can allocate (every lock is held across the
 //!   fork); the background thread does not exist in the child.
 //! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
@@ -56,7 +60,7 @@
 //! | `resident` | upper estimate of resident bytes: active + dirty + metadata |
 //! | `mapped` | bytes mapped: chunks, huge mappings, metadata |
 //! | `metadata` | bytes of metadata: base blocks, chunk headers |
-//! | `dirty` | bytes of free pages not yet purged |
+//! | `dirty` | bytes of free pages not yet purged, kept huge mappings included |
 //! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects |
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].
@@ -65,6 +69,7 @@ mod base;
 mod chunk;
 mod global;
 mod heap;
+mod huge_cache;
 mod lock;
 mod registry;
 mod size_class;
@@ -545,7 +550,7 @@ pub fn set_stats_enabled(on: bool) {
 /// practice) mapped straight from the OS, for pool chunks
 /// (`Backing::Arena`); unmapped by [`dealloc_chunk`].
 pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
-    global::huge_alloc(size, align)
+    global::huge_alloc(size, align, false, false)
 }
 
 /// Returns a block from [`alloc_chunk`] to the OS.

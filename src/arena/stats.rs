@@ -96,6 +96,8 @@ pub(crate) fn collect() -> ArenaStats {
         .map(|c| c.current as usize * c.size)
         .sum::<usize>()
         + huge;
+    // Freed huge mappings kept for reuse are free pages not yet purged.
+    let dirty = dirty + super::huge_cache::KEPT.load(Relaxed);
     let metadata = super::base::MAPPED.load(Relaxed) + chunks * HEADER_PAGES * PAGE;
     let active = active + huge;
     ArenaStats {

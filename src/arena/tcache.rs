@@ -339,6 +339,7 @@ fn tick(tc: *mut Tcache) {
         (*tc).events = (*tc).events.wrapping_add(1);
         if (*tc).events % 256 == 0 {
             (*(*tc).arena).decay_tick();
+            global::huge_purge(crate::sys::now_ms());
         }
     }
 }
