@@ -3,7 +3,7 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `narenas` | 1..=64 | CPUs online (at most 64) | arenas; threads are assigned round-robin |
+//! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the one with the fewest threads |
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
 //! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
@@ -32,7 +32,7 @@
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArenaConf {
-    /// Number of arenas; 0 means one per CPU (at most 64).
+    /// Number of arenas; 0 means four per CPU (at most 64).
     pub narenas: usize,
     /// Whether threads get a cache.
     pub tcache: bool,

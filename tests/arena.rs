@@ -434,9 +434,15 @@ fn config_parser() {
 /// Runs this test binary again with only `test` selected and `HOTPOOL_TEST_CHILD`
 /// set, and returns its exit status and stderr.
 fn run_child(test: &str) -> (std::process::ExitStatus, String) {
+    run_child_with(test, "")
+}
+
+/// [`run_child`] with `HOTPOOL_CONF=conf`.
+fn run_child_with(test: &str, conf: &str) -> (std::process::ExitStatus, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("HOTPOOL_TEST_CHILD", "1")
+        .env("HOTPOOL_CONF", conf)
         .output()
         .unwrap();
     (
@@ -621,4 +627,47 @@ fn a_double_free_of_a_kept_huge_block_is_reported() {
     let (status, stderr) = run_child("a_double_free_of_a_kept_huge_block_is_reported");
     assert!(!status.success(), "child survived a double free: {stderr}");
     assert!(stderr.contains("was freed already"), "{stderr}");
+}
+
+/// Threads that come and go join the least used arenas, so waves of
+/// short-lived threads reuse the arenas (and chunks) of the exited ones
+/// instead of spreading over all eight.
+#[test]
+fn short_lived_threads_reuse_the_arenas_of_exited_ones() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let chunk = 4 << 20;
+        for _ in 0..40 {
+            let pair: Vec<_> = (0..2)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let blocks: Vec<_> = (0..4000)
+                            .map(|i| arena::try_alloc(64 + (i + t) % 200, 8).unwrap())
+                            .collect();
+                        for b in blocks {
+                            // SAFETY: each block is live and freed once.
+                            unsafe { arena::free(b) };
+                        }
+                    })
+                })
+                .collect();
+            for t in pair {
+                t.join().unwrap();
+            }
+        }
+        let s = arena::stats();
+        assert_eq!(s.narenas, 8);
+        // The main thread's arena and the two the waves keep using: at most
+        // one chunk each (with round-robin, all eight had one).
+        assert!(
+            s.mapped - s.metadata <= 3 * chunk + chunk / 2,
+            "chunks spread over the arenas: {s:?}"
+        );
+        eprintln!("child: ok");
+        return;
+    }
+    let (status, stderr) = run_child_with(
+        "short_lived_threads_reuse_the_arenas_of_exited_ones",
+        "narenas:8",
+    );
+    assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
 }

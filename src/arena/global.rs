@@ -14,6 +14,10 @@ use crate::sys;
 
 /// Most arenas.
 pub(crate) const MAX_ARENAS: usize = 64;
+/// Arenas per CPU by default (jemalloc's default too): with one per CPU,
+/// two producer threads on a 2-CPU machine shared an arena, and its bin
+/// locks with the consumers flushing into it.
+const ARENAS_PER_CPU: usize = 4;
 /// Largest alignment served from page runs; bigger ones are huge.
 const MAX_RUN_ALIGN: usize = 256 << 10;
 /// Largest alignment served at all.
@@ -21,7 +25,6 @@ pub(crate) const MAX_ALIGN: usize = 1 << 30;
 
 static STATE: AtomicU8 = AtomicU8::new(0);
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
-static NEXT_ARENA: AtomicUsize = AtomicUsize::new(0);
 static ARENAS: [AtomicPtr<Arena>; MAX_ARENAS] = [const { AtomicPtr::new(null_mut()) }; MAX_ARENAS];
 static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 static DECAY_MS: AtomicI64 = AtomicI64::new(config::DEFAULT.decay_ms);
@@ -75,9 +78,26 @@ pub(crate) fn arena_index(a: *const Arena) -> usize {
         .find(|&i| ptr::eq(ARENAS[i].load(Relaxed), a))
         .unwrap_or(0)
 }
-/// Round-robin arena choice for a new thread.
-pub(crate) fn next_arena_index() -> usize {
-    NEXT_ARENA.fetch_add(1, Relaxed) % narenas().max(1)
+/// Attaches a new thread to the arena with the fewest threads attached
+/// (the lowest index among equals; jemalloc's choice) and returns its
+/// index. Threads that come and go then reuse the arenas of exited ones
+/// instead of spreading their memory over every arena in turn.
+pub(crate) fn attach_thread() -> usize {
+    let mut best = (usize::MAX, 0);
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            best = best.min((a.nthreads.load(Relaxed), i));
+        }
+    }
+    if let Some(a) = arena(best.1) {
+        a.nthreads.fetch_add(1, Relaxed);
+    }
+    best.1
+}
+
+/// A thread attached to `a` by [`attach_thread`] left it.
+pub(crate) fn detach_thread(a: &Arena) {
+    a.nthreads.fetch_sub(1, Relaxed);
 }
 
 /// The arena owning `p`'s run.
@@ -109,7 +129,7 @@ fn init_slow() -> bool {
     }
     let mut conf = config::from_env();
     let want = if conf.narenas == 0 {
-        sys::ncpus().min(MAX_ARENAS)
+        (ARENAS_PER_CPU * sys::ncpus()).min(MAX_ARENAS)
     } else {
         conf.narenas
     };

@@ -59,6 +59,8 @@ pub(crate) struct Arena {
     pub(crate) nchunks: AtomicUsize,
     /// Pages given back with madvise, cumulative.
     pub(crate) purged_pages: AtomicU64,
+    /// Threads attached ([`super::global::attach_thread`]).
+    pub(crate) nthreads: AtomicUsize,
 }
 
 impl Runs {

@@ -143,7 +143,9 @@ pub(crate) fn arena() -> Option<&'static Arena> {
     }
     let idx = ARENA.with(Cell::get);
     if idx == 0 {
-        let a = global::next_arena_index();
+        // A thread without a cache (`tcache:false`) stays attached for
+        // good: it has no exit hook.
+        let a = global::attach_thread();
         ARENA.with(|c| c.set(a as u32 + 1));
         return global::arena(a);
     }
@@ -171,13 +173,15 @@ fn setup() {
 }
 
 fn make() -> *mut Tcache {
-    let a = global::next_arena_index();
+    let a = global::attach_thread();
     let Some(arena) = global::arena(a) else {
         return null_mut();
     };
     let mut reg = REGISTRY.lock();
     let tc = if reg.free.is_null() {
         let Some(p) = super::base::alloc(core::mem::size_of::<Tcache>(), 64) else {
+            drop(reg);
+            global::detach_thread(arena);
             return null_mut();
         };
         let tc = p.as_ptr().cast::<Tcache>();
@@ -411,6 +415,7 @@ pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
     unsafe {
         let arena = (*tc).arena;
         ARENA.with(|c| c.set(global::arena_index(arena) as u32 + 1));
+        global::detach_thread(&*arena);
         flush_all(tc);
         let mut reg = REGISTRY.lock();
         for c in 0..NCLASSES {
