@@ -670,15 +670,26 @@ fn sub(counter: &AtomicUsize, n: usize) {
 /// # Safety
 /// `p` points into a live slab or large run of this allocator.
 unsafe fn locate(p: *mut u8, c: usize) -> (*mut RunMeta, usize) {
-    // SAFETY: per the contract.
-    let Owner::Run(m) = (unsafe { lookup(p) }) else {
+    // Only the chunk header's first line and one page map entry are read:
+    // the run metadata, which the bin's other users write, is touched only
+    // under the bin lock.
+    let a = p as usize;
+    let chunk = (a & !(CHUNK - 1)) as *mut ChunkHeader;
+    // SAFETY: per the contract `p` is ours, so the CHUNK-aligned address
+    // below it starts a chunk or a huge header, both starting with `kind`
+    // (a CHUNK-aligned `p` is a huge object and is not read through).
+    if a == chunk as usize || unsafe { (*chunk).kind } != KIND_CHUNK {
         report_bad_free(p, b"is a huge block, not a small object");
-    };
-    // SAFETY: `m` is the metadata of `p`'s allocated run.
-    if unsafe { (*m).state != RUN_SLAB || (*m).class as usize != c } {
-        report_bad_free(p, b"is not an allocated object of its size class");
     }
-    let off = (p as usize - run_addr(m) as usize) as u64;
+    // SAFETY: a live chunk and one of its pages; the entry of a page of an
+    // allocated slab is stable.
+    let start = match unsafe { slab_at(chunk, (a - chunk as usize) >> LG_PAGE) } {
+        Some((start, class)) if class == c => start,
+        _ => report_bad_free(p, b"is not an allocated object of its size class"),
+    };
+    // SAFETY: `start` is the slab's first page.
+    let m = unsafe { meta_at(chunk, start) };
+    let off = (a - (chunk as usize + start * PAGE)) as u64;
     let i = ((off * CLASS_RECIP[c]) >> 32) as usize;
     if i * CLASS_SIZE[c] != off as usize {
         report_bad_free(p, b"is not the start of an object");
