@@ -431,7 +431,7 @@ pub(crate) unsafe fn free(p: *mut u8) {
 
 /// [`free`] of `p` if the arena owns it ([`super::registry::owns`]);
 /// false, and nothing done, for a foreign pointer. One read of the region
-/// bitmap and one of the page map on the path of a small block (C's
+/// map and one of the page map on the path of a small block (C's
 /// `free`, which must refuse foreign pointers).
 ///
 /// # Safety

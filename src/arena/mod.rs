@@ -24,7 +24,7 @@
 //! `free` finds an object's run by masking its address down to its chunk's
 //! header (no lookup structure; one page map entry gives a small object's
 //! class); with a layout, small frees need no metadata at all: the class
-//! follows from the size. Freed pages are reused before fresh ones. A bitmap of the
+//! follows from the size. Freed pages are reused before fresh ones. A map of the
 //! 4 MiB regions the allocator maps (`registry.rs`) lets [`owns`] reject
 //! foreign pointers, for C's `free`.
 //!
@@ -375,11 +375,11 @@ pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, 
 
 /// Whether `ptr` could be a block of the arena allocator: an address past
 /// the metadata pages of one of its chunks, or exactly the object of one
-/// of its huge blocks. A cheap check (one load from a bitmap of the
+/// of its huge blocks. A cheap check (one byte load from a map of the
 /// allocator's 4 MiB regions, one header read for huge blocks) for
 /// telling foreign pointers (another allocator's) apart before [`free`];
 /// it does not detect double frees or interior pointers into chunks.
-/// If the region bitmap could not be mapped, it answers `true`.
+/// If the region map could not be mapped, it answers `true`.
 ///
 /// # Safety
 ///
@@ -410,7 +410,7 @@ pub unsafe fn owns(ptr: *const u8) -> bool {
 /// Frees `ptr` if it is a block of the arena allocator and returns true;
 /// for a pointer the allocator never handed out ([`owns`] false) does
 /// nothing and returns false. The check and the free share their lookups:
-/// on the path of a small block, one read of the region bitmap and one of
+/// on the path of a small block, one read of the region map and one of
 /// the chunk's page map. This is C's `free` in `hotpool-malloc`.
 ///
 /// # Safety
