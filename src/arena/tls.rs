@@ -1,24 +1,31 @@
 //! The one thread-local word of the arena allocator: the calling thread's
 //! cache pointer ([`super::tcache`]).
 //!
-//! A Rust `thread_local!` compiled into a shared library (the
-//! `hotpool-malloc` cdylib, or any `dylib`/`cdylib` that uses the arena)
-//! uses the general-dynamic TLS model: every access calls
-//! `__tls_get_addr`, about a dozen instructions plus a call, on each
-//! `malloc` and each `free`. Stable Rust cannot ask for another model, so on
-//! x86-64 Linux the word is declared in assembly as an initial-exec TLS
-//! symbol and read with two instructions (`mov` of its offset from the GOT,
-//! `mov` through `%fs`). In an executable the linker turns that into a
-//! constant offset (local-exec). A shared library using it is marked
-//! `DF_STATIC_TLS`: it still loads with `LD_PRELOAD` or at startup, and by
-//! `dlopen` while glibc's static TLS surplus has 8 bytes to spare (as
-//! jemalloc's and mimalloc's initial-exec variables do). Elsewhere (and
-//! under Miri) it is a plain `thread_local!`.
+//! By default it is a `thread_local!`: in an executable the linker gives
+//! it the local-exec model, one load through `%fs`. A `thread_local!`
+//! compiled into a shared library (the `hotpool-malloc` cdylib) uses the
+//! general-dynamic model instead: every access calls `__tls_get_addr`,
+//! about a dozen instructions plus a call, on each `malloc` and each
+//! `free`. Stable Rust cannot ask for another model, so with the
+//! `initial-exec-tls` feature (on x86-64 Linux) the word is declared in
+//! assembly as an initial-exec TLS symbol and read with two instructions
+//! (`mov` of its offset from the GOT, `mov` through `%fs`). A shared
+//! library using it is marked `DF_STATIC_TLS`: it still loads with
+//! `LD_PRELOAD` or at startup, and by `dlopen` while glibc's static TLS
+//! surplus has 8 bytes to spare (as jemalloc's and mimalloc's initial-exec
+//! variables do). In an executable the feature costs an instruction per
+//! access (`cache-scratch` in `benches/arena.rs`: 4.56-4.73 ns against
+//! 4.37-4.45 ns without it).
 //!
 //! The symbol's name carries the crate version, so two versions of hotpool
 //! linked into one program keep separate words.
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
+#[cfg(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+))]
 mod imp {
     use core::arch::{asm, global_asm};
 
@@ -81,7 +88,12 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
+#[cfg(not(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+)))]
 mod imp {
     use core::cell::Cell;
     use core::ptr::null_mut;
