@@ -40,8 +40,8 @@
 //!
 //! Unsafe code lives in a few modules (`pool::chunk`, `pool::central`,
 //! `pool::local`, `pool::pooled`, `handle::table`, `handle::shared`, `sys`,
-//! `checks`, `valgrind`), each block with a `// SAFETY:`
-//! comment. A free that cannot be valid (a double free reaching a chunk, a
+//! `checks`, `valgrind`, and the arena allocator's modules under `arena`),
+//! each block with a `// SAFETY:` comment. A free that cannot be valid (a double free reaching a chunk, a
 //! pointer that is not an object slot) is reported and the process aborts
 //! rather than corrupting memory. With the debug checks (the `checks`
 //! feature or a debug build, switched on by `HOTPOOL_CONF=checks:true`),
