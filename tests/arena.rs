@@ -671,3 +671,47 @@ fn short_lived_threads_reuse_the_arenas_of_exited_ones() {
     );
     assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
 }
+
+/// Threads that start together still get an arena each (while arenas are
+/// free): the choice and the claim of an arena are one compare-exchange.
+#[test]
+fn threads_starting_together_get_an_arena_each() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let chunk = 4 << 20;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let hold = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (start, hold) = (start.clone(), hold.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let blocks: Vec<_> = (0..1000)
+                        .map(|_| arena::try_alloc(64, 8).unwrap())
+                        .collect();
+                    hold.wait();
+                    hold.wait();
+                    for b in blocks {
+                        // SAFETY: each block is live and freed once.
+                        unsafe { arena::free(b) };
+                    }
+                })
+            })
+            .collect();
+        hold.wait();
+        let s = arena::stats();
+        hold.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // One chunk per arena in use.
+        let chunks = (s.mapped - s.metadata + chunk / 2) / chunk;
+        assert_eq!(chunks, 4, "threads shared arenas: {s:?}");
+        eprintln!("child: ok");
+        return;
+    }
+    for _ in 0..5 {
+        let (status, stderr) =
+            run_child_with("threads_starting_together_get_an_arena_each", "narenas:8");
+        assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
+    }
+}

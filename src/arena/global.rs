@@ -81,18 +81,27 @@ pub(crate) fn arena_index(a: *const Arena) -> usize {
 /// Attaches a new thread to the arena with the fewest threads attached
 /// (the lowest index among equals; jemalloc's choice) and returns its
 /// index. Threads that come and go then reuse the arenas of exited ones
-/// instead of spreading their memory over every arena in turn.
+/// instead of spreading their memory over every arena in turn. The count
+/// is claimed with a compare-exchange against the value the choice was
+/// made on, so threads starting together do not all pick the same arena.
 pub(crate) fn attach_thread() -> usize {
-    let mut best = (usize::MAX, 0);
-    for i in 0..narenas() {
-        if let Some(a) = arena(i) {
-            best = best.min((a.nthreads.load(Relaxed), i));
+    loop {
+        let mut best = (usize::MAX, 0);
+        for i in 0..narenas() {
+            if let Some(a) = arena(i) {
+                best = best.min((a.nthreads.load(Relaxed), i));
+            }
+        }
+        let Some(a) = arena(best.1) else {
+            return best.1;
+        };
+        if a.nthreads
+            .compare_exchange(best.0, best.0 + 1, Relaxed, Relaxed)
+            .is_ok()
+        {
+            return best.1;
         }
     }
-    if let Some(a) = arena(best.1) {
-        a.nthreads.fetch_add(1, Relaxed);
-    }
-    best.1
 }
 
 /// A thread attached to `a` by [`attach_thread`] left it.
