@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Allocator benchmark (not part of CI): runs the C programs in
 # hotpool-malloc/bench/ under glibc, jemalloc, mimalloc and hotpool
-# (LD_PRELOAD), REPS times each, and prints the median wall time, CPU time
+# (LD_PRELOAD), REPS rounds of one run each, and prints the median wall time, CPU time
 # (user + system: steadier than wall time on a shared machine) and peak RSS
 # side by side, with hotpool's ratios to the best of jemalloc and mimalloc. Installs libjemalloc2 / libmimalloc2.0 with apt-get when
 # they are missing (Debian).
@@ -47,25 +47,30 @@ printf '   %s\n' "hotpool / best of jemalloc, mimalloc"
 for spec in "${benches[@]}"; do
   read -r name args <<<"$spec"
   declare -A secs=() cpu=() kb=()
+  for a in "${allocs[@]}"; do : >"$work/times.$a"; done
+  # Repetitions are interleaved (one run of each allocator per round), so a
+  # noisy spell of the machine falls on all of them alike.
+  for _ in $(seq "$reps"); do
+    for a in "${allocs[@]}"; do
+      [[ $a != glibc && -z ${lib[$a]} ]] && continue
+      # shellcheck disable=SC2086
+      /usr/bin/time -f '%e %M %U %S' -o "$work/one" env ${lib[$a]:+LD_PRELOAD=${lib[$a]}} \
+        "$work/$name" $args >"$work/out.$a"
+      cat "$work/one" >>"$work/times.$a"
+      if [[ $a != glibc ]] && ! cmp -s "$work/out.glibc" "$work/out.$a"; then
+        echo "$name: output under $a differs from glibc's" >&2
+        exit 1
+      fi
+    done
+  done
   for a in "${allocs[@]}"; do
     if [[ $a != glibc && -z ${lib[$a]} ]]; then
       secs[$a]=nan cpu[$a]=nan kb[$a]=nan
       continue
     fi
-    : >"$work/times"
-    for _ in $(seq "$reps"); do
-      # shellcheck disable=SC2086
-      /usr/bin/time -f '%e %M %U %S' -o "$work/one" env ${lib[$a]:+LD_PRELOAD=${lib[$a]}} \
-        "$work/$name" $args >"$work/out.$a"
-      cat "$work/one" >>"$work/times"
-    done
-    if [[ $a != glibc ]] && ! cmp -s "$work/out.glibc" "$work/out.$a"; then
-      echo "$name: output under $a differs from glibc's" >&2
-      exit 1
-    fi
-    secs[$a]="$(cut -d' ' -f1 "$work/times" | median)"
-    kb[$a]="$(cut -d' ' -f2 "$work/times" | median)"
-    cpu[$a]="$(awk '{ print $3 + $4 }' "$work/times" | median)"
+    secs[$a]="$(cut -d' ' -f1 "$work/times.$a" | median)"
+    kb[$a]="$(cut -d' ' -f2 "$work/times.$a" | median)"
+    cpu[$a]="$(awk '{ print $3 + $4 }' "$work/times.$a" | median)"
   done
   printf '%-9s' "$name"
   for a in "${allocs[@]}"; do
