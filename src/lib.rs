@@ -17,8 +17,9 @@
 //!    classes, thread caches, several arenas, cross-thread frees, decay-based
 //!    purging, statistics and `HOTPOOL_CONF` tuning; usable as
 //!    `#[global_allocator]` and through `allocator_api2`.
-//! 4. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
-//!    like the router's `qdstat -m`.
+//!
+//! Beside them, **statistics** ([`stats`]): per-pool figures and a
+//! process-wide table, like the router's `qdstat -m`.
 //!
 //! ## Usage
 //!
