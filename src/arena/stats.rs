@@ -5,7 +5,8 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::fmt::Write as _;
 
 use super::chunk::{CHUNK, HEADER_PAGES};
-use super::global::{self, HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
+use super::huge::{HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
+use super::init;
 use super::size_class::{CLASS_SIZE, NCLASSES, NSMALL, PAGE};
 use super::tcache;
 
@@ -65,12 +66,12 @@ pub struct ArenaStats {
 }
 
 pub(crate) fn collect() -> ArenaStats {
-    global::ensure_init();
+    init::ensure_init();
     let mut nmalloc = [0u64; NCLASSES];
     let mut nfree = [0u64; NCLASSES];
     let (mut active, mut dirty, mut chunks, mut purged) = (0, 0, 0, 0);
-    for i in 0..global::narenas() {
-        let Some(a) = global::arena(i) else { continue };
+    for i in 0..init::narenas() {
+        let Some(a) = init::arena(i) else { continue };
         for c in 0..NCLASSES {
             nmalloc[c] += a.nmalloc[c].load(Relaxed);
             nfree[c] += a.nfree[c].load(Relaxed);
@@ -108,7 +109,7 @@ pub(crate) fn collect() -> ArenaStats {
         metadata,
         dirty,
         purged,
-        narenas: global::narenas(),
+        narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
         classes,
@@ -117,7 +118,7 @@ pub(crate) fn collect() -> ArenaStats {
 
 pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let s = collect();
-    let conf = global::conf();
+    let conf = init::conf();
     let mut t = String::new();
     let hb = crate::stats::human_bytes;
     let _ = writeln!(t, "___ hotpool arena statistics ___");
