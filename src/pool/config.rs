@@ -28,7 +28,7 @@ pub enum Backing {
 ///
 /// Every count is in objects. A value of 0 (the default) means "derive from
 /// the object size" (the rule is in the table below); the derived defaults
-/// were chosen by measurement with `cargo bench --bench pool`.
+/// were chosen by measurement with `cargo bench -p hotpool-bench --bench pool`.
 ///
 /// | setting | meaning | default for a slot of `s` bytes |
 /// |---|---|---|
