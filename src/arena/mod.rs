@@ -68,6 +68,8 @@
 mod alloc;
 mod base;
 mod bin;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 mod chunk;
 mod free;
 mod heap;
@@ -88,6 +90,7 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+pub(crate) use stats::set_report_hook;
 pub use stats::{ArenaStats, ClassStats};
 
 use crate::error::AllocError;
