@@ -491,8 +491,9 @@ pub fn stats() -> ArenaStats {
     stats::collect()
 }
 
-/// Writes a readable report: totals, per-class counts, and the pool table
-/// of [`crate::stats::report`].
+/// Writes a readable report: totals, per-class counts, and, once the
+/// process has created a pool, the pool table of [`crate::stats::report`]
+/// (the pool layer registers it; the arena does not depend on pools).
 ///
 /// ```
 /// let mut out = Vec::new();
