@@ -60,6 +60,7 @@ mod debug;
 mod error;
 pub mod handle;
 pub mod pool;
+mod report;
 pub mod stats;
 mod sync;
 mod sys;

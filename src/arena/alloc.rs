@@ -43,7 +43,7 @@ pub(super) fn alloc_with(size: usize, align: usize, zero: bool, growing: bool) -
     #[cfg(any(feature = "checks", debug_assertions))]
     if !p.is_null() {
         // SAFETY: `p` is a live block we just made.
-        crate::checks::arena_alloced(p, unsafe { super::free::usable_size(p) }, zero);
+        super::checks::arena_alloced(p, unsafe { super::free::usable_size(p) }, zero);
     }
     p
 }

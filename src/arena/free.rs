@@ -8,7 +8,7 @@ use super::chunk::*;
 use super::huge::huge_free;
 use super::size_class::*;
 use super::tcache;
-use crate::sys;
+use crate::report::Report;
 
 /// Frees `p`, allocated with `(size, align)`.
 ///
@@ -20,7 +20,7 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     // SAFETY: forwarded contract.
     #[cfg(any(feature = "checks", debug_assertions))]
     unsafe {
-        crate::checks::arena_freeing(p, check_block)
+        super::checks::arena_freeing(p)
     };
     if let Some(c) = small_class_of(size, align) {
         // SAFETY: forwarded contract; the class follows from the layout.
@@ -39,7 +39,7 @@ pub(crate) unsafe fn free(p: *mut u8) {
     // SAFETY: forwarded contract.
     #[cfg(any(feature = "checks", debug_assertions))]
     unsafe {
-        crate::checks::arena_freeing(p, check_block)
+        super::checks::arena_freeing(p)
     };
     // SAFETY: forwarded contract.
     unsafe { free_unchecked(p) }
@@ -74,7 +74,7 @@ pub(crate) unsafe fn free_if_owned(p: *mut u8) -> bool {
     // SAFETY: forwarded contract.
     #[cfg(any(feature = "checks", debug_assertions))]
     unsafe {
-        crate::checks::arena_freeing(p, check_block)
+        super::checks::arena_freeing(p)
     };
     let c = base as *mut ChunkHeader;
     // SAFETY: `base` is a live chunk (the registry marks it while mapped)
@@ -225,78 +225,14 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     }
 }
 
-/// Whether `p` is the start of a live block: its usable size and whether
-/// it is a huge mapping, or why not. Reads a header only after its magic
-/// was read without faulting ([`sys::peek_u32`]).
-#[cfg(any(feature = "checks", debug_assertions))]
-fn check_block(p: *const u8) -> Result<(usize, bool), &'static str> {
-    const FOREIGN: &str = "is not a block of the arena allocator (or was freed already)";
-    let a = p as usize;
-    let hdr = if a & (CHUNK - 1) == 0 {
-        a.wrapping_sub(PAGE)
-    } else {
-        a & !(CHUNK - 1)
-    };
-    if a == 0 {
-        return Err(FOREIGN);
-    }
-    // Chunk and huge headers both start with `kind`; the rest of a header is
-    // read only once its magic was found.
-    match sys::peek_u32(hdr as *const u8).ok_or(FOREIGN)? {
-        // SAFETY: a huge header (magic checked) is readable.
-        KIND_HUGE => match unsafe { &*(hdr as *const HugeHeader) } {
-            h if h.ptr as usize == a => Ok((h.usable, true)),
-            _ => Err("is not the start of a block"),
-        },
-        KIND_CHUNK if a & (CHUNK - 1) != 0 => {
-            let c = hdr as *mut ChunkHeader;
-            // SAFETY: a chunk header (magic checked) is readable.
-            let owner = unsafe { (*c).arena };
-            use super::init::{narenas, ARENAS};
-            use core::sync::atomic::Ordering::Relaxed;
-            if !(0..narenas()).any(|i| core::ptr::eq(ARENAS[i].load(Relaxed), owner)) {
-                return Err(FOREIGN);
-            }
-            let page = (a - hdr) >> LG_PAGE;
-            if page < HEADER_PAGES {
-                return Err("points into a chunk header");
-            }
-            // SAFETY: page < CHUNK_PAGES; the page map names a run start.
-            let m = unsafe { meta_at(c, pagemap(c, page)) };
-            let start = run_addr(m) as usize;
-            // SAFETY: `m` is run metadata inside the header.
-            let (state, class, npages) = unsafe { ((*m).state, (*m).class, (*m).npages) };
-            match state {
-                RUN_SLAB if (a - start) % CLASS_SIZE[class as usize] == 0 => {
-                    Ok((CLASS_SIZE[class as usize], false))
-                }
-                RUN_LARGE if a == start => Ok((npages as usize * PAGE, false)),
-                RUN_SLAB | RUN_LARGE => Err("is not the start of a block"),
-                _ => Err("is in free pages: it was freed already"),
-            }
-        }
-        _ => Err(FOREIGN),
-    }
-}
-
 /// Reports a free that cannot be valid and aborts before it corrupts the
 /// heap. Writes with `write(2)` only: no allocation, no lock.
 #[cold]
 pub(crate) fn report_bad_free(p: *const u8, what: &[u8]) -> ! {
-    let mut hex = [0u8; 18];
-    hex[..2].copy_from_slice(b"0x");
-    for (i, d) in hex[2..].iter_mut().enumerate() {
-        let nibble = (p as usize >> (60 - 4 * i)) & 0xf;
-        *d = b"0123456789abcdef"[nibble];
-    }
-    for part in [
-        &b"hotpool: invalid free: the block at "[..],
-        &hex,
-        b" ",
-        what,
-        b"; aborting\n",
-    ] {
-        sys::write_stderr(part);
-    }
-    std::process::abort()
+    Report::new()
+        .bytes(b"hotpool: invalid free: the block at ")
+        .hex(p as usize)
+        .bytes(b" ")
+        .bytes(what)
+        .abort()
 }

@@ -40,30 +40,17 @@ pub(crate) fn huge_alloc(
             return Some(p);
         }
     }
-    let (len, small_align) = if align < CHUNK {
-        (
-            CHUNK.checked_add(align.max(PAGE))?.checked_add(usable)?,
-            true,
-        )
+    // The header is CHUNK-aligned with the object a page multiple after it,
+    // or (alignments of CHUNK and more) the page right before the object.
+    let (hdr, obj) = if align < CHUNK {
+        let lead = align.max(PAGE);
+        let hdr = sys::map_aligned(lead.checked_add(usable)?, CHUNK, 0)?.as_ptr() as usize;
+        (hdr, hdr + lead)
     } else {
-        (PAGE.checked_add(align)?.checked_add(usable)?, false)
+        let hdr = sys::map_aligned(PAGE.checked_add(usable)?, align, PAGE)?.as_ptr() as usize;
+        (hdr, hdr + PAGE)
     };
-    let raw = sys::map(len)?.as_ptr() as usize;
-    let (hdr, obj) = if small_align {
-        let b = (raw + CHUNK - 1) & !(CHUNK - 1);
-        (b, b + align.max(PAGE))
-    } else {
-        let obj = (raw + PAGE + align - 1) & !(align - 1);
-        (obj - PAGE, obj)
-    };
-    let end = obj + usable;
-    // SAFETY: both ranges are inside our fresh mapping and outside the
-    // header..end block we keep.
-    unsafe {
-        sys::unmap_range(raw as *mut u8, hdr - raw);
-        sys::unmap_range(end as *mut u8, raw + len - end);
-    }
-    HUGE_MAPPED.fetch_add(end - hdr, Relaxed);
+    HUGE_MAPPED.fetch_add(obj + usable - hdr, Relaxed);
     huge_publish(hdr, obj, usable)
 }
 

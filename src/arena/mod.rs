@@ -68,6 +68,8 @@
 mod alloc;
 mod base;
 mod bin;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 mod chunk;
 mod free;
 mod heap;
@@ -88,6 +90,7 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+pub(crate) use stats::set_report_hook;
 pub use stats::{ArenaStats, ClassStats};
 
 use crate::error::AllocError;
@@ -488,8 +491,9 @@ pub fn stats() -> ArenaStats {
     stats::collect()
 }
 
-/// Writes a readable report: totals, per-class counts, and the pool table
-/// of [`crate::stats::report`].
+/// Writes a readable report: totals, per-class counts, and, once the
+/// process has created a pool, the pool table of [`crate::stats::report`]
+/// (the pool layer registers it; the arena does not depend on pools).
 ///
 /// ```
 /// let mut out = Vec::new();

@@ -79,7 +79,7 @@ unsafe fn resize_checked(p: *mut u8, align: usize, new: usize) -> bool {
     #[cfg(any(feature = "checks", debug_assertions))]
     if done {
         // SAFETY: `p` is still live, with its new size.
-        crate::checks::arena_resized(p, before, unsafe { usable_size(p) });
+        super::checks::arena_resized(p, before, unsafe { usable_size(p) });
     }
     done
 }

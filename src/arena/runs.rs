@@ -291,7 +291,7 @@ impl Arena {
 
     /// Maps a chunk and files its pages as one clean free run.
     fn map_chunk(&self, r: &mut Runs) -> Option<()> {
-        let c = sys::map_aligned(CHUNK, CHUNK)?
+        let c = sys::map_aligned(CHUNK, CHUNK, 0)?
             .as_ptr()
             .cast::<ChunkHeader>();
         super::registry::add_chunk(c.cast());

@@ -1,7 +1,7 @@
 //! Arena statistics, read without stopping anyone: arena counters are
 //! relaxed atomics, thread-cache counters are summed on read.
 
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicPtr, Ordering::*};
 use std::fmt::Write as _;
 
 use super::chunk::{CHUNK, HEADER_PAGES};
@@ -120,7 +120,7 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let s = collect();
     let conf = init::conf();
     let mut t = String::new();
-    let hb = crate::stats::human_bytes;
+    let hb = crate::report::human_bytes;
     let _ = writeln!(t, "___ hotpool arena statistics ___");
     let _ = writeln!(
         t,
@@ -160,9 +160,27 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
             c.current
         );
     }
-    let _ = writeln!(t, "pools:");
-    t.push_str(&crate::stats::report());
+    let hook = REPORT_HOOK.load(Acquire);
+    if !hook.is_null() {
+        // SAFETY: `set_report_hook` stores nothing but `fn(&mut String)`
+        // pointers, and a function pointer survives the round trip through
+        // a data pointer on every platform Rust supports.
+        let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
+        let _ = writeln!(t, "pools:");
+        hook(&mut t);
+    }
     out.write_all(t.as_bytes())
+}
+
+/// What a layer above adds to [`stats_print`]: the pool layer registers
+/// its pool table when it creates its first pool ([`set_report_hook`]).
+static REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes [`stats_print`] end with `pools:` and what `hook` appends. The
+/// arena cannot name the pool layer above it, so the pool layer registers
+/// its table here.
+pub(crate) fn set_report_hook(hook: fn(&mut String)) {
+    REPORT_HOOK.store(hook as *mut (), Release);
 }
 
 pub(crate) fn stats_json() -> String {

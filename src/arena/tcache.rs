@@ -8,12 +8,12 @@
 //!   allocated; when full, the older half is flushed to the owning arenas'
 //!   bins, each under that bin's lock. No global lock anywhere.
 //! * counters are per thread, written with relaxed load+store (no shared
-//!   read-modify-write) and summed by [`super::stats`] on read.
+//!   read-modify-write) and summed by [`super::stats()`] on read.
 //! * one thread-local word ([`super::tls`]: initial-exec, two instructions,
 //!   no destructor registration that could allocate) points to the cache; a
 //!   `pthread_key`
 //!   destructor flushes the cache at thread exit and marks the thread
-//!   [`DEAD`]: later allocations from that thread (other TLS destructors)
+//!   dead ([`dead`]): later allocations from that thread (other TLS destructors)
 //!   go straight to its arena. The cache's memory is reused by later threads.
 
 use core::cell::Cell;

@@ -149,7 +149,7 @@ impl ChunkHeader {
             align: geo.chunk,
         };
         let base = match backing {
-            super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk).ok_or(oom)?,
+            super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk, 0).ok_or(oom)?,
             super::Backing::Arena => crate::arena::alloc_chunk(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::System => {
                 #[cfg(feature = "fault-injection")]
@@ -194,7 +194,7 @@ impl ChunkHeader {
             }
         }
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_chunk_made(base.as_ptr(), geo);
+        super::checks::pool_chunk_made(base.as_ptr(), geo);
         Ok(header)
     }
 
@@ -207,7 +207,7 @@ impl ChunkHeader {
     pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
         let base = this.cast::<u8>();
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_chunk_gone(base);
+        super::checks::pool_chunk_gone(base);
         match backing {
             // SAFETY: the caller guarantees this is a whole mapping of ours
             // that nothing uses any more.

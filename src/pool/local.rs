@@ -433,7 +433,7 @@ fn alloc_debug(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     // SAFETY: alive per the caller's contract; `p` is a fresh slot of it.
     unsafe {
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_reused(&*inner, p.as_ptr());
+        super::checks::pool_reused(&*inner, p.as_ptr());
         crate::debug::record_site(p.as_ptr(), (*inner).serial());
     }
     Ok(p)
@@ -450,7 +450,7 @@ unsafe fn free_debug(inner: *const Inner, obj: NonNull<u8>) {
     // SAFETY: `obj` keeps `inner` alive and lies in one of its chunks.
     #[cfg(any(feature = "checks", debug_assertions))]
     unsafe {
-        crate::checks::pool_freed(&*inner, obj.as_ptr())
+        super::checks::pool_freed(&*inner, obj.as_ptr())
     };
     // SAFETY: a free object of `inner`; `inner` is not used afterwards.
     unsafe { Inner::put(inner, &obj.as_ptr(), 1, false) };

@@ -44,11 +44,14 @@
 //!   pointer; unsized `Pooled<dyn Trait>` is not possible on stable Rust.
 
 mod central;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 mod chunk;
 mod config;
 mod local;
 mod pooled;
 mod registry;
+pub(crate) mod stats;
 
 use core::marker::PhantomData;
 use core::mem::{self, MaybeUninit};
@@ -59,10 +62,10 @@ pub use config::{Backing, PoolConfig, ResolvedConfig};
 pub use pooled::Pooled;
 
 use crate::error::AllocError;
-use crate::stats::PoolStats;
 use central::Inner;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use pooled::Layout;
+use stats::PoolStats;
 
 pub(crate) use central::Inner as PoolInner;
 #[cfg(any(feature = "checks", debug_assertions))]
@@ -169,6 +172,7 @@ impl<T> Pool<T> {
             mem::size_of::<T>(),
         );
         self.inner.store(inner as *mut Inner, Ordering::Release);
+        stats::register_reports();
         Ok(inner)
     }
 
@@ -369,6 +373,7 @@ pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
 /// Reports a free that cannot be valid and aborts before memory is corrupted.
 #[cold]
 pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! {
-    eprintln!("hotpool: invalid free: the `{type_name}` at {obj:p} {what}; aborting");
-    std::process::abort()
+    crate::report::abort_with(format_args!(
+        "hotpool: invalid free: the `{type_name}` at {obj:p} {what}"
+    ))
 }

@@ -142,7 +142,7 @@ impl<T> Pooled<T> {
     pub unsafe fn from_raw(raw: *mut T) -> Self {
         #[cfg(any(feature = "checks", debug_assertions))]
         if mem::size_of::<T>() != 0 {
-            crate::checks::pool_from_raw(
+            super::checks::pool_from_raw(
                 raw.cast(),
                 Layout::<T>::GEOMETRY,
                 core::any::type_name::<T>(),
