@@ -17,8 +17,9 @@
 //!    classes, thread caches, several arenas, cross-thread frees, decay-based
 //!    purging, statistics and `HOTPOOL_CONF` tuning; usable as
 //!    `#[global_allocator]` and through `allocator_api2`.
-//! 4. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
-//!    like the router's `qdstat -m`.
+//!
+//! Beside them, **statistics** ([`stats`]): per-pool figures and a
+//! process-wide table, like the router's `qdstat -m`.
 //!
 //! ## Usage
 //!
@@ -36,6 +37,16 @@
 //! println!("{}", hotpool::stats::report());
 //! ```
 //!
+//! ## Cargo features
+//!
+//! | feature | effect |
+//! |---|---|
+//! | `checks` | compiles the debug checks (poisoning, double and foreign free detection, valgrind client requests; switched on at run time by `HOTPOOL_CONF`) into release builds; debug builds always have them |
+//! | `initial-exec-tls` | on x86-64 Linux, the arena's thread-cache pointer is an initial-exec thread-local declared in assembly instead of a `thread_local!`; for shared libraries (`hotpool-malloc` turns it on) |
+//! | `fault-injection` | the `testing` module, which makes backing allocations fail on demand (for tests of the `try_` paths) |
+//!
+//! None is on by default.
+//!
 //! ## Safety and correctness
 //!
 //! Unsafe code lives in a few modules (`pool::chunk`, `pool::central`,
@@ -48,6 +59,7 @@
 //! freed memory is poisoned and raw frees are validated; see the README's
 //! "Debug checks and leak report" and [`stats::leaks`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -65,6 +77,7 @@ pub mod stats;
 mod sync;
 mod sys;
 #[cfg(feature = "fault-injection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fault-injection")))]
 pub mod testing;
 #[cfg(any(feature = "checks", debug_assertions))]
 mod valgrind;

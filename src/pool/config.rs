@@ -20,7 +20,8 @@ pub enum Backing {
     System,
     /// Chunks come from hotpool's arena allocator ([`crate::arena`]) as
     /// huge blocks: counted in its statistics (and in its `stats_print`
-    /// report), unmapped when given back. The default.
+    /// report), and freed like any huge block when given back (unmapped,
+    /// or kept mapped for reuse until `decay_ms` passes). The default.
     Arena,
 }
 
@@ -63,7 +64,8 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// The defaults: every bound derived from the object size, chunks from the OS.
+    /// The defaults: every bound derived from the object size, chunks from
+    /// the arena allocator ([`Backing::Arena`]).
     ///
     /// ```
     /// assert_eq!(hotpool::PoolConfig::new(), hotpool::PoolConfig::default());
