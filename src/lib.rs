@@ -59,6 +59,7 @@ pub mod config;
 mod debug;
 mod error;
 pub mod handle;
+mod list;
 pub mod pool;
 pub mod stats;
 mod sync;

@@ -60,8 +60,8 @@ pub use pooled::Pooled;
 
 use crate::error::AllocError;
 use crate::stats::PoolStats;
+use crate::sync::{AtomicPtr, Ordering};
 use central::Inner;
-use core::sync::atomic::{AtomicPtr, Ordering};
 use pooled::Layout;
 
 pub(crate) use central::Inner as PoolInner;
@@ -152,12 +152,11 @@ impl<T> Pool<T> {
 
     #[cold]
     fn init(&self) -> Result<*const Inner, AllocError> {
-        static INIT: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let geo = Layout::<T>::GEOMETRY.ok_or(AllocError::UnsupportedLayout {
             size: mem::size_of::<T>(),
             align: mem::align_of::<T>(),
         })?;
-        let _guard = INIT.lock();
+        let _guard = registry::INIT.lock();
         let p = self.inner.load(Ordering::Acquire);
         if !p.is_null() {
             return Ok(p);

@@ -4,14 +4,13 @@
 //! thread's first pool operation and exit, statistics). Lock order when both
 //! are held: pools, then threads.
 
-use parking_lot::Mutex;
 use slab::Slab;
 
 use super::central::Inner;
 use super::chunk::Geometry;
 use super::config::ResolvedConfig;
 use super::local::ThreadCache;
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::{pool_static, AtomicU32, Mutex, Ordering};
 
 struct PoolRef(*const Inner);
 // SAFETY: Inner is shared between threads by design (atomics and a mutex);
@@ -23,9 +22,23 @@ pub(crate) struct ThreadRef(pub *const ThreadCache);
 // the registry lock; other threads read only its atomic fields.
 unsafe impl Send for ThreadRef {}
 
-static POOLS: Mutex<Slab<PoolRef>> = Mutex::new(Slab::new());
-pub(crate) static THREADS: Mutex<Slab<ThreadRef>> = Mutex::new(Slab::new());
-static SERIAL: AtomicU32 = AtomicU32::new(1);
+pool_static! {
+    /// Every live pool's shared state, by pool id.
+    static POOLS: Mutex<Slab<PoolRef>> = Mutex::new(Slab::new());
+}
+pool_static! {
+    /// Every thread holding a cache.
+    pub(crate) static THREADS: Mutex<Slab<ThreadRef>> = Mutex::new(Slab::new());
+}
+pool_static! {
+    /// The next pool serial number.
+    static SERIAL: AtomicU32 = AtomicU32::new(1);
+}
+pool_static! {
+    /// Serialises the creation of a pool's shared state (`Pool::init`);
+    /// taken before [`POOLS`].
+    pub(crate) static INIT: Mutex<()> = Mutex::new(());
+}
 
 /// Makes and registers the shared state of a new pool.
 pub(crate) fn create(
