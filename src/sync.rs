@@ -10,7 +10,7 @@
 //! | item | normally | under `cfg(loom)` |
 //! |---|---|---|
 //! | atomics | `core::sync::atomic` | `loom::sync::atomic` |
-//! | [`Mutex`] | `parking_lot::Mutex` | `loom::sync::Mutex` |
+//! | [`Mutex`] | `parking_lot::Mutex` (fork-aware) | `loom::sync::Mutex` |
 //! | `thread_local!` | `std::thread_local!` (const-initialised) | `loom::thread_local!` (dropped when the model thread ends) |
 //! | [`pool_static!`] | a plain `static` | `loom::lazy_static!` (new in each execution) |
 
@@ -32,8 +32,14 @@ pub(crate) use loom::sync::MutexGuard;
 
 /// A mutex with `parking_lot`'s API (`lock` returns the guard, no
 /// poisoning), switched to loom's under `cfg(loom)`.
+///
+/// Outside loom it can be held across `fork` by the pool's fork handlers
+/// ([`Mutex::lock_for_fork`], then [`Mutex::unlock_after_fork`] in the
+/// parent and [`Mutex::reset_after_fork`] in the child).
 #[cfg(not(loom))]
 pub(crate) struct Mutex<T> {
+    /// In a cell so the child of a `fork` can replace the lock word by a
+    /// fresh one (see [`Mutex::reset_after_fork`]).
     inner: core::cell::UnsafeCell<parking_lot::Mutex<T>>,
 }
 
@@ -71,6 +77,56 @@ impl<T> Mutex<T> {
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         self.raw().try_lock()
+    }
+
+    /// Locks and keeps the lock without a guard, until
+    /// [`Mutex::unlock_after_fork`] or [`Mutex::reset_after_fork`]; for a
+    /// fork's prepare handler.
+    pub(crate) fn lock_for_fork(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// The protected value.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock (through [`Mutex::lock_for_fork`]) and
+    /// uses the pointer only while it does.
+    pub(crate) unsafe fn data_ptr(&self) -> *mut T {
+        self.raw().data_ptr()
+    }
+
+    /// Releases a lock taken by [`Mutex::lock_for_fork`] (fork's parent
+    /// handler: other threads may wait on it and are woken).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took the lock with [`Mutex::lock_for_fork`].
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: per the contract, the lock is held and has no guard.
+        unsafe { self.raw().force_unlock() };
+    }
+
+    /// Replaces a lock taken by [`Mutex::lock_for_fork`] by a fresh,
+    /// unlocked one holding the same value (fork's child handler). Unlike
+    /// unlocking, it never wakes waiters: they were threads of the parent,
+    /// and `parking_lot`'s wait queues may have been in mid-change when the
+    /// process forked.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took the lock with [`Mutex::lock_for_fork`] and
+    /// is the only thread of the process (the child of a `fork`).
+    pub(crate) unsafe fn reset_after_fork(&self) {
+        let cell = self.inner.get();
+        // SAFETY: the only thread holds the lock, so nothing else reads or
+        // writes the value or the lock word; the value is moved from the
+        // old lock into the new one and the old one is overwritten without
+        // being dropped (a parking_lot mutex owns nothing else).
+        unsafe {
+            let value = core::ptr::read((*cell).data_ptr());
+            core::ptr::write(cell, parking_lot::Mutex::new(value));
+        }
     }
 }
 

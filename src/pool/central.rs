@@ -153,6 +153,39 @@ impl Inner {
         unsafe { ChunkHeader::check_handed_out(obj, &self.hot.0.geo, self.hot.0.type_name) };
     }
 
+    /// Runs `f` holding the central lock (test hook, see
+    /// `Pool::with_depot_locked`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn with_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _c = self.lock();
+        f()
+    }
+
+    /// Takes the central lock without a guard (fork's prepare handler).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) {
+        self.central.0.lock_for_fork();
+    }
+
+    /// Releases the lock [`Inner::lock_for_fork`] took; with `child`,
+    /// replaces it by a fresh one.
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::sync::Mutex::unlock_after_fork`], and with `child` as
+    /// [`crate::sync::Mutex::reset_after_fork`].
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_after_fork(&self, child: bool) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if child {
+                self.central.0.reset_after_fork();
+            } else {
+                self.central.0.unlock_after_fork();
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Central> {
         if let Some(guard) = self.central.0.try_lock() {
             return guard;

@@ -84,3 +84,49 @@ pub(crate) fn for_each_pool(mut f: impl FnMut(&Inner)) {
         f(unsafe { &*p.0 });
     }
 }
+
+/// Takes the pool registry's lock, then every registered pool's central
+/// lock, then the thread registry's lock, keeping them without guards (the
+/// prepare handler of a fork, see `fork.rs`).
+#[cfg(not(loom))]
+pub(crate) fn lock_for_fork() {
+    POOLS.lock_for_fork();
+    // SAFETY: we hold POOLS (above) until `unlock_after_fork`.
+    let pools = unsafe { &*POOLS.data_ptr() };
+    for (_, p) in pools.iter() {
+        // SAFETY: registered pools are alive while POOLS is held.
+        unsafe { &*p.0 }.lock_for_fork();
+    }
+    THREADS.lock_for_fork();
+}
+
+/// Releases what [`lock_for_fork`] took, in reverse order; with `child`,
+/// replaces each lock by a fresh one instead (the child of a fork, where
+/// the caller is the only thread).
+///
+/// # Safety
+///
+/// The calling thread called [`lock_for_fork`] and no pool was made or
+/// freed since (every path that could do so waits for these locks).
+#[cfg(not(loom))]
+pub(crate) unsafe fn unlock_after_fork(child: bool) {
+    // SAFETY: per the contract, we hold every one of these locks, the
+    // registry still lists the pools whose locks we took, and with `child`
+    // we are the only thread.
+    unsafe {
+        if child {
+            THREADS.reset_after_fork();
+        } else {
+            THREADS.unlock_after_fork();
+        }
+        let pools = &*POOLS.data_ptr();
+        for (_, p) in pools.iter() {
+            (*p.0).unlock_after_fork(child);
+        }
+        if child {
+            POOLS.reset_after_fork();
+        } else {
+            POOLS.unlock_after_fork();
+        }
+    }
+}
