@@ -71,6 +71,7 @@ pub mod config;
 mod debug;
 mod error;
 pub mod handle;
+mod list;
 pub mod pool;
 mod report;
 pub mod stats;

@@ -48,6 +48,8 @@ mod central;
 mod checks;
 mod chunk;
 mod config;
+#[cfg(not(loom))]
+mod fork;
 mod local;
 mod pooled;
 mod registry;
@@ -62,8 +64,8 @@ pub use config::{Backing, PoolConfig, ResolvedConfig};
 pub use pooled::Pooled;
 
 use crate::error::AllocError;
+use crate::sync::{AtomicPtr, Ordering};
 use central::Inner;
-use core::sync::atomic::{AtomicPtr, Ordering};
 use pooled::Layout;
 use stats::PoolStats;
 
@@ -155,12 +157,13 @@ impl<T> Pool<T> {
 
     #[cold]
     fn init(&self) -> Result<*const Inner, AllocError> {
-        static INIT: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let geo = Layout::<T>::GEOMETRY.ok_or(AllocError::UnsupportedLayout {
             size: mem::size_of::<T>(),
             align: mem::align_of::<T>(),
         })?;
-        let _guard = INIT.lock();
+        #[cfg(not(loom))]
+        fork::register();
+        let _guard = registry::INIT.lock();
         let p = self.inner.load(Ordering::Acquire);
         if !p.is_null() {
             return Ok(p);
@@ -318,6 +321,27 @@ impl<T> Pool<T> {
             (*p).new_epoch();
             local::flush_current(p);
             Inner::trim_central(p, false);
+        }
+    }
+
+    /// Runs `f` while holding this pool's central lock (the depot's), as a
+    /// thread moving a batch does; for tests of what another thread sees
+    /// meanwhile (such as a `fork`). Only with the test-only
+    /// `fault-injection` feature.
+    ///
+    /// ```
+    /// # #[cfg(feature = "fault-injection")] {
+    /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
+    /// let n = P.with_depot_locked(|| 42);
+    /// assert_eq!(n, 42);
+    /// # }
+    /// ```
+    #[cfg(feature = "fault-injection")]
+    pub fn with_depot_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.inner() {
+            // SAFETY: the handle keeps the pool alive for the whole call.
+            Ok(p) => unsafe { &*p }.with_locked(f),
+            Err(e) => panic!("with_depot_locked: {e}"),
         }
     }
 
