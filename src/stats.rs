@@ -8,7 +8,9 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `type_name` | the pooled type |
+//! | `name` | the pool's [`PoolConfig::name`](crate::PoolConfig::name), else the full path of its type; [`pools()`] appends ` #id` to names two pools share |
+//! | `id` | the pool's number, unique in the process (never reused) |
+//! | `type_name` | the pooled type's full path (`std::any::type_name`) |
 //! | `object_size` | `size_of` the type, bytes |
 //! | `slot_size` | bytes each object occupies (size rounded up to alignment) |
 //! | `chunk_size` | bytes per chunk obtained from the backing allocator |
@@ -47,7 +49,14 @@ pub use crate::sys::resident_bytes;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// The pooled type's name.
+    /// The pool's name: the one given with
+    /// [`PoolConfig::name`](crate::PoolConfig::name), else the full path of
+    /// its type. [`pools()`] appends ` #id` when two pools have one name.
+    pub name: String,
+    /// The pool's number, unique in the process (never reused); 0 for a
+    /// pool that was never used.
+    pub id: u32,
+    /// The pooled type's full path (`std::any::type_name`).
     pub type_name: &'static str,
     /// `size_of` the pooled type, in bytes.
     pub object_size: usize,
@@ -85,8 +94,14 @@ pub struct PoolStats {
 
 impl PoolStats {
     /// Figures of a pool that was never used.
-    pub(crate) fn unused(type_name: &'static str, object_size: usize) -> PoolStats {
+    pub(crate) fn unused(
+        name: Option<&'static str>,
+        type_name: &'static str,
+        object_size: usize,
+    ) -> PoolStats {
         PoolStats {
+            name: name.unwrap_or(type_name).to_owned(),
+            id: 0,
             type_name,
             object_size,
             slot_size: 0,
@@ -113,6 +128,8 @@ impl PoolStats {
         let (local_free, threads) = crate::pool::cached_in_threads(hot.id, inner.serial());
         let capacity = c.chunks * hot.geo.capacity;
         PoolStats {
+            name: hot.config.name.unwrap_or(hot.type_name).to_owned(),
+            id: inner.serial(),
             type_name: hot.type_name,
             object_size: hot.object_size,
             slot_size: hot.geo.slot,
@@ -138,19 +155,32 @@ impl PoolStats {
 }
 
 /// Statistics of every live pool in the process (pools used at least once
-/// and not dropped, or dropped with objects still alive), by type name.
+/// and not dropped, or dropped with objects still alive), by name. Pools
+/// that share a name (two unnamed pools of one type) get ` #id` appended,
+/// so every name in the list is distinct.
 ///
 /// ```
 /// static ORDERS: hotpool::Pool<[u64; 4]> = hotpool::Pool::new();
 /// let o = ORDERS.alloc([1, 2, 3, 4]);
 /// let all = hotpool::stats::pools();
-/// assert!(all.iter().any(|p| p.type_name.contains("[u64; 4]") && p.in_use >= 1));
+/// assert!(all.iter().any(|p| p.name == "[u64; 4]" && p.in_use >= 1));
 /// # drop(o);
 /// ```
 pub fn pools() -> Vec<PoolStats> {
     let mut out = Vec::new();
     crate::pool::for_each_pool(|inner| out.push(PoolStats::collect(inner)));
-    out.sort_by(|a, b| a.type_name.cmp(b.type_name));
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let shared: Vec<bool> = (0..out.len())
+        .map(|i| {
+            (i > 0 && out[i - 1].name == out[i].name)
+                || out.get(i + 1).is_some_and(|next| next.name == out[i].name)
+        })
+        .collect();
+    for (p, shared) in out.iter_mut().zip(shared) {
+        if shared {
+            let _ = write!(p.name, " #{}", p.id);
+        }
+    }
     out
 }
 
@@ -242,7 +272,7 @@ pub fn render_leaks(leaks: &[Leak]) -> String {
 /// static P: hotpool::Pool<u128> = hotpool::Pool::new();
 /// let x = P.alloc(1);
 /// let table = hotpool::stats::report();
-/// assert!(table.lines().next().unwrap().starts_with("type"));
+/// assert!(table.lines().next().unwrap().starts_with("pool"));
 /// assert!(table.contains("u128"));
 /// # drop(x);
 /// ```
@@ -258,7 +288,7 @@ pub fn report() -> String {
 /// ```
 pub fn render(pools: &[PoolStats]) -> String {
     const HEADERS: [&str; 11] = [
-        "type",
+        "pool",
         "size",
         "in-use",
         "local",
@@ -274,7 +304,7 @@ pub fn render(pools: &[PoolStats]) -> String {
         .iter()
         .map(|p| {
             [
-                short_type(p.type_name),
+                p.name.clone(),
                 p.object_size.to_string(),
                 p.in_use.to_string(),
                 p.local_free.to_string(),
@@ -312,23 +342,6 @@ pub fn render(pools: &[PoolStats]) -> String {
     out
 }
 
-/// The type name without module paths (`alloc::string::String` -> `String`).
-fn short_type(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut word = String::new();
-    for ch in name.chars() {
-        if ch.is_alphanumeric() || ch == '_' || ch == ':' {
-            word.push(ch);
-        } else {
-            out.push_str(word.rsplit("::").next().unwrap_or(""));
-            word.clear();
-            out.push(ch);
-        }
-    }
-    out.push_str(word.rsplit("::").next().unwrap_or(""));
-    out
-}
-
 /// `1536` -> `1.5 KiB`.
 pub(crate) fn human_bytes(n: usize) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -348,15 +361,6 @@ pub(crate) fn human_bytes(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_type_strips_paths_inside_generics() {
-        assert_eq!(
-            short_type("alloc::vec::Vec<alloc::string::String>"),
-            "Vec<String>"
-        );
-        assert_eq!(short_type("[u8; 64]"), "[u8; 64]");
-    }
 
     #[test]
     fn human_bytes_picks_unit() {

@@ -376,7 +376,7 @@ fn stats_balance() {
     let mut text = Vec::new();
     arena::stats_print(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("type"));
+    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("in-use"));
     let json = arena::stats_json();
     assert!(json.starts_with('{') && json.ends_with('}') && json.contains("\"classes\":["));
 }

@@ -333,7 +333,11 @@ impl<T> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let p = self.inner.load(Ordering::Acquire);
         if p.is_null() {
-            return PoolStats::unused(core::any::type_name::<T>(), mem::size_of::<T>());
+            return PoolStats::unused(
+                self.config.name,
+                core::any::type_name::<T>(),
+                mem::size_of::<T>(),
+            );
         }
         // SAFETY: the handle keeps the pool alive.
         PoolStats::collect(unsafe { &*p })
