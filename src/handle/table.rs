@@ -634,6 +634,7 @@ impl Table {
     /// it, stays below `GEN_RETIRED`). Only for tests of generation
     /// exhaustion: raising can only make existing `Weak`s stale, never make
     /// an old one match again.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn raise_generation(&self, slot: &Slot, generation: u32) {
         let generation = generation.min(GEN_RETIRED - 1);
         let mut cur = slot.state.load(Ordering::Relaxed);
