@@ -31,6 +31,7 @@
 /// assert_eq!(conf.decay_ms, hotpool::config::DEFAULT.decay_ms);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArenaConf {
     /// Number of arenas; 0 means four per CPU (at most 64).
     pub narenas: usize,
@@ -81,6 +82,7 @@ pub const DEFAULT: ArenaConf = ArenaConf {
 /// assert_eq!(seen, Some(ConfProblem::UnknownKey(b"colour")));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfProblem<'a> {
     /// A key hotpool does not know.
     UnknownKey(&'a [u8]),

@@ -8,7 +8,9 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `type_name` | the pooled type |
+//! | `name` | the pool's [`PoolConfig::name`](crate::PoolConfig::name), else the full path of its type; [`pools()`] appends ` #id` to names two pools share |
+//! | `id` | the pool's number, unique in the process (never reused) |
+//! | `type_name` | the pooled type's full path (`std::any::type_name`) |
 //! | `object_size` | `size_of` the type, bytes |
 //! | `slot_size` | bytes each object occupies (size rounded up to alignment) |
 //! | `chunk_size` | bytes per chunk obtained from the backing allocator |

@@ -379,7 +379,7 @@ fn stats_balance() {
     let mut text = Vec::new();
     arena::stats_print(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("type"));
+    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("pool"));
     assert!(
         text.contains("[u8; 24]"),
         "the pool table lists the pool:\n{text}"

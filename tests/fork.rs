@@ -8,7 +8,6 @@
 //! it as hung.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -96,8 +95,13 @@ fn fork_while_another_thread_allocates_and_frees_batches() {
     assert_eq!((hung, failed), (0, 0), "of 200 children, (hung, failed)");
 }
 
+/// Needs the `fault-injection` feature's `Pool::with_depot_locked` (CI runs
+/// `cargo test --all-features`).
+#[cfg(feature = "fault-injection")]
 #[test]
 fn fork_while_another_thread_is_inside_the_depot_lock() {
+    use std::sync::mpsc;
+
     static P: Pool<[u64; 4]> = Pool::with_config(TINY);
     // Some objects in the depot and chunks, so the child finds both used.
     drop((0..16u64).map(|i| P.alloc([i; 4])).collect::<Vec<_>>());

@@ -55,6 +55,41 @@ impl Geometry {
         if size == 0 || align == 0 || !align.is_power_of_two() || size > (1 << 40) {
             return None;
         }
+        let (slot, align, chunk) = Self::shape(size, align);
+        let fixed = core::mem::size_of::<ChunkHeader>();
+        // Capacity c must satisfy header(c) + c * slot <= chunk, where
+        // header(c) = round_up(fixed + 8 * ceil(c / 64), align).
+        let mut capacity = (chunk - fixed) * 8 / (slot * 8 + 1);
+        loop {
+            let header = round_up(fixed + 8 * capacity.div_ceil(64), align);
+            if header + capacity * slot <= chunk {
+                return Some(Geometry {
+                    slot,
+                    chunk,
+                    header,
+                    capacity,
+                });
+            }
+            capacity -= 1;
+        }
+    }
+
+    /// The chunk size for objects of `size` bytes aligned to `align`, as
+    /// in [`Geometry::of`] (0 for zero-sized objects), without the capacity
+    /// search: straight-line arithmetic that folds to a constant for
+    /// constant arguments. Dropping an unsized `Pooled` finds its chunk
+    /// with it from the value's dynamic size and alignment.
+    #[inline(always)]
+    pub(crate) const fn chunk_of(size: usize, align: usize) -> usize {
+        if size == 0 {
+            return 0;
+        }
+        Self::shape(size, align).2
+    }
+
+    /// Slot size, slot-0 alignment and chunk size for a valid layout.
+    #[inline(always)]
+    const fn shape(size: usize, align: usize) -> (usize, usize, usize) {
         let mut slot = round_up(size, align);
         // Slots a whole number of pages apart put every object's first
         // words in the same few cache sets; one extra line staggers them
@@ -79,21 +114,7 @@ impl Geometry {
         } else {
             want.next_power_of_two()
         };
-        // Capacity c must satisfy header(c) + c * slot <= chunk, where
-        // header(c) = round_up(fixed + 8 * ceil(c / 64), align).
-        let mut capacity = (chunk - fixed) * 8 / (slot * 8 + 1);
-        loop {
-            let header = round_up(fixed + 8 * capacity.div_ceil(64), align);
-            if header + capacity * slot <= chunk {
-                return Some(Geometry {
-                    slot,
-                    chunk,
-                    header,
-                    capacity,
-                });
-            }
-            capacity -= 1;
-        }
+        (slot, align, chunk)
     }
 
     /// Words in the free bitmap.

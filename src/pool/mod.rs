@@ -41,7 +41,10 @@
 //!   they are not counted as in use, and a trim reclaims them.
 //! * Zero-sized types take no memory and never touch the pool.
 //! * Pools are found from object addresses, so each `Pooled<T>` is one
-//!   pointer; unsized `Pooled<dyn Trait>` is not possible on stable Rust.
+//!   pointer. Unsized `Pooled<dyn Trait>` and `Pooled<[T]>` are made with
+//!   [`unsize!`](crate::unsize) (a pointer and its metadata, like `Box`);
+//!   their drop finds the pool from the address and the value's dynamic
+//!   size and alignment.
 
 mod central;
 #[cfg(any(feature = "checks", debug_assertions))]
@@ -358,7 +361,11 @@ impl<T> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let p = self.inner.load(Ordering::Acquire);
         if p.is_null() {
-            return PoolStats::unused(core::any::type_name::<T>(), mem::size_of::<T>());
+            return PoolStats::unused(
+                self.config.name,
+                core::any::type_name::<T>(),
+                mem::size_of::<T>(),
+            );
         }
         // SAFETY: the handle keeps the pool alive.
         PoolStats::collect(unsafe { &*p })

@@ -22,7 +22,14 @@ use crate::report::human_bytes;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// The pooled type's name.
+    /// The pool's name: the one given with
+    /// [`PoolConfig::name`](crate::PoolConfig::name), else the full path of
+    /// its type. [`pools()`] appends ` #id` when two pools have one name.
+    pub name: String,
+    /// The pool's number, unique in the process (never reused); 0 for a
+    /// pool that was never used.
+    pub id: u32,
+    /// The pooled type's full path (`std::any::type_name`).
     pub type_name: &'static str,
     /// `size_of` the pooled type, in bytes.
     pub object_size: usize,
@@ -60,8 +67,14 @@ pub struct PoolStats {
 
 impl PoolStats {
     /// Figures of a pool that was never used.
-    pub(crate) fn unused(type_name: &'static str, object_size: usize) -> PoolStats {
+    pub(crate) fn unused(
+        name: Option<&'static str>,
+        type_name: &'static str,
+        object_size: usize,
+    ) -> PoolStats {
         PoolStats {
+            name: name.unwrap_or(type_name).to_owned(),
+            id: 0,
             type_name,
             object_size,
             slot_size: 0,
@@ -88,6 +101,8 @@ impl PoolStats {
         let (local_free, threads) = super::cached_in_threads(hot.id, inner.serial());
         let capacity = c.chunks * hot.geo.capacity;
         PoolStats {
+            name: hot.config.name.unwrap_or(hot.type_name).to_owned(),
+            id: inner.serial(),
             type_name: hot.type_name,
             object_size: hot.object_size,
             slot_size: hot.geo.slot,
@@ -113,19 +128,32 @@ impl PoolStats {
 }
 
 /// Statistics of every live pool in the process (pools used at least once
-/// and not dropped, or dropped with objects still alive), by type name.
+/// and not dropped, or dropped with objects still alive), by name. Pools
+/// that share a name (two unnamed pools of one type) get ` #id` appended,
+/// so every name in the list is distinct.
 ///
 /// ```
 /// static ORDERS: hotpool::Pool<[u64; 4]> = hotpool::Pool::new();
 /// let o = ORDERS.alloc([1, 2, 3, 4]);
 /// let all = hotpool::stats::pools();
-/// assert!(all.iter().any(|p| p.type_name.contains("[u64; 4]") && p.in_use >= 1));
+/// assert!(all.iter().any(|p| p.name == "[u64; 4]" && p.in_use >= 1));
 /// # drop(o);
 /// ```
 pub fn pools() -> Vec<PoolStats> {
     let mut out = Vec::new();
     super::for_each_pool(|inner| out.push(PoolStats::collect(inner)));
-    out.sort_by(|a, b| a.type_name.cmp(b.type_name));
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let shared: Vec<bool> = (0..out.len())
+        .map(|i| {
+            (i > 0 && out[i - 1].name == out[i].name)
+                || out.get(i + 1).is_some_and(|next| next.name == out[i].name)
+        })
+        .collect();
+    for (p, shared) in out.iter_mut().zip(shared) {
+        if shared {
+            let _ = write!(p.name, " #{}", p.id);
+        }
+    }
     out
 }
 
@@ -217,7 +245,7 @@ pub fn render_leaks(leaks: &[Leak]) -> String {
 /// static P: hotpool::Pool<u128> = hotpool::Pool::new();
 /// let x = P.alloc(1);
 /// let table = hotpool::stats::report();
-/// assert!(table.lines().next().unwrap().starts_with("type"));
+/// assert!(table.lines().next().unwrap().starts_with("pool"));
 /// assert!(table.contains("u128"));
 /// # drop(x);
 /// ```
@@ -233,7 +261,7 @@ pub fn report() -> String {
 /// ```
 pub fn render(pools: &[PoolStats]) -> String {
     const HEADERS: [&str; 11] = [
-        "type",
+        "pool",
         "size",
         "in-use",
         "local",
@@ -249,7 +277,7 @@ pub fn render(pools: &[PoolStats]) -> String {
         .iter()
         .map(|p| {
             [
-                short_type(p.type_name),
+                p.name.clone(),
                 p.object_size.to_string(),
                 p.in_use.to_string(),
                 p.local_free.to_string(),
@@ -287,23 +315,6 @@ pub fn render(pools: &[PoolStats]) -> String {
     out
 }
 
-/// The type name without module paths (`alloc::string::String` -> `String`).
-fn short_type(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut word = String::new();
-    for ch in name.chars() {
-        if ch.is_alphanumeric() || ch == '_' || ch == ':' {
-            word.push(ch);
-        } else {
-            out.push_str(word.rsplit("::").next().unwrap_or(""));
-            word.clear();
-            out.push(ch);
-        }
-    }
-    out.push_str(word.rsplit("::").next().unwrap_or(""));
-    out
-}
-
 /// Registers this layer's reports with the layers below, which cannot
 /// name it: the pool table in [`crate::arena::stats_print`] and the leak
 /// report that `HOTPOOL_CONF=leak_report` prints at exit. Called when a
@@ -321,18 +332,4 @@ fn write_report(out: &mut String) {
 /// The leak report, written to stderr (at exit).
 fn print_leaks() {
     crate::sys::write_stderr(render_leaks(&leaks()).as_bytes());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_type_strips_paths_inside_generics() {
-        assert_eq!(
-            short_type("alloc::vec::Vec<alloc::string::String>"),
-            "Vec<String>"
-        );
-        assert_eq!(short_type("[u8; 64]"), "[u8; 64]");
-    }
 }
