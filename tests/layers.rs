@@ -4,7 +4,7 @@
 //!
 //! | rank | modules |
 //! |---|---|
-//! | 0 | `sys`, `sync`, `error`, `testing`, `valgrind` (the OS and leaf types) |
+//! | 0 | `sys`, `sync`, `list`, `error`, `testing`, `valgrind` (the OS and leaf types) |
 //! | 1 | `report` (the one report writer) |
 //! | 2 | `config` (the `HOTPOOL_CONF` parser) |
 //! | 3 | `debug`, `checks` (debug modes; the checks every layer shares) |
@@ -26,12 +26,12 @@ use std::path::{Path, PathBuf};
 /// test does not know (a new module must be placed in a layer here).
 fn rank_of(name: &str) -> Option<u8> {
     Some(match name {
-        "sys" | "sync" | "error" | "testing" | "valgrind" | "AllocError" => 0,
+        "sys" | "sync" | "list" | "error" | "testing" | "valgrind" | "AllocError" => 0,
         "report" => 1,
         "config" => 2,
         "debug" | "checks" => 3,
         "arena" | "HotAlloc" => 4,
-        "pool" | "Pool" | "Pooled" | "PoolConfig" | "Backing" => 5,
+        "pool" | "Pool" | "Pooled" | "PoolConfig" | "Backing" | "unsize" => 5,
         "handle" | "Shared" | "Weak" => 6,
         "stats" => 7,
         _ => return None,
