@@ -71,7 +71,9 @@ pub mod config;
 mod debug;
 mod error;
 pub mod handle;
+mod list;
 pub mod pool;
+mod report;
 pub mod stats;
 mod sync;
 mod sys;
@@ -81,6 +83,22 @@ pub mod testing;
 #[cfg(any(feature = "checks", debug_assertions))]
 mod valgrind;
 
+/// The `allocator_api2` crate, re-exported so that collections over
+/// [`HotAlloc`] need no extra dependency (its `Allocator` trait is the
+/// stable mirror of the unstable `std::alloc::Allocator`).
+///
+/// ```
+/// use hotpool::allocator_api2::vec::Vec;
+/// use hotpool::HotAlloc;
+///
+/// let mut v: Vec<u32, HotAlloc> = Vec::new_in(HotAlloc);
+/// v.extend([1, 2, 3]);
+/// assert_eq!(v.iter().sum::<u32>(), 6);
+///
+/// let b = hotpool::allocator_api2::boxed::Box::new_in([0u8; 64], HotAlloc);
+/// assert_eq!(b.len(), 64);
+/// ```
+pub use allocator_api2;
 pub use arena::HotAlloc;
 pub use error::AllocError;
 pub use handle::{Shared, Weak};
