@@ -55,7 +55,10 @@ fn load_average() -> Option<f64> {
 
 /// What each column of `hotpool::stats::report()` means.
 const COLUMNS: [(&str, &str); 11] = [
-    ("type", "the pooled type"),
+    (
+        "pool",
+        "the pool's name (PoolConfig::name), else its type's path",
+    ),
     ("size", "bytes per object (size_of the type)"),
     ("in-use", "objects the program owns now"),
     (

@@ -44,6 +44,7 @@
 //! | `checks` | compiles the debug checks (poisoning, double and foreign free detection, valgrind client requests; switched on at run time by `HOTPOOL_CONF`) into release builds; debug builds always have them |
 //! | `initial-exec-tls` | on x86-64 Linux, the arena's thread-cache pointer is an initial-exec thread-local declared in assembly instead of a `thread_local!`; for shared libraries (`hotpool-malloc` turns it on) |
 //! | `fault-injection` | the `testing` module, which makes backing allocations fail on demand (for tests of the `try_` paths) |
+//! | `test-hooks` | hidden hooks for the crate's own tests (`tests/handle_hooks.rs`); not for users |
 //!
 //! None is on by default.
 //!
