@@ -604,15 +604,26 @@ fn check_slab_offset(p: *const u8, off: usize, class: usize) {
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: forwarded contract.
+    unsafe { size_and_class(p) }.0
+}
+
+/// The usable size of `p` and, for a small block, its class (`None` for
+/// large runs and huge blocks), both from the metadata.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+unsafe fn size_and_class(p: *const u8) -> (usize, Option<usize>) {
+    // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         // SAFETY: the header of a live mapping.
-        Owner::Huge(h) => unsafe { (*h).usable },
+        Owner::Huge(h) => (unsafe { (*h).usable }, None),
         // SAFETY: the metadata of a live run.
         Owner::Run(m) => unsafe {
             if (*m).state == RUN_SLAB {
-                CLASS_SIZE[(*m).class as usize]
+                let class = (*m).class as usize;
+                (CLASS_SIZE[class], Some(class))
             } else {
-                (*m).npages as usize * PAGE
+                ((*m).npages as usize * PAGE, None)
             }
         },
     }
@@ -633,11 +644,12 @@ pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -
 /// # Safety
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new: usize) -> *mut u8 {
+    // The class comes from the metadata, not from the size: an over-aligned
+    // large run or huge block can have the size of a small class.
     // SAFETY: forwarded contract.
-    let old = unsafe { usable_size(p) };
-    // A small block's usable size is its class size, whose class is its own.
-    // SAFETY: forwarded contract.
-    unsafe { resize(p, small_class_of(old, 1), old, align, new) }
+    let (old, class) = unsafe { size_and_class(p) };
+    // SAFETY: forwarded contract; `class` is `p`'s own.
+    unsafe { resize(p, class, old, align, new) }
 }
 
 /// Shared by both reallocs: `p` holds `old` bytes and is of small class
