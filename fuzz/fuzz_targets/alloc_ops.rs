@@ -600,6 +600,13 @@ fn free_block(b: Block, how: FreeHow) {
     }
 }
 
+/// Whether to print each operation (set `FUZZ_TRACE=1` when replaying a
+/// finding).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
+}
+
 fuzz_target!(|input: &[u8]| {
     let mut u = arbitrary::Unstructured::new(input);
     let Ok(ops) = u.arbitrary_iter::<Op>() else {
@@ -608,6 +615,9 @@ fuzz_target!(|input: &[u8]| {
     let mut m = Model::new();
     for op in ops.take(256) {
         let Ok(op) = op else { break };
+        if trace() {
+            eprintln!("{op:?}");
+        }
         match op {
             Op::Alloc { api, size, align } => m.alloc(api, size.get(), align.get()),
             Op::Free { idx, how } => m.free(idx, how),
