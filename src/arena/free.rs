@@ -211,15 +211,26 @@ fn check_slab_offset(p: *const u8, off: usize, class: usize) {
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: forwarded contract.
+    unsafe { size_and_class(p) }.0
+}
+
+/// The usable size of `p` and, for a small block, its class (`None` for
+/// large runs and huge blocks), both from the metadata.
+///
+/// # Safety
+/// `p` is a live allocation of this allocator.
+pub(crate) unsafe fn size_and_class(p: *const u8) -> (usize, Option<usize>) {
+    // SAFETY: forwarded contract.
     match unsafe { lookup(p) } {
         // SAFETY: the header of a live mapping.
-        Owner::Huge(h) => unsafe { (*h).usable },
+        Owner::Huge(h) => (unsafe { (*h).usable }, None),
         // SAFETY: the metadata of a live run.
         Owner::Run(m) => unsafe {
             if (*m).state == RUN_SLAB {
-                CLASS_SIZE[(*m).class as usize]
+                let class = (*m).class as usize;
+                (CLASS_SIZE[class], Some(class))
             } else {
-                (*m).npages as usize * PAGE
+                ((*m).npages as usize * PAGE, None)
             }
         },
     }

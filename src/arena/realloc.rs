@@ -6,7 +6,7 @@ use core::ptr;
 
 use super::alloc::{alloc_with, small_class_of, MAX_RUN_ALIGN};
 use super::chunk::*;
-use super::free::{free, usable_size};
+use super::free::{free, size_and_class, usable_size};
 use super::huge::huge_resize;
 use super::size_class::*;
 use super::tcache;
@@ -26,11 +26,12 @@ pub(crate) unsafe fn realloc(p: *mut u8, old: usize, align: usize, new: usize) -
 /// # Safety
 /// `p` is a live allocation of this allocator.
 pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new: usize) -> *mut u8 {
+    // The class comes from the metadata, not from the size: an over-aligned
+    // large run or huge block can have the size of a small class.
     // SAFETY: forwarded contract.
-    let old = unsafe { usable_size(p) };
-    // A small block's usable size is its class size, whose class is its own.
-    // SAFETY: forwarded contract.
-    unsafe { resize(p, small_class_of(old, 1), old, align, new) }
+    let (old, class) = unsafe { size_and_class(p) };
+    // SAFETY: forwarded contract; `class` is `p`'s own.
+    unsafe { resize(p, class, old, align, new) }
 }
 
 /// Shared by both reallocs: `p` holds `old` bytes and is of small class
