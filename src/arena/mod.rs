@@ -560,12 +560,13 @@ pub fn set_stats_enabled(on: bool) {
 
 /// A block of `size` bytes aligned to `align` (both at least 1 MiB in
 /// practice) mapped straight from the OS, for pool chunks
-/// (`Backing::Arena`); unmapped by [`dealloc_chunk`].
+/// (`Backing::Arena`); freed by [`dealloc_chunk`].
 pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
     huge::huge_alloc(size, align, false, false)
 }
 
-/// Returns a block from [`alloc_chunk`] to the OS.
+/// Frees a block from [`alloc_chunk`] as a huge block: unmapped, or kept
+/// mapped for reuse until `decay_ms` passes (see the module docs).
 ///
 /// # Safety
 ///
