@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly-2026-05-20}"
+TOOLCHAIN="${FUZZ_TOOLCHAIN:-$(cat .ci/nightly)}"
 CARGO_FUZZ_VERSION="0.13.2"
 SECONDS_EACH="${1:-30}"
 shift || true

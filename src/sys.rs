@@ -6,6 +6,9 @@
 
 use core::ptr::NonNull;
 
+#[cfg(miri)]
+mod miri;
+
 /// The size of a virtual memory page, read once from the OS.
 pub(crate) fn page_size() -> usize {
     use core::sync::atomic::{AtomicUsize, Ordering};
@@ -55,8 +58,12 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<No
 ///
 /// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _, _)`
 /// that was not unmapped yet, and nothing may use the memory afterwards.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());
+    #[cfg(miri)]
+    // SAFETY: the caller guarantees the range is one live mapping of ours.
+    return unsafe { miri::unmap(ptr.as_ptr(), size) };
     // SAFETY: the caller guarantees the range is one live mapping of ours.
     let rc = unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
     debug_assert_eq!(rc, 0, "munmap of a hotpool chunk failed");
@@ -65,11 +72,19 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
 ///
 /// Used by statistics and tests; returns 0 where the file cannot be read.
+/// Under Miri, which has no `/proc`, the bytes hotpool has mapped.
 ///
 /// ```
-/// assert!(hotpool::stats::resident_bytes() > 0);
+/// use hotpool::Pool;
+/// static PAGES: Pool<[u8; 4096]> = Pool::new();
+/// let page = PAGES.alloc([1; 4096]);
+/// assert!(hotpool::stats::resident_bytes() >= 4096);
+/// # drop(page);
 /// ```
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub fn resident_bytes() -> usize {
+    #[cfg(miri)]
+    return miri::mapped_bytes();
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };
@@ -88,11 +103,14 @@ pub fn resident_bytes() -> usize {
 
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     #[cfg(feature = "fault-injection")]
     if crate::testing::inject() {
         return None;
     }
+    #[cfg(miri)]
+    return miri::map(len, page_size());
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choice touches no existing memory.
     let raw = unsafe {
@@ -117,7 +135,10 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
 /// unreadable address as an error; where that call is refused, the page is
 /// checked to be mapped (`mincore`) and read directly.
 #[cfg(any(feature = "checks", debug_assertions))]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
+    #[cfg(miri)]
+    return miri::peek_u32(p);
     let mut out = 0u32;
     let local = libc::iovec {
         iov_base: (&mut out as *mut u32).cast(),
@@ -155,10 +176,14 @@ pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
 ///
 /// The range must be page-aligned, lie inside mappings of ours, and nothing
 /// may use the memory afterwards.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
     if len == 0 {
         return;
     }
+    #[cfg(miri)]
+    // SAFETY: the caller guarantees the range is ours and unused.
+    return unsafe { miri::unmap(ptr, len) };
     // SAFETY: the caller guarantees the range is ours and unused.
     let rc = unsafe { libc::munmap(ptr.cast(), len) };
     debug_assert_eq!(rc, 0, "munmap of an arena range failed");
@@ -172,7 +197,16 @@ pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
 ///
 /// The range must be page-aligned, inside a private anonymous mapping of
 /// ours, and hold no data anyone needs.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    #[cfg(miri)]
+    {
+        // Miri has no madvise: zero the pages, as the caller counts on.
+        // SAFETY: the caller guarantees the range is ours and its contents
+        // dead.
+        unsafe { ptr.write_bytes(0, len) };
+        return true;
+    }
     // SAFETY: the caller guarantees the range is ours and its contents dead.
     unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) == 0 }
 }
@@ -183,7 +217,11 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 ///
 /// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
+    // Miri has no mremap: the caller moves the block instead.
+    #[cfg(miri)]
+    return false;
     // SAFETY: without MREMAP_MAYMOVE the kernel either resizes this mapping
     // of ours where it is or fails; nothing else is touched.
     let raw = unsafe { libc::mremap(ptr.cast(), old, new, 0) };
