@@ -12,8 +12,14 @@
 //! `Weak::upgrade` returning `None`, safely, although the link's memory was
 //! freed and reused.
 //!
+//! What it prints: the message rate of each run, hotpool's pool statistics
+//! table with every column explained, and the ratio of the two rates. The
+//! comparison only means something when each worker has a CPU to itself:
+//! the example says so when there are more workers than CPUs or when other
+//! programs keep the CPUs busy.
+//!
 //! ```sh
-//! cargo run --release --example router                       # 4 workers, 3 s per run, 2 KiB messages
+//! cargo run --release --example router          # one worker per CPU (2 to 4), 3 s per run, 2 KiB messages
 //! cargo run --release --example router -- --threads 8 --duration 5 --size 8192
 //! ```
 
@@ -36,9 +42,56 @@ impl Heap for Boxes {
     }
 }
 
+/// CPUs this process may run on (1 if unknown).
+fn cpus() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The 1-minute load average (runnable threads, averaged), if the OS says.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// What each column of `hotpool::stats::report()` means.
+const COLUMNS: [(&str, &str); 11] = [
+    (
+        "pool",
+        "the pool's name (PoolConfig::name), else its type's path",
+    ),
+    ("size", "bytes per object (size_of the type)"),
+    ("in-use", "objects the program owns now"),
+    (
+        "local",
+        "free objects in threads' own free lists, reused without a lock",
+    ),
+    (
+        "depot",
+        "free objects in the pool's shared depot, moved to threads in batches",
+    ),
+    (
+        "chunk-free",
+        "free slots left in the chunks (never handed out, or given back)",
+    ),
+    ("chunks", "chunks of objects the pool holds"),
+    ("held", "memory the pool holds: chunks x chunk size"),
+    (
+        "to-depot",
+        "batches of freed objects threads handed to the depot, cumulative",
+    ),
+    (
+        "from-depot",
+        "batches threads took from the depot, cumulative",
+    ),
+    (
+        "contention",
+        "times a thread found the depot lock taken, cumulative",
+    ),
+];
+
 fn parse() -> Options {
     let mut opts = Options {
-        threads: 4,
+        threads: cpus().clamp(2, 4),
         duration: Duration::from_secs(3),
         size: 2048,
     };
@@ -68,7 +121,7 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("router: {problem}");
     }
-    eprintln!("usage: router [--threads N (>= 2, default 4)] [--duration SECONDS (default 3)] [--size BYTES (default 2048)]");
+    eprintln!("usage: router [--threads N (>= 2, default: CPUs, at most 4)] [--duration SECONDS (default 3)] [--size BYTES (default 2048)]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
@@ -92,6 +145,7 @@ fn report(name: &str, r: &RunResult) -> f64 {
 
 fn main() {
     let opts = parse();
+    let (cpus, load) = (cpus(), load_average());
     println!(
         "router: {} workers, {}-byte messages in {}-byte buffers, {} s per run",
         opts.threads,
@@ -99,22 +153,56 @@ fn main() {
         BUFFER_SIZE,
         opts.duration.as_secs_f64()
     );
+    println!(
+        "Runs the same message router twice and compares the message rates: first\n\
+         with messages and buffers from hotpool's typed pools (Pooled<T>), then with\n\
+         Box<T> on the system allocator. Links are Shared<Link>, referred to by\n\
+         Weak<Link> in both runs."
+    );
+    // Measured before the runs, so the figure is other programs' load.
+    let busy = load.is_some_and(|l| l > cpus as f64 * 0.5);
+    if opts.threads > cpus {
+        println!(
+            "warning: {} workers on {cpus} CPUs: workers wait for a CPU, so the rates\n  \
+             measure the scheduler as much as the memory allocator",
+            opts.threads
+        );
+    }
+    if busy {
+        println!(
+            "warning: the machine is busy (load average {:.1} on {cpus} CPUs before the runs):\n  \
+             other programs take CPU time from the workers, so the comparison is noisy",
+            load.unwrap_or(0.0)
+        );
+    }
+
     println!("\n== {} ==", Pools::NAME);
     let pooled = run::<Pools>(&opts);
     let pooled_rate = report(Pools::NAME, &pooled);
     println!(
-        "\npool statistics (hotpool::stats::report()):\n{}",
+        "\npool statistics (hotpool::stats::report(), after the run):\n{}",
         hotpool::stats::report()
     );
+    for (column, meaning) in COLUMNS {
+        println!("  {column:<10}  {meaning}");
+    }
+    println!();
 
     println!("== {} ==", Boxes::NAME);
     let boxed = run::<Boxes>(&opts);
     let boxed_rate = report(Boxes::NAME, &boxed);
 
+    let ratio = pooled_rate / boxed_rate;
     println!(
-        "\nhotpool / Box throughput: {:.2}x  ({} workers on {} CPUs)",
-        pooled_rate / boxed_rate,
+        "\nhotpool / Box throughput: {ratio:.2}x  ({} workers on {cpus} CPUs; above 1: hotpool\n\
+         routed more messages per second than Box)",
         opts.threads,
-        thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if (0.9..=1.1).contains(&ratio) && (busy || opts.threads > cpus) {
+        println!(
+            "note: a ratio this close to 1 on an oversubscribed or busy machine says nothing\n  \
+             about the allocators; run again on an idle machine with --threads {}",
+            cpus.max(2)
+        );
+    }
 }

@@ -11,8 +11,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
-# The library, the integration tests and the examples; not the benches, whose
-# peers (jemalloc, mimalloc) are C code the sanitizers do not instrument.
+# hotpool's library and integration tests (the workspace's default member);
+# not hotpool-bench, whose peers (jemalloc, mimalloc) are C code the
+# sanitizers do not instrument.
 TESTS=(--no-fail-fast --lib --tests)
 # Tests whose assertions a sanitizer's own memory makes meaningless:
 # pool_memory measures the resident set, which under ASan includes the

@@ -31,6 +31,7 @@
 /// assert_eq!(conf.decay_ms, hotpool::config::DEFAULT.decay_ms);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArenaConf {
     /// Number of arenas; 0 means four per CPU (at most 64).
     pub narenas: usize,
@@ -81,6 +82,7 @@ pub const DEFAULT: ArenaConf = ArenaConf {
 /// assert_eq!(seen, Some(ConfProblem::UnknownKey(b"colour")));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfProblem<'a> {
     /// A key hotpool does not know.
     UnknownKey(&'a [u8]),
@@ -201,12 +203,9 @@ pub(crate) fn from_env() -> ArenaConf {
 /// Writes one line about `problem` to stderr with `write(2)` from a fixed
 /// buffer (no allocation; used during allocator start-up).
 pub(crate) fn warn_stderr(problem: ConfProblem<'_>) {
-    let mut buf = [0u8; 256];
-    let mut len = 0;
+    let mut r = crate::report::Report::new();
     let mut put = |s: &[u8]| {
-        let n = s.len().min(buf.len() - len);
-        buf[len..len + n].copy_from_slice(&s[..n]);
-        len += n;
+        r.bytes(s);
     };
     put(b"hotpool: HOTPOOL_CONF: ");
     match problem {
@@ -229,7 +228,7 @@ pub(crate) fn warn_stderr(problem: ConfProblem<'_>) {
         }
     }
     put(b"\n");
-    crate::sys::write_stderr(&buf[..len]);
+    r.emit();
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! The fast paths therefore carry no check at all, whether the modes are
 //! compiled in or not; the slow paths pay one relaxed load.
 
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering::*};
 use std::backtrace::Backtrace;
 use std::collections::BTreeMap;
 
@@ -76,9 +76,25 @@ fn init() -> u8 {
     }
 }
 
+/// The leak report printed at exit with `HOTPOOL_CONF=leak_report`: a
+/// `fn()` registered by the pool layer ([`set_leak_report`]), which this
+/// module, below it, cannot name.
+static LEAK_REPORT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the function that prints the leak report at exit.
+pub(crate) fn set_leak_report(report: fn()) {
+    LEAK_REPORT.store(report as *mut (), Release);
+}
+
 extern "C" fn print_leaks_at_exit() {
-    let text = crate::stats::render_leaks(&crate::stats::leaks());
-    crate::sys::write_stderr(text.as_bytes());
+    let report = LEAK_REPORT.load(Acquire);
+    if !report.is_null() {
+        // SAFETY: `set_leak_report` stores nothing but `fn()` pointers, and
+        // a function pointer survives the round trip through a data pointer
+        // on every platform Rust supports.
+        let report: fn() = unsafe { core::mem::transmute(report) };
+        report();
+    }
 }
 
 /// Allocation sites of live pool objects: address -> (pool serial, stack).

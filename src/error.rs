@@ -32,6 +32,9 @@ pub enum AllocError {
         /// Alignment requested, in bytes.
         align: usize,
     },
+    /// The process-wide handle table of [`Shared`](crate::Shared) has no
+    /// free slot and cannot grow (2^32 - 64 slots in use or retired).
+    HandleTableFull,
 }
 
 impl fmt::Display for AllocError {
@@ -45,6 +48,9 @@ impl fmt::Display for AllocError {
                 f,
                 "hotpool: unsupported layout: {size} bytes aligned to {align} cannot be served"
             ),
+            AllocError::HandleTableFull => {
+                f.write_str("hotpool: the handle table is full (2^32 - 64 slots)")
+            }
         }
     }
 }

@@ -17,8 +17,9 @@
 //!    classes, thread caches, several arenas, cross-thread frees, decay-based
 //!    purging, statistics and `HOTPOOL_CONF` tuning; usable as
 //!    `#[global_allocator]` and through `allocator_api2`.
-//! 4. **Statistics** ([`stats`]): per-pool figures and a process-wide table,
-//!    like the router's `qdstat -m`.
+//!
+//! Beside them, **statistics** ([`stats`]): per-pool figures and a
+//! process-wide table, like the router's `qdstat -m`.
 //!
 //! ## Usage
 //!
@@ -36,6 +37,17 @@
 //! println!("{}", hotpool::stats::report());
 //! ```
 //!
+//! ## Cargo features
+//!
+//! | feature | effect |
+//! |---|---|
+//! | `checks` | compiles the debug checks (poisoning, double and foreign free detection, valgrind client requests; switched on at run time by `HOTPOOL_CONF`) into release builds; debug builds always have them |
+//! | `initial-exec-tls` | on x86-64 Linux, the arena's thread-cache pointer is an initial-exec thread-local declared in assembly instead of a `thread_local!`; for shared libraries (`hotpool-malloc` turns it on) |
+//! | `fault-injection` | the `testing` module, which makes backing allocations fail on demand (for tests of the `try_` paths) |
+//! | `test-hooks` | hidden hooks for the crate's own tests (`tests/handle_hooks.rs`); not for users |
+//!
+//! None is on by default.
+//!
 //! ## Safety and correctness
 //!
 //! Unsafe code lives in a few modules (`pool::chunk`, `pool::central`,
@@ -48,6 +60,7 @@
 //! freed memory is poisoned and raw frees are validated; see the README's
 //! "Debug checks and leak report" and [`stats::leaks`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -59,15 +72,34 @@ pub mod config;
 mod debug;
 mod error;
 pub mod handle;
+mod list;
 pub mod pool;
+mod report;
 pub mod stats;
 mod sync;
 mod sys;
 #[cfg(feature = "fault-injection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fault-injection")))]
 pub mod testing;
 #[cfg(any(feature = "checks", debug_assertions))]
 mod valgrind;
 
+/// The `allocator_api2` crate, re-exported so that collections over
+/// [`HotAlloc`] need no extra dependency (its `Allocator` trait is the
+/// stable mirror of the unstable `std::alloc::Allocator`).
+///
+/// ```
+/// use hotpool::allocator_api2::vec::Vec;
+/// use hotpool::HotAlloc;
+///
+/// let mut v: Vec<u32, HotAlloc> = Vec::new_in(HotAlloc);
+/// v.extend([1, 2, 3]);
+/// assert_eq!(v.iter().sum::<u32>(), 6);
+///
+/// let b = hotpool::allocator_api2::boxed::Box::new_in([0u8; 64], HotAlloc);
+/// assert_eq!(b.len(), 64);
+/// ```
+pub use allocator_api2;
 pub use arena::HotAlloc;
 pub use error::AllocError;
 pub use handle::{Shared, Weak};

@@ -21,59 +21,39 @@ pub(crate) fn page_size() -> usize {
     page
 }
 
-/// Maps `size` bytes of fresh, zeroed, read-write memory whose address is a
-/// multiple of `align`.
+/// Maps `size` bytes of fresh, zeroed, read-write memory placed so that
+/// the address `offset` bytes into it is a multiple of `align`: pool and
+/// arena chunks (`offset` 0) and huge blocks, whose header page precedes
+/// an aligned object (`offset` one page). The one aligned mapping of
+/// hotpool: it over-maps by `align` ([`map`]) and unmaps the misaligned
+/// head and the unused tail.
 ///
-/// `size` and `align` must be powers of two, `align` at least a page;
-/// returns `None` when the OS refuses or the arithmetic would overflow.
-pub(crate) fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
-    debug_assert!(size.is_power_of_two() && align.is_power_of_two());
-    #[cfg(feature = "fault-injection")]
-    if crate::testing::inject() {
-        return None;
-    }
+/// `align` must be a power of two, `size` and `offset` multiples of the
+/// page size; returns `None` when the OS refuses or the arithmetic would
+/// overflow.
+pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
+    debug_assert!(align.is_power_of_two() && offset % page_size() == 0);
+    debug_assert!(size.is_power_of_two() || size % page_size() == 0);
     let align = align.max(page_size());
     let size = size.max(page_size());
-    // Over-map by `align` so an aligned block of `size` fits, then cut the
-    // misaligned head and the unused tail away.
     let len = size.checked_add(align)?;
-    // SAFETY: an anonymous private mapping at an address of the kernel's
-    // choice touches no existing memory.
-    let raw = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if raw == libc::MAP_FAILED {
-        return None;
-    }
-    let start = raw as usize;
-    let aligned = (start + align - 1) & !(align - 1);
-    let head = aligned - start;
-    let tail = len - head - size;
-    // SAFETY: both ranges lie inside the mapping made above and outside the
-    // aligned block returned to the caller.
+    let raw = map(len)?.as_ptr() as usize;
+    let start = ((raw + offset + align - 1) & !(align - 1)) - offset;
+    let (head, tail) = (start - raw, raw + len - (start + size));
+    // SAFETY: both ranges lie inside the mapping made above (`start - raw`
+    // is below `align`) and outside the block returned to the caller.
     unsafe {
-        if head > 0 {
-            libc::munmap(raw, head);
-        }
-        if tail > 0 {
-            libc::munmap((aligned + size) as *mut libc::c_void, tail);
-        }
+        unmap_range(raw as *mut u8, head);
+        unmap_range((start + size) as *mut u8, tail);
     }
-    NonNull::new(aligned as *mut u8)
+    NonNull::new(start as *mut u8)
 }
 
 /// Returns a block from [`map_aligned`] to the OS.
 ///
 /// # Safety
 ///
-/// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _)`
+/// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _, _)`
 /// that was not unmapped yet, and nothing may use the memory afterwards.
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());

@@ -45,6 +45,7 @@ pub fn fail_every(n: usize) {
 /// assert_eq!(hotpool::testing::faults().requests, 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Faults {
     /// Requests to backing allocators while injection was on.
     pub requests: usize,

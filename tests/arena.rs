@@ -373,10 +373,18 @@ fn stats_balance() {
     }
     let end = arena::stats();
     assert_eq!(end.allocated, base.allocated, "allocated goes back down");
+    // The pool layer adds its table once a pool exists.
+    static REPORTED: hotpool::Pool<[u8; 24]> = hotpool::Pool::new();
+    let kept = REPORTED.alloc([0; 24]);
     let mut text = Vec::new();
     arena::stats_print(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("type"));
+    assert!(text.contains("allocated") && text.contains("pools:") && text.contains("pool"));
+    assert!(
+        text.contains("[u8; 24]"),
+        "the pool table lists the pool:\n{text}"
+    );
+    drop(kept);
     let json = arena::stats_json();
     assert!(json.starts_with('{') && json.ends_with('}') && json.contains("\"classes\":["));
 }

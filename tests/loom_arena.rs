@@ -20,19 +20,19 @@
 //! |---|---|
 //! | [`SpinLock::lock`], `lock_contended`, [`Guard`] drop | `arena/lock.rs` `SpinLock::lock`, `lock_contended`, `Guard::drop` |
 //! | [`SpinLock::force_lock`] / [`SpinLock::force_unlock`] | the same (fork handlers) |
-//! | [`Bin`] | `arena/heap.rs` `Bin` (`nonfull`, `spare`) |
+//! | [`Bin`] | `arena/bin.rs` `Bin` (`nonfull`, `spare`) |
 //! | [`Slab`] | the bin-guarded fields of `RunMeta` (`free_bits`, `nfree`, `prev`, `next`) |
 //! | [`Run`] | the run-lock-guarded fields of `RunMeta` (`state`, `class`) and the slab's page map entries |
 //! | [`Arena::alloc_run`] / [`Arena::free_run`] | `Arena::alloc_run` / `Arena::free_run` (buckets abstracted) |
 //! | [`Arena::bin_fill`] | `Arena::bin_fill` |
 //! | [`Arena::bin_flush`] | `Arena::bin_flush` (+ `report_bad_free`) |
-//! | [`Arena::locate`] | `heap.rs` `locate` |
+//! | [`Arena::locate`] | `bin.rs` `locate` |
 //! | [`Arena::init_slab`], [`Arena::list_push`], [`Arena::list_remove`] | `init_slab`, `list_push`, `list_remove` |
 //! | [`Arena::fork_prepare`] / [`Arena::fork_release`] | `Arena::fork_prepare` / `fork_release` |
-//! | [`Arena::small_class_at`] | `arena/global.rs` `small_class_at` |
-//! | [`Thread::alloc`] / `alloc_slow` | `arena/tcache.rs` `alloc` / `alloc_slow` (+ `global::alloc_direct`) |
+//! | [`Arena::small_class_at`] | `arena/free.rs` `small_class_at` |
+//! | [`Thread::alloc`] / `alloc_slow` | `arena/tcache.rs` `alloc` / `alloc_slow` (+ `alloc::alloc_direct`) |
 //! | [`Thread::free`] / `free_slow` | `tcache::free` / `free_slow` (with its set-up path) |
-//! | [`Thread::free_unchecked`] | `global::free_unchecked` (small objects) |
+//! | [`Thread::free_unchecked`] | `free::free_unchecked` (small objects) |
 //! | `Thread::setup` | `tcache::setup` + `make` |
 //! | `Thread::flush` | `tcache::flush` (small classes) |
 //! | [`Thread::thread_exit`] | `tcache::thread_exit` -> `flush_all` |
@@ -203,7 +203,7 @@ impl<T> Drop for Guard<'_, T> {
     }
 }
 
-/// `heap.rs` `Bin`: the non-full list's head and the spare slab.
+/// `bin.rs` `Bin`: the non-full list's head and the spare slab.
 #[derive(Default)]
 struct Bin {
     nonfull: Option<usize>,
@@ -228,7 +228,7 @@ enum Run {
     Slab { class: usize },
 }
 
-/// `heap.rs` `Runs`, abstracted: which slab-sized runs are free.
+/// `runs.rs` `Runs`, abstracted: which slab-sized runs are free.
 struct Runs {
     free: [bool; NSLABS],
 }
@@ -430,7 +430,7 @@ impl Arena {
         self.bin.force_unlock();
     }
 
-    /// `global::small_class_at`: the class from the page map alone.
+    /// `free::small_class_at`: the class from the page map alone.
     fn small_class_at(&self, p: Region) -> Option<usize> {
         // SAFETY: loom's cell; as in `locate`.
         match self.run[p / REGIONS].with(|r| unsafe { *r }) {
@@ -516,7 +516,7 @@ struct Thread {
     arena: Arc<Arena>,
     /// Who this thread is, written into the regions it owns.
     me: usize,
-    /// `global::tcache_enabled()`.
+    /// `init::tcache_enabled()`.
     enabled: bool,
     tc: Tc,
     /// `Tcache::stacks[c][..n]`, bottom first.
@@ -558,7 +558,7 @@ impl Thread {
     }
 
     /// `tcache::alloc_slow` (`arena()` sets the thread up) and
-    /// `global::alloc_direct`.
+    /// `alloc::alloc_direct`.
     fn alloc_slow(&mut self, c: usize) -> Option<Region> {
         if self.tc == Tc::Null {
             self.setup();
@@ -608,7 +608,7 @@ impl Thread {
         self.arena.bin_flush(c, ptrs);
     }
 
-    /// `global::free_unchecked` for a small object: the class from the
+    /// `free::free_unchecked` for a small object: the class from the
     /// page map, then `tcache::free`.
     fn free_unchecked(&mut self, p: Region) {
         let Some(c) = self.arena.small_class_at(p) else {

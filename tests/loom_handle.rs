@@ -198,3 +198,72 @@ fn segment_growth_race() {
         drop(first);
     });
 }
+
+/// An object for `make_mut` models: counts its clones and drops; writes
+/// through `&mut` are checked by loom against reads by other owners.
+struct Cow {
+    state: UnsafeCell<u64>,
+    drops: Arc<AtomicUsize>,
+    clones: Arc<AtomicUsize>,
+}
+
+// SAFETY: `state` is written only through `&mut Cow` (exclusive access)
+// and read through shared owners; loom checks that these never race.
+unsafe impl Sync for Cow {}
+
+impl Clone for Cow {
+    fn clone(&self) -> Cow {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Cow {
+            // SAFETY: a read through a shared owner, as in `Obj::read`.
+            state: UnsafeCell::new(self.state.with(|p| unsafe { *p })),
+            drops: self.drops.clone(),
+            clones: self.clones.clone(),
+        }
+    }
+}
+
+impl Drop for Cow {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `make_mut` of the sole owner of an object with a `Weak` (it re-slots
+/// the object, disassociating the handle) racing an upgrade of that
+/// handle: either the upgrade wins and `make_mut` clones (or re-slots once
+/// the upgraded owner is gone), or the upgrade gets `None`. The write
+/// through `make_mut` never races a read by the other thread, and every
+/// object is dropped exactly once.
+#[test]
+fn make_mut_races_upgrade() {
+    model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let clones = Arc::new(AtomicUsize::new(0));
+        let mut a = Shared::new(Cow {
+            state: UnsafeCell::new(LIVE),
+            drops: drops.clone(),
+            clones: clones.clone(),
+        });
+        let w = Shared::downgrade(&a);
+        let t = thread::spawn(move || {
+            // SAFETY: a read through an owner, as in `Obj::read`.
+            w.upgrade().map(|s| s.state.with(|p| unsafe { *p }))
+        });
+        let cow = Shared::make_mut(&mut a);
+        // SAFETY: `make_mut` gave exclusive access.
+        cow.state.with_mut(|p| unsafe { *p = LIVE + 10 });
+        let seen = t.join().unwrap();
+        assert!(seen.is_none() || seen == Some(LIVE), "{seen:?}");
+        // After make_mut the old handle never reaches `a`'s object.
+        if let Some(s) = w.upgrade() {
+            assert!(!Shared::ptr_eq(&s, &a));
+        }
+        drop(a);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1 + clones.load(Ordering::SeqCst)
+        );
+        assert!(clones.load(Ordering::SeqCst) <= 1);
+    });
+}

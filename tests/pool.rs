@@ -242,7 +242,13 @@ fn iterator_and_future_forward() {
 
     static F: Pool<std::future::Ready<u8>> = Pool::new();
     let mut fut = F.alloc(std::future::ready(9));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    // A waker that does nothing (`Waker::noop` needs Rust 1.85, past the MSRV).
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
     assert_eq!(
         std::pin::Pin::new(&mut fut).poll(&mut cx),
         std::task::Poll::Ready(9)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotpool::{Pool, Pooled, Shared, Weak};
+use hotpool::{Pool, PoolConfig, Pooled, Shared, Weak};
 
 /// Bytes of payload per buffer, as the router's `qd_buffer_t`.
 pub const BUFFER_SIZE: usize = 512;
@@ -38,7 +38,7 @@ pub struct Link {
     delivered: AtomicU64,
 }
 
-pub static LINKS: Pool<Link> = Pool::new();
+pub static LINKS: Pool<Link> = Pool::with_config(PoolConfig::new().name("links"));
 
 pub struct Message<H: Heap> {
     id: u64,
@@ -51,8 +51,8 @@ pub struct Message<H: Heap> {
 }
 
 pub struct Pools;
-pub static MESSAGES: Pool<Message<Pools>> = Pool::new();
-pub static BUFFERS: Pool<Buffer<Pools>> = Pool::new();
+pub static MESSAGES: Pool<Message<Pools>> = Pool::with_config(PoolConfig::new().name("messages"));
+pub static BUFFERS: Pool<Buffer<Pools>> = Pool::with_config(PoolConfig::new().name("buffers"));
 
 impl Heap for Pools {
     const NAME: &'static str = "hotpool";

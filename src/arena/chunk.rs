@@ -257,3 +257,13 @@ unsafe fn write_pagemap(c: *mut ChunkHeader, pages: core::ops::Range<usize>, ent
         unsafe { map.add(p).write(entry) };
     }
 }
+
+/// The arena owning `p`'s run.
+///
+/// # Safety
+/// `p` is a live small or large object of this allocator.
+pub(crate) unsafe fn owner_arena(p: *const u8) -> &'static Arena {
+    let c = (p as usize & !(CHUNK - 1)) as *const ChunkHeader;
+    // SAFETY: `p` is in a chunk whose header names its arena forever.
+    unsafe { &*(*c).arena }
+}

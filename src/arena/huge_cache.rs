@@ -12,7 +12,7 @@
 //! * A kept mapping is unmapped once it has been free for `decay_ms` (at the
 //!   next huge operation, activity tick, background purge or `trim`); with
 //!   `decay_ms` 0 nothing is kept.
-//! * Kept bytes count as `dirty` in [`super::stats`], and as mapped.
+//! * Kept bytes count as `dirty` in [`super::stats()`], and as mapped.
 //! * The lock is a [`SpinLock`] held for a few comparisons; the system
 //!   calls happen after it is released. It is held across `fork`.
 

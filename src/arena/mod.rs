@@ -65,13 +65,23 @@
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].
 
+mod alloc;
 mod base;
+mod bin;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 mod chunk;
-mod global;
+mod free;
 mod heap;
+mod huge;
 mod huge_cache;
+mod init;
+mod large;
 mod lock;
+mod purge;
+mod realloc;
 mod registry;
+mod runs;
 mod size_class;
 mod stats;
 mod tcache;
@@ -80,6 +90,7 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+pub(crate) use stats::set_report_hook;
 pub use stats::{ArenaStats, ClassStats};
 
 use crate::error::AllocError;
@@ -105,24 +116,24 @@ pub struct HotAlloc;
 unsafe impl GlobalAlloc for HotAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        global::alloc(layout.size(), layout.align(), false)
+        alloc::alloc(layout.size(), layout.align(), false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        global::alloc(layout.size(), layout.align(), true)
+        alloc::alloc(layout.size(), layout.align(), true)
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract is ours.
-        unsafe { global::dealloc(ptr, layout.size(), layout.align()) }
+        unsafe { free::dealloc(ptr, layout.size(), layout.align()) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's contract is ours.
-        unsafe { global::realloc(ptr, layout.size(), layout.align(), new_size) }
+        unsafe { realloc::realloc(ptr, layout.size(), layout.align(), new_size) }
     }
 }
 
@@ -135,7 +146,7 @@ fn dangling(align: usize) -> NonNull<[u8]> {
 fn block(p: *mut u8, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
     let p = NonNull::new(p).ok_or(allocator_api2::alloc::AllocError)?;
     // SAFETY: `p` is a live block of ours.
-    let len = unsafe { global::usable_size(p.as_ptr()) }.max(layout.size());
+    let len = unsafe { free::usable_size(p.as_ptr()) }.max(layout.size());
     Ok(NonNull::slice_from_raw_parts(p, len))
 }
 
@@ -147,7 +158,7 @@ unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
         if layout.size() == 0 {
             return Ok(dangling(layout.align()));
         }
-        block(global::alloc(layout.size(), layout.align(), false), layout)
+        block(alloc::alloc(layout.size(), layout.align(), false), layout)
     }
 
     fn allocate_zeroed(
@@ -157,7 +168,7 @@ unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
         if layout.size() == 0 {
             return Ok(dangling(layout.align()));
         }
-        let p = global::alloc(layout.size(), layout.align(), true);
+        let p = alloc::alloc(layout.size(), layout.align(), true);
         // The reported extra bytes beyond `size` may not be zero; report
         // exactly the requested size.
         NonNull::new(p)
@@ -168,7 +179,7 @@ unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
             // SAFETY: the caller's contract is ours.
-            unsafe { global::dealloc(ptr.as_ptr(), layout.size(), layout.align()) }
+            unsafe { free::dealloc(ptr.as_ptr(), layout.size(), layout.align()) }
         }
     }
 
@@ -242,13 +253,13 @@ impl HotAlloc {
             return Ok(b);
         }
         // SAFETY: the caller's contract is `realloc`'s.
-        let p = unsafe { global::realloc(ptr.as_ptr(), old.size(), old.align(), new.size()) };
+        let p = unsafe { realloc::realloc(ptr.as_ptr(), old.size(), old.align(), new.size()) };
         block(p, new)
     }
 }
 
 /// Allocates `size` bytes aligned to `align` from the arenas, with a clear
-/// error instead of a null pointer. Free with [`free`] or
+/// error instead of a null pointer. Free with [`free()`] or
 /// `HotAlloc.dealloc` with the same layout.
 ///
 /// ```
@@ -266,12 +277,12 @@ pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
 #[inline]
 fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, AllocError> {
     if !align.is_power_of_two()
-        || align > global::MAX_ALIGN
-        || size > isize::MAX as usize - global::MAX_ALIGN
+        || align > alloc::MAX_ALIGN
+        || size > isize::MAX as usize - alloc::MAX_ALIGN
     {
         return Err(AllocError::UnsupportedLayout { size, align });
     }
-    NonNull::new(global::alloc(size.max(1), align, zero))
+    NonNull::new(alloc::alloc(size.max(1), align, zero))
         .ok_or(AllocError::OutOfMemory { size, align })
 }
 
@@ -328,7 +339,7 @@ pub fn calloc(n: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
 #[inline]
 pub unsafe fn free(ptr: NonNull<u8>) {
     // SAFETY: the caller's contract.
-    unsafe { global::free(ptr.as_ptr()) }
+    unsafe { free::free(ptr.as_ptr()) }
 }
 
 /// Resizes a block of the arena allocator knowing only its address (C's
@@ -359,14 +370,14 @@ pub unsafe fn free(ptr: NonNull<u8>) {
 /// ```
 #[inline]
 pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, AllocError> {
-    if new_size > isize::MAX as usize - global::MAX_ALIGN {
+    if new_size > isize::MAX as usize - alloc::MAX_ALIGN {
         return Err(AllocError::UnsupportedLayout {
             size: new_size,
             align: 16,
         });
     }
     // SAFETY: the caller's contract.
-    let p = unsafe { global::realloc_unsized(ptr.as_ptr(), 16, new_size.max(1)) };
+    let p = unsafe { realloc::realloc_unsized(ptr.as_ptr(), 16, new_size.max(1)) };
     NonNull::new(p).ok_or(AllocError::OutOfMemory {
         size: new_size,
         align: 16,
@@ -377,7 +388,7 @@ pub unsafe fn realloc(ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, 
 /// the metadata pages of one of its chunks, or exactly the object of one
 /// of its huge blocks. A cheap check (one byte load from a map of the
 /// allocator's 4 MiB regions, one header read for huge blocks) for
-/// telling foreign pointers (another allocator's) apart before [`free`];
+/// telling foreign pointers (another allocator's) apart before [`free()`];
 /// it does not detect double frees or interior pointers into chunks.
 /// If the region map could not be mapped, it answers `true`.
 ///
@@ -433,7 +444,7 @@ pub unsafe fn owns(ptr: *const u8) -> bool {
 #[inline]
 pub unsafe fn free_if_owned(ptr: *mut u8) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { global::free_if_owned(ptr) }
+    unsafe { free::free_if_owned(ptr) }
 }
 
 /// Bytes usable at `ptr`: at least the size requested, the size class (or
@@ -454,7 +465,7 @@ pub unsafe fn free_if_owned(ptr: *mut u8) -> bool {
 #[inline]
 pub unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
     // SAFETY: the caller's contract.
-    unsafe { global::usable_size(ptr.as_ptr()) }
+    unsafe { free::usable_size(ptr.as_ptr()) }
 }
 
 /// Flushes the calling thread's cache and gives every free page back to the
@@ -465,7 +476,7 @@ pub unsafe fn usable_size(ptr: NonNull<u8>) -> usize {
 /// assert_eq!(hotpool::arena::stats().dirty, 0);
 /// ```
 pub fn trim() {
-    global::trim()
+    purge::trim()
 }
 
 /// A snapshot of the arena statistics (no thread is stopped).
@@ -480,8 +491,9 @@ pub fn stats() -> ArenaStats {
     stats::collect()
 }
 
-/// Writes a readable report: totals, per-class counts, and the pool table
-/// of [`crate::stats::report`].
+/// Writes a readable report: totals, per-class counts, and, once the
+/// process has created a pool, the pool table of [`crate::stats::report`]
+/// (the pool layer registers it; the arena does not depend on pools).
 ///
 /// ```
 /// let mut out = Vec::new();
@@ -507,7 +519,7 @@ pub fn stats_json() -> String {
 /// assert!(hotpool::arena::config().narenas >= 1);
 /// ```
 pub fn config() -> crate::config::ArenaConf {
-    global::conf()
+    init::conf()
 }
 
 /// Sets the purge delay of freed pages: 0 purges at once, negative never.
@@ -519,8 +531,8 @@ pub fn config() -> crate::config::ArenaConf {
 /// assert_eq!(hotpool::arena::config().decay_ms, 5_000);
 /// ```
 pub fn set_decay_ms(ms: i64) {
-    global::ensure_init();
-    global::set_decay_ms(ms.max(-1))
+    init::ensure_init();
+    init::set_decay_ms(ms.max(-1))
 }
 
 /// Starts or stops the background purge thread (a raw pthread that never
@@ -532,7 +544,7 @@ pub fn set_decay_ms(ms: i64) {
 /// assert!(!hotpool::arena::set_background_thread(false));
 /// ```
 pub fn set_background_thread(on: bool) -> bool {
-    global::set_background_thread(on)
+    purge::set_background_thread(on)
 }
 
 /// Turns the per-class counters on or off (on by default). While off,
@@ -543,17 +555,18 @@ pub fn set_background_thread(on: bool) -> bool {
 /// hotpool::arena::set_stats_enabled(true);
 /// ```
 pub fn set_stats_enabled(on: bool) {
-    global::set_stats_enabled(on)
+    init::set_stats_enabled(on)
 }
 
 /// A block of `size` bytes aligned to `align` (both at least 1 MiB in
 /// practice) mapped straight from the OS, for pool chunks
-/// (`Backing::Arena`); unmapped by [`dealloc_chunk`].
+/// (`Backing::Arena`); freed by [`dealloc_chunk`].
 pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
-    global::huge_alloc(size, align, false, false)
+    huge::huge_alloc(size, align, false, false)
 }
 
-/// Returns a block from [`alloc_chunk`] to the OS.
+/// Frees a block from [`alloc_chunk`] as a huge block: unmapped, or kept
+/// mapped for reuse until `decay_ms` passes (see the module docs).
 ///
 /// # Safety
 ///
@@ -561,7 +574,7 @@ pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
 pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>) {
     // SAFETY: the caller's contract; chunks are huge blocks, never seen by
     // the debug checks.
-    unsafe { global::free_unchecked(ptr.as_ptr()) }
+    unsafe { free::free_unchecked(ptr.as_ptr()) }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Arena statistics, read without stopping anyone: arena counters are
 //! relaxed atomics, thread-cache counters are summed on read.
 
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicPtr, Ordering::*};
 use std::fmt::Write as _;
 
 use super::chunk::{CHUNK, HEADER_PAGES};
-use super::global::{self, HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
+use super::huge::{HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
+use super::init;
 use super::size_class::{CLASS_SIZE, NCLASSES, NSMALL, PAGE};
 use super::tcache;
 
@@ -65,12 +66,12 @@ pub struct ArenaStats {
 }
 
 pub(crate) fn collect() -> ArenaStats {
-    global::ensure_init();
+    init::ensure_init();
     let mut nmalloc = [0u64; NCLASSES];
     let mut nfree = [0u64; NCLASSES];
     let (mut active, mut dirty, mut chunks, mut purged) = (0, 0, 0, 0);
-    for i in 0..global::narenas() {
-        let Some(a) = global::arena(i) else { continue };
+    for i in 0..init::narenas() {
+        let Some(a) = init::arena(i) else { continue };
         for c in 0..NCLASSES {
             nmalloc[c] += a.nmalloc[c].load(Relaxed);
             nfree[c] += a.nfree[c].load(Relaxed);
@@ -108,7 +109,7 @@ pub(crate) fn collect() -> ArenaStats {
         metadata,
         dirty,
         purged,
-        narenas: global::narenas(),
+        narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
         classes,
@@ -117,9 +118,9 @@ pub(crate) fn collect() -> ArenaStats {
 
 pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let s = collect();
-    let conf = global::conf();
+    let conf = init::conf();
     let mut t = String::new();
-    let hb = crate::stats::human_bytes;
+    let hb = crate::report::human_bytes;
     let _ = writeln!(t, "___ hotpool arena statistics ___");
     let _ = writeln!(
         t,
@@ -159,9 +160,27 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
             c.current
         );
     }
-    let _ = writeln!(t, "pools:");
-    t.push_str(&crate::stats::report());
+    let hook = REPORT_HOOK.load(Acquire);
+    if !hook.is_null() {
+        // SAFETY: `set_report_hook` stores nothing but `fn(&mut String)`
+        // pointers, and a function pointer survives the round trip through
+        // a data pointer on every platform Rust supports.
+        let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
+        let _ = writeln!(t, "pools:");
+        hook(&mut t);
+    }
     out.write_all(t.as_bytes())
+}
+
+/// What a layer above adds to [`stats_print`]: the pool layer registers
+/// its pool table when it creates its first pool ([`set_report_hook`]).
+static REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes [`stats_print`] end with `pools:` and what `hook` appends. The
+/// arena cannot name the pool layer above it, so the pool layer registers
+/// its table here.
+pub(crate) fn set_report_hook(hook: fn(&mut String)) {
+    REPORT_HOOK.store(hook as *mut (), Release);
 }
 
 pub(crate) fn stats_json() -> String {

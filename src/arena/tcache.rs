@@ -8,12 +8,12 @@
 //!   allocated; when full, the older half is flushed to the owning arenas'
 //!   bins, each under that bin's lock. No global lock anywhere.
 //! * counters are per thread, written with relaxed load+store (no shared
-//!   read-modify-write) and summed by [`super::stats`] on read.
+//!   read-modify-write) and summed by [`super::stats()`] on read.
 //! * one thread-local word ([`super::tls`]: initial-exec, two instructions,
 //!   no destructor registration that could allocate) points to the cache; a
 //!   `pthread_key`
 //!   destructor flushes the cache at thread exit and marks the thread
-//!   [`DEAD`]: later allocations from that thread (other TLS destructors)
+//!   dead ([`dead`]): later allocations from that thread (other TLS destructors)
 //!   go straight to its arena. The cache's memory is reused by later threads.
 
 use core::cell::Cell;
@@ -21,10 +21,10 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::chunk::{lookup, Owner};
-use super::global;
 use super::heap::Arena;
 use super::lock::SpinLock;
 use super::size_class::*;
+use super::{alloc, chunk, huge, init};
 
 /// Objects a stack can hold.
 const SLOTS: usize = 128;
@@ -109,7 +109,7 @@ fn bump(counter: &AtomicU64) {
 /// cache if it has one, else in `arena`.
 #[inline]
 pub(crate) fn count(c: usize, alloc: bool, arena: &Arena) {
-    if !global::stats_enabled() {
+    if !init::stats_enabled() {
         return;
     }
     let tc = current();
@@ -145,21 +145,21 @@ pub(crate) fn arena() -> Option<&'static Arena> {
     if idx == 0 {
         // A thread without a cache (`tcache:false`) stays attached for
         // good: it has no exit hook.
-        let a = global::attach_thread();
+        let a = init::attach_thread();
         ARENA.with(|c| c.set(a as u32 + 1));
-        return global::arena(a);
+        return init::arena(a);
     }
-    global::arena(idx as usize - 1)
+    init::arena(idx as usize - 1)
 }
 
 /// First allocator call of this thread: make its cache.
 #[cold]
 fn setup() {
-    if !global::ensure_init() {
+    if !init::ensure_init() {
         super::tls::set(dead().cast());
         return;
     }
-    let tc = if global::tcache_enabled() {
+    let tc = if init::tcache_enabled() {
         make()
     } else {
         null_mut()
@@ -168,20 +168,20 @@ fn setup() {
         super::tls::set(dead().cast());
     } else {
         super::tls::set(tc.cast());
-        global::arm_thread_exit(tc.cast());
+        init::arm_thread_exit(tc.cast());
     }
 }
 
 fn make() -> *mut Tcache {
-    let a = global::attach_thread();
-    let Some(arena) = global::arena(a) else {
+    let a = init::attach_thread();
+    let Some(arena) = init::arena(a) else {
         return null_mut();
     };
     let mut reg = REGISTRY.lock();
     let tc = if reg.free.is_null() {
         let Some(p) = super::base::alloc(core::mem::size_of::<Tcache>(), 64) else {
             drop(reg);
-            global::detach_thread(arena);
+            init::detach_thread(arena);
             return null_mut();
         };
         let tc = p.as_ptr().cast::<Tcache>();
@@ -196,7 +196,7 @@ fn make() -> *mut Tcache {
         tc
     };
     drop(reg);
-    let max_size = global::tcache_max();
+    let max_size = init::tcache_max();
     // SAFETY: the cache is now exclusively this thread's.
     unsafe {
         (*tc).arena = arena;
@@ -229,7 +229,7 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
             bin.n -= 1;
             // SAFETY: as above; `n < SLOTS`.
             let p = unsafe { *(*tc).stacks[c].get_unchecked(bin.n as usize) };
-            if global::stats_enabled() {
+            if init::stats_enabled() {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
             }
@@ -262,7 +262,7 @@ fn alloc_slow(c: usize) -> *mut u8 {
             return p;
         }
     }
-    let p = global::alloc_direct(arena, c);
+    let p = alloc::alloc_direct(arena, c);
     if !p.is_null() {
         count(c, true, arena);
     }
@@ -283,7 +283,7 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
             // SAFETY: as above; `n < max <= SLOTS`.
             unsafe { *(*tc).stacks[c].get_unchecked_mut(bin.n as usize) = p };
             bin.n += 1;
-            if global::stats_enabled() {
+            if init::stats_enabled() {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
             }
@@ -329,7 +329,7 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
     }
     // SAFETY: forwarded contract.
     unsafe {
-        let owner = global::owner_arena(p);
+        let owner = chunk::owner_arena(p);
         count(c, false, owner);
         flush(c, &[p]);
     }
@@ -343,7 +343,7 @@ fn tick(tc: *mut Tcache) {
         (*tc).events = (*tc).events.wrapping_add(1);
         if (*tc).events % 256 == 0 {
             (*(*tc).arena).decay_tick();
-            global::huge_purge(crate::sys::now_ms());
+            huge::huge_purge(crate::sys::now_ms());
         }
     }
 }
@@ -358,7 +358,7 @@ unsafe fn flush(c: usize, ptrs: &[*mut u8]) {
             // SAFETY: per the contract, `p` is a large run no one uses.
             unsafe {
                 if let Owner::Run(m) = lookup(p) {
-                    global::owner_arena(p).free_large(m);
+                    chunk::owner_arena(p).free_large(m);
                 }
             }
         }
@@ -367,10 +367,10 @@ unsafe fn flush(c: usize, ptrs: &[*mut u8]) {
     let mut start = 0;
     while start < ptrs.len() {
         // SAFETY: per the contract the pointers are ours.
-        let a: *const Arena = unsafe { global::owner_arena(ptrs[start]) };
+        let a: *const Arena = unsafe { chunk::owner_arena(ptrs[start]) };
         let mut end = start + 1;
         // SAFETY: as above.
-        while end < ptrs.len() && core::ptr::eq(unsafe { global::owner_arena(ptrs[end]) }, a) {
+        while end < ptrs.len() && core::ptr::eq(unsafe { chunk::owner_arena(ptrs[end]) }, a) {
             end += 1;
         }
         // SAFETY: objects of class `c` owned by arena `a`.
@@ -414,8 +414,8 @@ pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: per the contract the cache is ours; no one else writes it.
     unsafe {
         let arena = (*tc).arena;
-        ARENA.with(|c| c.set(global::arena_index(arena) as u32 + 1));
-        global::detach_thread(&*arena);
+        ARENA.with(|c| c.set(init::arena_index(arena) as u32 + 1));
+        init::detach_thread(&*arena);
         flush_all(tc);
         let mut reg = REGISTRY.lock();
         for c in 0..NCLASSES {

@@ -14,7 +14,7 @@
 //! `LD_PRELOAD` or at startup, and by `dlopen` while glibc's static TLS
 //! surplus has 8 bytes to spare (as jemalloc's and mimalloc's initial-exec
 //! variables do). In an executable the feature costs an instruction per
-//! access (`cache-scratch` in `benches/arena.rs`: 4.56-4.73 ns against
+//! access (`cache-scratch` in `hotpool-bench/benches/arena.rs`: 4.56-4.73 ns against
 //! 4.37-4.45 ns without it).
 //!
 //! The symbol's name carries the crate version, so two versions of hotpool

@@ -89,6 +89,8 @@
 //! | `Shared::drop` | `fetch_sub(1)` (AcqRel); the thread that saw 1 is the last owner |
 //! | last owner | store `generation + 1, count 0` (or retire); push slot on free list; drop the object; free its memory |
 //! | `Shared::downgrade` | `fetch_or(WM)` the first time, else a load |
+//! | `Shared::new_cyclic` | take a slot; store `stamp, WM, count 0` (its `Weak` fails to upgrade); after the closure: store `ptr`, then `stamp, WM, count 1` (Release); if the closure panics, the slot is recycled as by a last owner |
+//! | `Shared::make_mut`, sole owner with WM | CAS count 1 -> 0 and recycle the slot (old `Weak`s go stale); the same memory gets a fresh slot without WM |
 //!
 //! Free slots form a lock-free **Treiber stack** of slot indices. Its head is
 //! one `AtomicU64`: `ABA tag (32 bit) | index + 1 (32 bit)`; every push and
@@ -136,7 +138,7 @@
 //! | upgrade, live | two loads + one CAS |
 //! | upgrade, stale | two loads + compare, no write |
 //! | downgrade | one load (one RMW the first time per object) |
-//! | slots | at most 2^32 - 64 in the process; `Shared::new` panics beyond |
+//! | slots | at most 2^32 - 64 in the process; `Shared::new` panics beyond, `Shared::try_new` returns [`AllocError::HandleTableFull`](crate::AllocError::HandleTableFull) |
 //! | strong count | aborts at 2^29 owners of one object (like `Arc` at `isize::MAX`) |
 //! | slot reuse | a slot is retired (never reused, 16 bytes kept) after 2^27 - 2 objects have used it |
 //! | table memory | never returned to the OS (segments are reused, never freed) |
@@ -144,7 +146,16 @@
 //! | free-list ABA | the 32-bit tag would need exactly 2^32 list operations while one `pop` is preempted between two loads |
 //!
 //! `T` must be `Sized`. `Shared<T>` is `Send`/`Sync` when `T: Send + Sync`,
-//! like `Arc<T>`; so is `Weak<T>`.
+//! like `Arc<T>`; so is `Weak<T>`: a handle that can upgrade to a
+//! `Shared<T>` on another thread needs what sending the `Shared` needs.
+//!
+//! ```compile_fail,E0277
+//! use std::cell::Cell;
+//! let a = hotpool::Shared::new(Cell::new(1));
+//! let w = hotpool::Shared::downgrade(&a);
+//! // error[E0277]: `Cell<i32>` cannot be shared between threads safely
+//! std::thread::spawn(move || w.upgrade().map(|s| s.get()));
+//! ```
 //!
 //! # Statistics
 //!
@@ -179,6 +190,7 @@ pub use weak::Weak;
 /// drop(a);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandleStats {
     /// Slots holding a live object.
     pub slots_in_use: usize,

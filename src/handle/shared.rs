@@ -8,12 +8,13 @@ use core::hash::{Hash, Hasher};
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ops::Deref;
+use core::pin::Pin;
 use core::ptr::NonNull;
 
-use super::table::{table, Reclaimed, Slot, COUNT_MASK, WEAK_MADE};
+use super::table::{table, Full, Reclaimed, Slot, COUNT_MASK, POOLED, WEAK_MADE};
 use super::weak::Weak;
 use crate::sync::Ordering;
-use crate::{Pool, Pooled};
+use crate::{AllocError, Pool, Pooled};
 
 /// A thread-safe reference-counting owner whose weak handles are
 /// generational keys ([`Weak`]) instead of pointers.
@@ -102,6 +103,151 @@ impl<T> Shared<T> {
     pub fn new_in(value: T, pool: &Pool<T>) -> Self {
         let obj = Pooled::into_raw(pool.alloc(value));
         Self::from_slot(table().alloc(obj.cast(), true))
+    }
+
+    /// Like [`Shared::new`], but returns an error instead of panicking or
+    /// aborting: [`AllocError::HandleTableFull`] when the handle table is
+    /// full, [`AllocError::OutOfMemory`] when the value's memory or a new
+    /// table segment cannot be allocated. On error `value` is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let five = hotpool::Shared::try_new(5).unwrap();
+    /// assert_eq!(*five, 5);
+    /// ```
+    pub fn try_new(value: T) -> Result<Self, AllocError> {
+        let layout = std::alloc::Layout::new::<T>();
+        let obj: *mut T = if layout.size() == 0 {
+            NonNull::dangling().as_ptr()
+        } else {
+            // SAFETY: `layout` has a non-zero size.
+            let raw = unsafe { std::alloc::alloc(layout) };
+            if raw.is_null() {
+                return Err(AllocError::OutOfMemory {
+                    size: layout.size(),
+                    align: layout.align(),
+                });
+            }
+            raw.cast()
+        };
+        // SAFETY: `obj` is valid for a write of a `T` (fresh allocation of
+        // its layout, or dangling and aligned for a zero-sized `T`), and,
+        // so written, is what `Box::into_raw(Box::new(value))` would give.
+        unsafe { obj.write(value) };
+        match table().try_alloc(obj.cast(), false) {
+            Ok(slot) => Ok(Self::from_slot(slot)),
+            Err(e) => {
+                // SAFETY: as above, `obj` is a `Box<T>` nobody else knows.
+                drop(unsafe { Box::from_raw(obj) });
+                Err(full_error(e))
+            }
+        }
+    }
+
+    /// Like [`Shared::new_in`], but returns an error instead of panicking or
+    /// aborting: when `pool` cannot allocate (see [`Pool::try_alloc`]) or
+    /// the handle table is full or cannot grow, as for
+    /// [`Shared::try_new`]. On error `value` is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
+    /// let a = hotpool::Shared::try_new_in(7, &P).unwrap();
+    /// assert_eq!((*a, P.stats().in_use), (7, 1));
+    /// ```
+    pub fn try_new_in(value: T, pool: &Pool<T>) -> Result<Self, AllocError> {
+        let obj = Pooled::into_raw(pool.try_alloc(value)?);
+        match table().try_alloc(obj.cast(), true) {
+            Ok(slot) => Ok(Self::from_slot(slot)),
+            Err(e) => {
+                // SAFETY: `obj` came from `Pooled::into_raw` just above.
+                drop(unsafe { Pooled::from_raw(obj) });
+                Err(full_error(e))
+            }
+        }
+    }
+
+    /// Builds a value that holds a [`Weak`] to itself, like
+    /// [`std::sync::Arc::new_cyclic`]: `make` gets the handle the new object
+    /// will have. Until `make` returns, that handle upgrades to `None`;
+    /// afterwards it upgrades like any other. If `make` panics, the handle
+    /// stays dead forever and the table slot is recycled.
+    ///
+    /// The object counts as having had a `Weak` made, so
+    /// [`Shared::get_mut`] returns `None` for it.
+    ///
+    /// # Panics
+    /// As [`Shared::new`], and if `make` panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hotpool::{Shared, Weak};
+    ///
+    /// struct Node { me: Weak<Node>, name: &'static str }
+    ///
+    /// let node = Shared::new_cyclic(|me: &Weak<Node>| {
+    ///     assert!(me.upgrade().is_none()); // not built yet
+    ///     Node { me: *me, name: "n1" }
+    /// });
+    /// assert_eq!(node.me.upgrade().unwrap().name, "n1");
+    /// assert!(node.me.ptr_eq(&Shared::downgrade(&node)));
+    /// ```
+    pub fn new_cyclic<F>(make: F) -> Self
+    where
+        F: FnOnce(&Weak<T>) -> T,
+    {
+        /// Gives the slot back if `make` unwinds.
+        struct Abandon(Option<NonNull<Slot>>);
+        impl Drop for Abandon {
+            fn drop(&mut self) {
+                if let Some(slot) = self.0 {
+                    table().abandon(slot);
+                }
+            }
+        }
+        let (slot, offset, stamp) = match table().reserve() {
+            Ok(r) => r,
+            Err(e) => full_panic(e),
+        };
+        let mut guard = Abandon(Some(slot));
+        let weak = Weak::from_key(offset, stamp);
+        let value = make(&weak);
+        let obj = Box::into_raw(Box::new(value));
+        guard.0 = None;
+        table().publish_reserved(slot, obj.cast(), false);
+        Self::from_slot(slot)
+    }
+
+    /// Moves `value` into a new object and pins it, like
+    /// [`std::sync::Arc::pin`].
+    ///
+    /// Sound because a `Shared` never moves its value: the value stays at
+    /// the address it was given until the last owner drops it in place.
+    /// The only ways to move it out ([`Shared::try_unwrap`],
+    /// [`Shared::into_inner`], [`Shared::unwrap_or_clone`]) and the only
+    /// mutable access ([`Shared::get_mut`], [`Shared::make_mut`]) need the
+    /// `Shared` itself by value or by `&mut`, which `Pin<Shared<T>>` does
+    /// not hand out for a `T: !Unpin`.
+    ///
+    /// # Panics
+    /// As [`Shared::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::pin::Pin;
+    /// let p: Pin<hotpool::Shared<String>> = hotpool::Shared::pin(String::from("fixed"));
+    /// let q = p.clone();
+    /// assert_eq!(p.as_str(), "fixed");
+    /// assert_eq!(&*p as *const String, &*q as *const String);
+    /// ```
+    pub fn pin(value: T) -> Pin<Self> {
+        // SAFETY: see above: the value never moves while an owner exists,
+        // and `Pin<Shared<T>>` gives no way to move it out or to mutate it.
+        unsafe { Pin::new_unchecked(Shared::new(value)) }
     }
 
     /// An owner for a slot whose count `Weak::upgrade` just raised.
@@ -300,13 +446,140 @@ impl<T> Shared<T> {
         }
     }
 
+    /// A mutable reference to the value, cloning it first if that is
+    /// needed to get one (clone-on-write), like
+    /// [`std::sync::Arc::make_mut`].
+    ///
+    /// - If `this` is the only owner and no [`Weak`] was ever made, the
+    ///   value is borrowed in place.
+    /// - If `this` is the only owner but a `Weak` was made, the value stays
+    ///   where it is but gets a new table slot: every existing `Weak` to it
+    ///   is disassociated (upgrades to `None` from now on), as `Arc::make_mut`
+    ///   does. Nothing is cloned.
+    /// - If other owners exist, the value is cloned into a new object (in
+    ///   the same pool for an object made by [`Shared::new_in`], else in a
+    ///   `Box`) that `this` then owns; the others keep the old one, and the
+    ///   `Weak`s stay with it.
+    ///
+    /// `Weak`s are never counted, so "was made" is a flag set by the first
+    /// [`Shared::downgrade`] (and by [`Shared::new_cyclic`]).
+    ///
+    /// # Panics
+    /// As [`Shared::new`] (the handle table full); aborts if memory for the
+    /// clone runs out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hotpool::Shared;
+    ///
+    /// let mut a = Shared::new(vec![1]);
+    /// Shared::make_mut(&mut a).push(2);     // only owner: in place
+    /// let b = a.clone();
+    /// Shared::make_mut(&mut a).push(3);     // shared: `a` gets a copy
+    /// assert_eq!((&a[..], &b[..]), (&[1, 2, 3][..], &[1, 2][..]));
+    ///
+    /// let w = Shared::downgrade(&b);
+    /// drop(a);
+    /// let mut b = b;
+    /// Shared::make_mut(&mut b).push(4);     // a Weak was made: disassociated
+    /// assert!(w.upgrade().is_none());
+    /// assert_eq!(*b, [1, 2, 4]);
+    /// ```
+    pub fn make_mut(this: &mut Self) -> &mut T
+    where
+        T: Clone,
+    {
+        // Acquire: as in `get_mut`.
+        let state = this.slot().state.load(Ordering::Acquire);
+        if state & COUNT_MASK == 1 {
+            if state & WEAK_MADE != 0 {
+                // Only owner: retire this slot (count 1 -> 0, generation
+                // bumped, so every `Weak` goes stale) and give the same
+                // memory a fresh slot. Fails only if an upgrade won the
+                // race, and then there are other owners: clone below.
+                if let Some(r) = table().release_if_unique(this.slot()) {
+                    let slot = table().alloc(r.ptr, r.pooled);
+                    // The old owner's count is already gone with the slot.
+                    mem_forget_replace(this, Self::from_slot(slot));
+                }
+            }
+            if Shared::get_mut(this).is_some() {
+                return Shared::get_mut(this)
+                    .expect("checked just above, `this` is borrowed mutably");
+            }
+        }
+        // Other owners (or an upgrade raced the re-slotting): clone.
+        let copy = if this.slot().state.load(Ordering::Relaxed) & POOLED != 0 {
+            // SAFETY: a pooled object's memory came from `Pooled::into_raw`
+            // in `new_in` and is alive while `this` owns it. The temporary
+            // `Pooled` is never dropped; it only reads the value to clone
+            // it into a new slot of the same pool.
+            let pooled = ManuallyDrop::new(unsafe { Pooled::from_raw(this.obj()) });
+            let obj = Pooled::into_raw(Pooled::clone(&pooled));
+            Self::from_slot(table().alloc(obj.cast(), true))
+        } else {
+            Shared::new(T::clone(this))
+        };
+        *this = copy;
+        Shared::get_mut(this).expect("a fresh object has one owner and no Weak")
+    }
+
+    /// The value: moved out if `this` is its only owner, else cloned, like
+    /// [`std::sync::Arc::unwrap_or_clone`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hotpool::Shared;
+    ///
+    /// let a = Shared::new(String::from("x"));
+    /// let b = a.clone();
+    /// assert_eq!(Shared::unwrap_or_clone(a), "x"); // cloned: `b` remains
+    /// assert_eq!(Shared::unwrap_or_clone(b), "x"); // moved out
+    /// ```
+    pub fn unwrap_or_clone(this: Self) -> T
+    where
+        T: Clone,
+    {
+        Shared::try_unwrap(this).unwrap_or_else(|s| T::clone(&s))
+    }
+
     /// Test hook: raises the generation of this object's slot to
     /// `generation` (clamped below the retirement value; never lowers it).
     /// Existing `Weak`s of the object become stale. Lets tests reach
     /// generation exhaustion without 2^27 reuses.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __raise_generation(this: &Self, generation: u32) {
         table().raise_generation(this.slot(), generation);
+    }
+}
+
+/// Replaces `*this` with `new` without dropping the old owner, whose count
+/// the caller has already given up.
+fn mem_forget_replace<T>(this: &mut Shared<T>, new: Shared<T>) {
+    core::mem::forget(core::mem::replace(this, new));
+}
+
+/// The error for a table that could not give a slot.
+fn full_error(e: Full) -> AllocError {
+    match e {
+        Full::Slots => AllocError::HandleTableFull,
+        Full::Memory(layout) => AllocError::OutOfMemory {
+            size: layout.size(),
+            align: layout.align(),
+        },
+    }
+}
+
+/// Panics (table full) or aborts (no memory) as the infallible
+/// constructors do.
+#[cold]
+fn full_panic(e: Full) -> ! {
+    match e {
+        Full::Slots => panic!("hotpool: handle table full"),
+        Full::Memory(layout) => std::alloc::handle_alloc_error(layout),
     }
 }
 
@@ -404,6 +677,48 @@ impl<T> From<T> for Shared<T> {
     /// Same as [`Shared::new`].
     fn from(value: T) -> Self {
         Shared::new(value)
+    }
+}
+
+impl<T> From<Box<T>> for Shared<T> {
+    /// Takes over the `Box`'s memory (no copy of the value): the last
+    /// owner's drop frees it as the `Box` would have.
+    ///
+    /// # Panics
+    /// As [`Shared::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = Box::new([7u8; 64]);
+    /// let addr = &*b as *const [u8; 64];
+    /// let s = hotpool::Shared::from(b);
+    /// assert_eq!(hotpool::Shared::as_ptr(&s), addr);
+    /// ```
+    fn from(b: Box<T>) -> Self {
+        Self::from_slot(table().alloc(Box::into_raw(b).cast(), false))
+    }
+}
+
+impl<T> From<Pooled<T>> for Shared<T> {
+    /// Takes over the pooled object (no copy of the value): when the last
+    /// owner goes, the value is dropped and its slot returns to its pool,
+    /// as for [`Shared::new_in`].
+    ///
+    /// # Panics
+    /// As [`Shared::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
+    /// let s = hotpool::Shared::from(P.alloc(9));
+    /// assert_eq!((*s, P.stats().in_use), (9, 1));
+    /// drop(s);
+    /// assert_eq!(P.stats().in_use, 0);
+    /// ```
+    fn from(p: Pooled<T>) -> Self {
+        Self::from_slot(table().alloc(Pooled::into_raw(p).cast(), true))
     }
 }
 

@@ -96,6 +96,19 @@ pub(crate) const fn seg_of(stamp: u32) -> usize {
     (stamp & SEG_MASK) as usize
 }
 
+/// Whether `(offset, stamp)` could be the key of a `Weak`: the segment
+/// exists (or is `DANGLING_SEG` with offset 0, `Weak::new`) and the offset
+/// is inside it. Generation 0 names no object but is harmless (it never
+/// matches a live slot).
+#[inline]
+pub(crate) const fn valid_key(offset: u32, stamp: u32) -> bool {
+    let seg = seg_of(stamp);
+    if seg == DANGLING_SEG as usize {
+        return offset == 0;
+    }
+    seg < NUM_SEGMENTS && (offset as usize) < seg_len(seg)
+}
+
 /// Number of slots in segment `seg`.
 #[inline]
 const fn seg_len(seg: usize) -> usize {
@@ -167,6 +180,15 @@ pub(crate) struct Reclaimed {
     pub(crate) pooled: bool,
 }
 
+/// Why a slot could not be had.
+#[derive(Debug)]
+pub(crate) enum Full {
+    /// `MAX_SLOTS` slots are in use or retired.
+    Slots,
+    /// The allocator refused a new segment of this layout.
+    Memory(std::alloc::Layout),
+}
+
 /// Keeps the write-hot words off the cache line that `upgrade` reads.
 #[repr(align(128))]
 struct Padded<T>(T);
@@ -218,42 +240,115 @@ impl Table {
     /// the table.
     ///
     /// # Panics
-    /// When `MAX_SLOTS` slots are in use or retired.
+    /// When `MAX_SLOTS` slots are in use or retired, or a new segment cannot
+    /// be allocated.
     pub(crate) fn alloc(&self, obj: *mut (), pooled: bool) -> NonNull<Slot> {
-        let (slot, stamp) = match self.pop() {
-            Some(index) => {
-                let slot = self.slot_at(index);
-                // SAFETY: `slot_at` returns a slot of a published segment,
-                // and segments are never freed while `self` is borrowed.
-                let s = unsafe { slot.as_ref() };
-                // Acquire on the head in `pop` ordered this after the
-                // releaser's store of the bumped generation.
-                (slot, stamp_of(s.state.load(Ordering::Relaxed)))
+        match self.try_alloc(obj, pooled) {
+            Ok(slot) => slot,
+            Err(Full::Slots) => panic!("hotpool: handle table full ({MAX_SLOTS} slots)"),
+            Err(Full::Memory(layout)) => std::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    /// [`Table::alloc`], returning an error where it would panic.
+    pub(crate) fn try_alloc(&self, obj: *mut (), pooled: bool) -> Result<NonNull<Slot>, Full> {
+        let (slot, stamp) = self.take_slot()?;
+        self.publish(slot, stamp, obj, if pooled { POOLED } else { 0 });
+        Ok(slot)
+    }
+
+    /// A free slot (recycled if possible) and its current stamp. The slot's
+    /// state word still has count 0, so no `Weak` upgrades through it yet.
+    fn take_slot(&self) -> Result<(NonNull<Slot>, u32), Full> {
+        if let Some(index) = self.pop() {
+            let slot = self.slot_at(index);
+            // SAFETY: `slot_at` returns a slot of a published segment,
+            // and segments are never freed while `self` is borrowed.
+            let s = unsafe { slot.as_ref() };
+            // Acquire on the head in `pop` ordered this after the
+            // releaser's store of the bumped generation.
+            return Ok((slot, stamp_of(s.state.load(Ordering::Relaxed))));
+        }
+        // Claim an index only if it exists: a failed claim must not use up
+        // indices (`try_` callers may retry).
+        let mut index = self.fresh.0.load(Ordering::Relaxed);
+        loop {
+            if index >= MAX_SLOTS {
+                return Err(Full::Slots);
             }
-            None => {
-                let index = self.fresh.0.fetch_add(1, Ordering::Relaxed);
-                assert!(
-                    index < MAX_SLOTS,
-                    "hotpool: handle table full ({MAX_SLOTS} slots)"
-                );
-                let (seg, offset) = locate(index);
-                let base = self.segment(seg);
-                // SAFETY: `offset < seg_len(seg)` by `locate`, so the result
-                // stays inside the segment allocation.
-                let slot = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
-                (slot, make_stamp(1, seg as u32))
+            match self.fresh.0.compare_exchange_weak(
+                index,
+                index + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => index = now,
+            }
+        }
+        let (seg, offset) = locate(index);
+        let base = match self.segment(seg) {
+            Ok(base) => base,
+            Err(layout) => {
+                // The index is lost for good (its segment may be allocated
+                // later by a neighbour, but `fresh` has moved on): at most
+                // one slot per failed segment allocation.
+                return Err(Full::Memory(layout));
             }
         };
-        // SAFETY: as above: a slot of a published, never-freed segment.
+        // SAFETY: `offset < seg_len(seg)` by `locate`, so the result
+        // stays inside the segment allocation.
+        let slot = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
+        Ok((slot, make_stamp(1, seg as u32)))
+    }
+
+    /// Stores `obj` in a slot from `take_slot` and makes it live with count
+    /// 1 under `stamp`, with `flags` (`POOLED`, `WEAK_MADE`).
+    fn publish(&self, slot: NonNull<Slot>, stamp: u32, obj: *mut (), flags: u64) {
+        // SAFETY: as in `take_slot`: a slot of a published, never-freed
+        // segment.
         let s = unsafe { slot.as_ref() };
         s.ptr.store(obj, Ordering::Relaxed);
-        let flags = if pooled { POOLED } else { 0 };
         // Release: whoever acquires this state (an upgrade) sees `ptr`.
         s.state.store(
             (u64::from(stamp) << STAMP_SHIFT) | flags | 1,
             Ordering::Release,
         );
-        slot
+    }
+
+    /// For `Shared::new_cyclic`: a slot with count 0 and `WEAK_MADE` set,
+    /// and the key of a `Weak` to it. That `Weak` fails to upgrade (count
+    /// 0) until [`Table::publish_reserved`]; if construction is abandoned,
+    /// [`Table::abandon`] bumps the generation so it never upgrades.
+    pub(crate) fn reserve(&self) -> Result<(NonNull<Slot>, u32, u32), Full> {
+        let (slot, stamp) = self.take_slot()?;
+        // SAFETY: a slot of a published, never-freed segment.
+        let s = unsafe { slot.as_ref() };
+        s.state.store(
+            (u64::from(stamp) << STAMP_SHIFT) | WEAK_MADE,
+            Ordering::Relaxed,
+        );
+        Ok((slot, self.offset_of(s, seg_of(stamp)), stamp))
+    }
+
+    /// Makes a slot from [`Table::reserve`] live: stores `obj`, count 1.
+    pub(crate) fn publish_reserved(&self, slot: NonNull<Slot>, obj: *mut (), pooled: bool) {
+        // SAFETY: a slot of a published, never-freed segment.
+        let state = unsafe { slot.as_ref() }.state.load(Ordering::Relaxed);
+        let flags = WEAK_MADE | if pooled { POOLED } else { 0 };
+        self.publish(slot, stamp_of(state), obj, flags);
+    }
+
+    /// Gives back a slot from [`Table::reserve`] that never became live;
+    /// its generation moves on, so `Weak`s made from it stay dead.
+    pub(crate) fn abandon(&self, slot: NonNull<Slot>) {
+        // SAFETY: a slot of a published, never-freed segment.
+        let s = unsafe { slot.as_ref() };
+        let state = s.state.load(Ordering::Relaxed);
+        // Nobody else owns the slot: the reservation is ours and upgrades
+        // refuse count 0. `recycle` reads `ptr` (a stale link: returned and
+        // ignored) and pushes the slot back.
+        let _ = self.recycle(s, state);
     }
 
     /// The slot a `Weak` names, if its segment exists. Does not check the
@@ -476,26 +571,27 @@ impl Table {
         unsafe { NonNull::new_unchecked(base.add(offset)) }
     }
 
-    /// Segment `seg`, allocated and published now if needed.
-    fn segment(&self, seg: usize) -> NonNull<Slot> {
+    /// Segment `seg`, allocated and published now if needed; the layout
+    /// the allocator refused if it could not be.
+    fn segment(&self, seg: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
         let cur = self.segments[seg].load(Ordering::Acquire);
         if let Some(base) = NonNull::new(cur) {
-            return base;
+            return Ok(base);
         }
-        let mine = alloc_segment(seg_len(seg));
+        let mine = alloc_segment(seg_len(seg))?;
         match self.segments[seg].compare_exchange(
             ptr::null_mut(),
             mine.as_ptr(),
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => mine,
+            Ok(_) => Ok(mine),
             Err(theirs) => {
                 // SAFETY: `mine` came from `alloc_segment` with this length
                 // and was never published, so nobody else has it.
                 unsafe { free_segment(mine, seg_len(seg)) };
                 // SAFETY: the CAS failed, so the value is non-null.
-                unsafe { NonNull::new_unchecked(theirs) }
+                Ok(unsafe { NonNull::new_unchecked(theirs) })
             }
         }
     }
@@ -538,6 +634,7 @@ impl Table {
     /// it, stays below `GEN_RETIRED`). Only for tests of generation
     /// exhaustion: raising can only make existing `Weak`s stale, never make
     /// an old one match again.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn raise_generation(&self, slot: &Slot, generation: u32) {
         let generation = generation.min(GEN_RETIRED - 1);
         let mut cur = slot.state.load(Ordering::Relaxed);
@@ -572,19 +669,17 @@ impl Drop for Table {
     }
 }
 
-/// A new segment of `len` slots, all in the "never used" state (all zero).
+/// A new segment of `len` slots, all in the "never used" state (all zero),
+/// or the layout the allocator refused.
 #[cfg(not(loom))]
-fn alloc_segment(len: usize) -> NonNull<Slot> {
+fn alloc_segment(len: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
     let layout = std::alloc::Layout::array::<Slot>(len).expect("segment size overflow");
     // SAFETY: `layout` has non-zero size (len >= SEG0_LEN > 0). All-zero
     // bytes are a valid `Slot` (atomics of 0 and null), so the memory is
     // initialized. Large zeroed allocations come straight from the OS, so
     // untouched slots cost no resident memory.
     let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-    match NonNull::new(raw.cast::<Slot>()) {
-        Some(p) => p,
-        None => std::alloc::handle_alloc_error(layout),
-    }
+    NonNull::new(raw.cast::<Slot>()).ok_or(layout)
 }
 
 /// Frees a segment from `alloc_segment`.
@@ -601,11 +696,11 @@ unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
 
 /// A new segment of `len` slots (loom atomics need their constructor).
 #[cfg(loom)]
-fn alloc_segment(len: usize) -> NonNull<Slot> {
+fn alloc_segment(len: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
     let slots: Box<[Slot]> = (0..len).map(|_| Slot::new()).collect();
     let raw = Box::into_raw(slots).cast::<Slot>();
     // SAFETY: `Box::into_raw` never returns null.
-    unsafe { NonNull::new_unchecked(raw) }
+    Ok(unsafe { NonNull::new_unchecked(raw) })
 }
 
 /// Frees a segment from `alloc_segment`.

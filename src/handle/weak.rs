@@ -6,7 +6,7 @@ use core::marker::PhantomData;
 use core::num::NonZeroU32;
 
 use super::shared::Shared;
-use super::table::{generation_of, make_stamp, seg_of, table, DANGLING_SEG};
+use super::table::{generation_of, make_stamp, seg_of, table, valid_key, DANGLING_SEG};
 
 /// A weak handle: a copyable key naming a [`Shared`] object without keeping
 /// it, or its memory, alive.
@@ -19,7 +19,8 @@ use super::table::{generation_of, make_stamp, seg_of, table, DANGLING_SEG};
 /// to whatever reuses the slot or the memory later.
 ///
 /// `Weak` has no `Drop` and makes no count changes when copied: keep as many
-/// as you like, anywhere (in maps, in atomics as a `u64`, ...).
+/// as you like, anywhere (in maps, or in an `AtomicU64` through
+/// [`Weak::to_bits`] and [`Weak::from_bits`]).
 ///
 /// # Examples
 ///
@@ -144,14 +145,119 @@ impl<T> Weak<T> {
         table().strong_count(self.offset, self.stamp.get())
     }
 
+    /// The handle as a `u64`, to keep it in an [`AtomicU64`] or send it
+    /// through an integer channel; [`Weak::from_bits`] turns it back.
+    ///
+    /// A `Weak` holds no count and owns nothing (it is a `Copy` key), so,
+    /// unlike [`std::sync::Weak::into_raw`], this neither consumes the
+    /// handle nor keeps anything alive: the bits may be turned back into
+    /// any number of handles, or dropped, at no cost. A handle rebuilt from
+    /// them behaves exactly like the original: it upgrades while the object
+    /// lives and is stale forever after.
+    ///
+    /// The bits are the slot's offset (low 32 bits) and stamp (high 32
+    /// bits); they are never 0, so 0 can mean "no handle" in an atomic.
+    ///
+    /// [`AtomicU64`]: std::sync::atomic::AtomicU64
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use hotpool::{Shared, Weak};
+    ///
+    /// static CURRENT: AtomicU64 = AtomicU64::new(0); // 0: none
+    ///
+    /// let peer = Shared::new(String::from("amqp://peer"));
+    /// CURRENT.store(Shared::downgrade(&peer).to_bits(), Ordering::Release);
+    ///
+    /// let bits = CURRENT.load(Ordering::Acquire);
+    /// // SAFETY: only `Weak<String>` bits are stored in CURRENT.
+    /// let w = unsafe { Weak::<String>::from_bits(bits) };
+    /// assert_eq!(*w.upgrade().unwrap(), "amqp://peer");
+    /// drop(peer);
+    /// assert!(w.upgrade().is_none());
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn to_bits(self) -> u64 {
+        u64::from(self.stamp.get()) << 32 | u64::from(self.offset)
+    }
+
+    /// A handle from the bits of [`Weak::to_bits`].
+    ///
+    /// Bits that name no slot the table could ever have (0, an offset past
+    /// its segment, a segment number that does not exist) are caught here
+    /// with a panic, so [`Weak::upgrade`] keeps its unchecked fast path.
+    /// What cannot be checked is the type: the table does not know it.
+    ///
+    /// # Safety
+    ///
+    /// `bits` must come from [`Weak::to_bits`] of a `Weak<T>` of this same
+    /// `T`, made in this process (any time earlier: a handle whose object
+    /// is gone just stays stale). Bits of a `Weak<U>` could upgrade to a
+    /// `Shared<T>` pointing at a `U`.
+    ///
+    /// # Panics
+    ///
+    /// If `bits` is not the value of any `Weak`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hotpool::{Shared, Weak};
+    ///
+    /// let a = Shared::new(5u32);
+    /// let w = Shared::downgrade(&a);
+    /// // SAFETY: the bits come from a `Weak<u32>`.
+    /// let back = unsafe { Weak::<u32>::from_bits(w.to_bits()) };
+    /// assert!(back.ptr_eq(&w));
+    /// assert_eq!(*back.upgrade().unwrap(), 5);
+    /// ```
+    #[inline]
+    pub unsafe fn from_bits(bits: u64) -> Weak<T> {
+        let (offset, stamp) = (bits as u32, (bits >> 32) as u32);
+        match NonZeroU32::new(stamp) {
+            Some(stamp) if valid_key(offset, stamp.get()) => Weak {
+                offset,
+                stamp,
+                _marker: PhantomData,
+            },
+            _ => panic!("hotpool: Weak::from_bits: {bits:#x} is not the value of a Weak"),
+        }
+    }
+
+    /// True if both name the same object (alive or not), like
+    /// [`std::sync::Weak::ptr_eq`]; the same as `==`. All [`Weak::new`]
+    /// handles are equal to each other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hotpool::{Shared, Weak};
+    ///
+    /// let a = Shared::new(1);
+    /// let b = Shared::new(1);
+    /// let wa = Shared::downgrade(&a);
+    /// assert!(wa.ptr_eq(&Shared::downgrade(&a)));
+    /// assert!(!wa.ptr_eq(&Shared::downgrade(&b))); // equal values, other object
+    /// assert!(Weak::<i32>::new().ptr_eq(&Weak::new()));
+    /// ```
+    #[inline]
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.offset == other.offset && self.stamp == other.stamp
+    }
+
     /// Test hook: the table slot this handle names, as a number unique among
     /// slots (stable across reuse of the slot).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __slot_id(&self) -> u64 {
         (seg_of(self.stamp.get()) as u64) << 32 | u64::from(self.offset)
     }
 
     /// Test hook: the generation this handle expects.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn __generation(&self) -> u32 {
         generation_of(self.stamp.get())
@@ -177,7 +283,7 @@ impl<T> PartialEq for Weak<T> {
     /// Equal when both name the same slot and generation (the same object,
     /// alive or not). All [`Weak::new`] handles are equal.
     fn eq(&self, other: &Self) -> bool {
-        self.offset == other.offset && self.stamp == other.stamp
+        self.ptr_eq(other)
     }
 }
 
@@ -185,7 +291,7 @@ impl<T> Eq for Weak<T> {}
 
 impl<T> Hash for Weak<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (u64::from(self.stamp.get()) << 32 | u64::from(self.offset)).hash(state)
+        self.to_bits().hash(state)
     }
 }
 

@@ -12,12 +12,11 @@
 
 use core::ptr;
 
-use parking_lot::{Mutex, MutexGuard};
-
 use super::chunk::{ChunkHeader, Geometry};
 use super::config::ResolvedConfig;
 use crate::error::AllocError;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::list::List;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Fully free chunks a pool keeps instead of returning them at once.
 const SPARE_CHUNKS: usize = 1;
@@ -76,8 +75,7 @@ struct Central {
     depot: Vec<*mut u8>,
     /// Chunks with at least one free slot; partly used ones first, wholly
     /// free ones at the tail.
-    head: *mut ChunkHeader,
-    tail: *mut ChunkHeader,
+    chunks: List<ChunkHeader>,
     /// Wholly free chunks in the list.
     empty: usize,
     /// The pool handle is gone: keep no spare chunks.
@@ -90,10 +88,7 @@ unsafe impl Send for Central {}
 
 /// Chunks unlinked under the lock, to be unmapped after it is released.
 #[must_use]
-pub(crate) struct Released {
-    first: *mut ChunkHeader,
-    refs_dropped: usize,
-}
+pub(crate) struct Released(List<ChunkHeader>);
 
 impl Inner {
     /// Makes the shared state of a new pool.
@@ -119,8 +114,7 @@ impl Inner {
             }),
             central: CacheAligned(Mutex::new(Central {
                 depot: Vec::new(),
-                head: ptr::null_mut(),
-                tail: ptr::null_mut(),
+                chunks: List::new(),
                 empty: 0,
                 closed: false,
             })),
@@ -159,6 +153,39 @@ impl Inner {
         unsafe { ChunkHeader::check_handed_out(obj, &self.hot.0.geo, self.hot.0.type_name) };
     }
 
+    /// Runs `f` holding the central lock (test hook, see
+    /// `Pool::with_depot_locked`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn with_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _c = self.lock();
+        f()
+    }
+
+    /// Takes the central lock without a guard (fork's prepare handler).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) {
+        self.central.0.lock_for_fork();
+    }
+
+    /// Releases the lock [`Inner::lock_for_fork`] took; with `child`,
+    /// replaces it by a fresh one.
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::sync::Mutex::unlock_after_fork`], and with `child` as
+    /// [`crate::sync::Mutex::reset_after_fork`].
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_after_fork(&self, child: bool) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            if child {
+                self.central.0.reset_after_fork();
+            } else {
+                self.central.0.unlock_after_fork();
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Central> {
         if let Some(guard) = self.central.0.try_lock() {
             return guard;
@@ -173,9 +200,25 @@ impl Inner {
     ///
     /// # Safety
     ///
-    /// `out` is valid for `want` writes and `want > 0`.
+    /// `this` is a live pool with the provenance of its allocation (made by
+    /// [`super::registry::create`]; new chunks store it), the caller holds
+    /// one of its references for the call, `out` is valid for `want` writes
+    /// and `want > 0`.
     pub(crate) unsafe fn refill(
+        this: *const Inner,
+        out: *mut *mut u8,
+        want: usize,
+    ) -> Result<usize, AllocError> {
+        // SAFETY: alive per the contract; only used for field access, `this`
+        // itself goes into new chunks.
+        let inner = unsafe { &*this };
+        inner.refill_from(this, out, want)
+    }
+
+    /// [`Inner::refill`] on `self`, which is `*this`.
+    fn refill_from(
         &self,
+        this: *const Inner,
         out: *mut *mut u8,
         want: usize,
     ) -> Result<usize, AllocError> {
@@ -204,7 +247,9 @@ impl Inner {
             }
             // Map outside the lock: it is a system call.
             drop(c);
-            let chunk = ChunkHeader::create(self, &geo, self.hot.0.config.backing)?;
+            // SAFETY: `this` is this live pool, with its allocation's
+            // provenance (contract of `refill`).
+            let chunk = unsafe { ChunkHeader::create(this, &geo, self.hot.0.config.backing) }?;
             self.counters.0.refs.fetch_add(1, Ordering::Relaxed);
             self.counters.0.chunks.fetch_add(1, Ordering::Relaxed);
             self.counters.0.chunks_made.fetch_add(1, Ordering::Relaxed);
@@ -213,8 +258,8 @@ impl Inner {
                 .chunk_free
                 .fetch_add(geo.capacity, Ordering::Relaxed);
             c = self.lock();
-            // SAFETY: a fresh chunk of ours, in no list yet.
-            unsafe { c.push_front(chunk.as_ptr()) };
+            // SAFETY: a fresh chunk of ours, in no list yet; lock held.
+            unsafe { c.chunks.push_front(chunk.as_ptr()) };
             c.empty += 1;
         }
     }
@@ -279,22 +324,24 @@ impl Inner {
             // SAFETY: i < n, within the caller's array; the object belongs to
             // a live chunk of ours and the lock is held.
             let chunk = unsafe { ChunkHeader::give_back(*objs.add(i), geo, self.hot.0.type_name) };
-            // SAFETY: live chunk of ours, lock held.
-            let h = unsafe { &mut *chunk };
-            if !h.listed {
+            // SAFETY: a live chunk of ours, in our list or (full) in none;
+            // lock held.
+            if !unsafe { c.chunks.contains(chunk) } {
                 // SAFETY: as above; it was full, so in no list.
-                unsafe { c.push_front(chunk) };
+                unsafe { c.chunks.push_front(chunk) };
             }
-            if h.free == geo.capacity {
+            // SAFETY: as above.
+            if unsafe { ChunkHeader::free(chunk) } == geo.capacity {
                 c.empty += 1;
                 // SAFETY: listed chunk of ours.
-                unsafe { c.unlink(chunk) };
+                unsafe { c.chunks.remove(chunk) };
                 if c.empty > self.spare(c) {
                     c.empty -= 1;
-                    released.add(chunk);
+                    // SAFETY: just unlinked.
+                    unsafe { released.0.push_front(chunk) };
                 } else {
                     // SAFETY: just unlinked.
-                    unsafe { c.push_back(chunk) };
+                    unsafe { c.chunks.push_back(chunk) };
                 }
             }
         }
@@ -334,16 +381,18 @@ impl Inner {
         // SAFETY: depot entries are free objects of this pool.
         let mut released = unsafe { self.reclaim_locked(&mut c, depot.as_ptr(), depot.len()) };
         // Release the spares too.
-        let mut chunk = c.head;
+        let mut chunk = c.chunks.head();
         while !chunk.is_null() {
             // SAFETY: listed chunks are live chunks of ours; lock held.
-            let next = unsafe { (*chunk).next };
+            let next = unsafe { List::next(chunk) };
             // SAFETY: as above.
-            if unsafe { (*chunk).free } == self.hot.0.geo.capacity {
-                // SAFETY: listed chunk of ours.
-                unsafe { c.unlink(chunk) };
+            if unsafe { ChunkHeader::free(chunk) } == self.hot.0.geo.capacity {
+                // SAFETY: listed chunk of ours, then in no list.
+                unsafe {
+                    c.chunks.remove(chunk);
+                    released.0.push_front(chunk);
+                }
                 c.empty -= 1;
-                released.add(chunk);
             }
             chunk = next;
         }
@@ -354,20 +403,21 @@ impl Inner {
 
     /// Unmaps released chunks; returns how many references they held, which
     /// the caller must drop with [`Inner::release`].
-    fn unmap(&self, released: Released) -> usize {
-        if released.first.is_null() {
+    fn unmap(&self, mut released: Released) -> usize {
+        let n = released.0.len();
+        if n == 0 {
             return 0;
         }
         let geo = self.hot.0.geo;
-        let mut chunk = released.first;
-        while !chunk.is_null() {
-            // SAFETY: released chunks are unlinked, wholly free and ours.
-            let next = unsafe { (*chunk).next };
-            // SAFETY: as above; nothing references their objects.
+        loop {
+            let chunk = released.0.pop_front();
+            if chunk.is_null() {
+                break;
+            }
+            // SAFETY: released chunks are wholly free, ours, and now in no
+            // list; nothing references their objects.
             unsafe { ChunkHeader::destroy(chunk, &geo, self.hot.0.config.backing) };
-            chunk = next;
         }
-        let n = released.refs_dropped;
         self.counters.0.chunks.fetch_sub(n, Ordering::Relaxed);
         self.counters
             .0
@@ -406,17 +456,7 @@ impl Inner {
 
 impl Released {
     fn none() -> Released {
-        Released {
-            first: ptr::null_mut(),
-            refs_dropped: 0,
-        }
-    }
-
-    fn add(&mut self, chunk: *mut ChunkHeader) {
-        // SAFETY: the chunk was just unlinked; its link field is ours to use.
-        unsafe { (*chunk).next = self.first };
-        self.first = chunk;
-        self.refs_dropped += 1;
+        Released(List::new())
     }
 }
 
@@ -425,78 +465,22 @@ impl Central {
     /// Lock held; `out` valid for `want` writes.
     unsafe fn carve(&mut self, geo: &Geometry, out: *mut *mut u8, want: usize) -> usize {
         let mut got = 0;
-        while got < want && !self.head.is_null() {
-            let chunk = self.head;
-            // SAFETY: listed chunks are live chunks of ours.
-            let was_empty = unsafe { (*chunk).free } == geo.capacity;
+        while got < want && !self.chunks.is_empty() {
+            let chunk = self.chunks.head();
+            // SAFETY: listed chunks are live chunks of ours; lock held.
+            let was_empty = unsafe { ChunkHeader::free(chunk) } == geo.capacity;
             // SAFETY: lock held; out has room for want - got more.
             got += unsafe { ChunkHeader::take(chunk, geo, out.add(got), want - got) };
             if was_empty {
                 self.empty -= 1;
             }
             // SAFETY: as above.
-            if unsafe { (*chunk).free } == 0 {
+            if unsafe { ChunkHeader::free(chunk) } == 0 {
                 // SAFETY: listed chunk.
-                unsafe { self.unlink(chunk) };
+                unsafe { self.chunks.remove(chunk) };
             }
         }
         got
-    }
-
-    /// # Safety
-    /// `chunk` is a live chunk of ours, in no list; lock held.
-    unsafe fn push_front(&mut self, chunk: *mut ChunkHeader) {
-        // SAFETY: per the contract.
-        let h = unsafe { &mut *chunk };
-        h.prev = ptr::null_mut();
-        h.next = self.head;
-        h.listed = true;
-        if self.head.is_null() {
-            self.tail = chunk;
-        } else {
-            // SAFETY: the head is a live listed chunk.
-            unsafe { (*self.head).prev = chunk };
-        }
-        self.head = chunk;
-    }
-
-    /// # Safety
-    /// `chunk` is a live chunk of ours, in no list; lock held.
-    unsafe fn push_back(&mut self, chunk: *mut ChunkHeader) {
-        // SAFETY: per the contract.
-        let h = unsafe { &mut *chunk };
-        h.next = ptr::null_mut();
-        h.prev = self.tail;
-        h.listed = true;
-        if self.tail.is_null() {
-            self.head = chunk;
-        } else {
-            // SAFETY: the tail is a live listed chunk.
-            unsafe { (*self.tail).next = chunk };
-        }
-        self.tail = chunk;
-    }
-
-    /// # Safety
-    /// `chunk` is in this list; lock held.
-    unsafe fn unlink(&mut self, chunk: *mut ChunkHeader) {
-        // SAFETY: per the contract, and its neighbours are listed chunks.
-        unsafe {
-            let h = &mut *chunk;
-            if h.prev.is_null() {
-                self.head = h.next;
-            } else {
-                (*h.prev).next = h.next;
-            }
-            if h.next.is_null() {
-                self.tail = h.prev;
-            } else {
-                (*h.next).prev = h.prev;
-            }
-            h.next = ptr::null_mut();
-            h.prev = ptr::null_mut();
-            h.listed = false;
-        }
     }
 }
 

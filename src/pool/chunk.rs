@@ -22,6 +22,7 @@ use core::ptr::{self, NonNull};
 
 use super::central::Inner;
 use crate::error::AllocError;
+use crate::list::{Link, Linked};
 
 /// Smallest chunk, and so the granularity of memory going back to the OS.
 pub(crate) const MIN_CHUNK: usize = 1 << 20;
@@ -54,6 +55,41 @@ impl Geometry {
         if size == 0 || align == 0 || !align.is_power_of_two() || size > (1 << 40) {
             return None;
         }
+        let (slot, align, chunk) = Self::shape(size, align);
+        let fixed = core::mem::size_of::<ChunkHeader>();
+        // Capacity c must satisfy header(c) + c * slot <= chunk, where
+        // header(c) = round_up(fixed + 8 * ceil(c / 64), align).
+        let mut capacity = (chunk - fixed) * 8 / (slot * 8 + 1);
+        loop {
+            let header = round_up(fixed + 8 * capacity.div_ceil(64), align);
+            if header + capacity * slot <= chunk {
+                return Some(Geometry {
+                    slot,
+                    chunk,
+                    header,
+                    capacity,
+                });
+            }
+            capacity -= 1;
+        }
+    }
+
+    /// The chunk size for objects of `size` bytes aligned to `align`, as
+    /// in [`Geometry::of`] (0 for zero-sized objects), without the capacity
+    /// search: straight-line arithmetic that folds to a constant for
+    /// constant arguments. Dropping an unsized `Pooled` finds its chunk
+    /// with it from the value's dynamic size and alignment.
+    #[inline(always)]
+    pub(crate) const fn chunk_of(size: usize, align: usize) -> usize {
+        if size == 0 {
+            return 0;
+        }
+        Self::shape(size, align).2
+    }
+
+    /// Slot size, slot-0 alignment and chunk size for a valid layout.
+    #[inline(always)]
+    const fn shape(size: usize, align: usize) -> (usize, usize, usize) {
         let mut slot = round_up(size, align);
         // Slots a whole number of pages apart put every object's first
         // words in the same few cache sets; one extra line staggers them
@@ -78,21 +114,7 @@ impl Geometry {
         } else {
             want.next_power_of_two()
         };
-        // Capacity c must satisfy header(c) + c * slot <= chunk, where
-        // header(c) = round_up(fixed + 8 * ceil(c / 64), align).
-        let mut capacity = (chunk - fixed) * 8 / (slot * 8 + 1);
-        loop {
-            let header = round_up(fixed + 8 * capacity.div_ceil(64), align);
-            if header + capacity * slot <= chunk {
-                return Some(Geometry {
-                    slot,
-                    chunk,
-                    header,
-                    capacity,
-                });
-            }
-            capacity -= 1;
-        }
+        (slot, align, chunk)
     }
 
     /// Words in the free bitmap.
@@ -102,32 +124,56 @@ impl Geometry {
 }
 
 /// The fixed part of a chunk's header; the bitmap follows it.
+///
+/// Never borrowed as a whole (no `&ChunkHeader` or `&mut ChunkHeader`):
+/// lock-free frees read `owner` and `id` while a thread holding the central
+/// lock changes the other fields, so every access goes through the raw
+/// pointer to the one field it needs.
 #[repr(C)]
 pub(crate) struct ChunkHeader {
-    /// The pool this chunk belongs to; written once when the chunk is made.
+    /// The pool this chunk belongs to; written once when the chunk is made,
+    /// with the provenance of the pool's `Box` (so the last chunk to go may
+    /// free the pool through it).
     pub owner: *const Inner,
     /// That pool's id (a copy, so the free path need not wait for a load
     /// through `owner` to find its thread-cache entry).
     pub id: usize,
     _line: [usize; 6],
-    /// Next chunk in the pool's list of chunks with free slots.
-    pub next: *mut ChunkHeader,
-    /// Previous chunk in that list.
-    pub prev: *mut ChunkHeader,
-    /// Free slots (set bits).
-    pub free: usize,
-    /// First bitmap word that may hold a set bit.
-    pub cursor: usize,
-    /// Whether the chunk is in the pool's list of chunks with free slots.
-    pub listed: bool,
+    /// Links in the pool's list of chunks with free slots (central lock).
+    link: Link<ChunkHeader>,
+    /// Free slots (set bits); central lock.
+    free: usize,
+    /// First bitmap word that may hold a set bit; central lock.
+    cursor: usize,
+}
+
+// SAFETY: `link` returns the `link` field, projected from the raw pointer.
+unsafe impl Linked for ChunkHeader {
+    unsafe fn link(this: *mut ChunkHeader) -> *mut Link<ChunkHeader> {
+        // SAFETY: forwarded: `this` is a live chunk header.
+        unsafe { ptr::addr_of_mut!((*this).link) }
+    }
 }
 
 /// Creation, destruction and slot bookkeeping of chunks.
 impl ChunkHeader {
-    /// The header of the chunk holding `obj`, for chunks of `chunk` bytes.
+    /// The header of the chunk holding `obj`, for chunks of `chunk` bytes
+    /// (derived from `obj`, so it keeps the chunk's provenance).
     #[inline(always)]
     pub(crate) fn of(obj: *const u8, chunk: usize) -> *mut ChunkHeader {
-        ((obj as usize) & !(chunk - 1)) as *mut ChunkHeader
+        obj.wrapping_sub((obj as usize) & (chunk - 1))
+            .cast_mut()
+            .cast::<ChunkHeader>()
+    }
+
+    /// Free slots in the chunk.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live chunk; the caller holds its owner's central lock.
+    pub(crate) unsafe fn free(this: *mut ChunkHeader) -> usize {
+        // SAFETY: per the contract; a raw read of one field.
+        unsafe { (*this).free }
     }
 
     fn bitmap(this: *mut ChunkHeader) -> *mut u64 {
@@ -139,17 +185,23 @@ impl ChunkHeader {
     }
 
     /// Makes a new chunk for `owner` with every slot free.
-    pub(crate) fn create(
-        owner: &Inner,
+    ///
+    /// # Safety
+    ///
+    /// `owner` is a live pool, with the provenance of its allocation (it
+    /// is stored in the chunk and may free the pool later).
+    pub(crate) unsafe fn create(
+        owner: *const Inner,
         geo: &Geometry,
         backing: super::Backing,
     ) -> Result<NonNull<ChunkHeader>, AllocError> {
+        let backing = miri_backing(backing);
         let oom = AllocError::OutOfMemory {
             size: geo.chunk,
             align: geo.chunk,
         };
         let base = match backing {
-            super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk).ok_or(oom)?,
+            super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk, 0).ok_or(oom)?,
             super::Backing::Arena => crate::arena::alloc_chunk(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::System => {
                 #[cfg(feature = "fault-injection")]
@@ -175,13 +227,11 @@ impl ChunkHeader {
         unsafe {
             header.as_ptr().write(ChunkHeader {
                 owner,
-                id: owner.hot.0.id,
+                id: (*owner).hot.0.id,
                 _line: [0; 6],
-                next: ptr::null_mut(),
-                prev: ptr::null_mut(),
+                link: Link::new(),
                 free: geo.capacity,
                 cursor: 0,
-                listed: false,
             });
             let bits = Self::bitmap(header.as_ptr());
             let words = geo.words();
@@ -194,7 +244,7 @@ impl ChunkHeader {
             }
         }
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_chunk_made(base.as_ptr(), geo);
+        super::checks::pool_chunk_made(base.as_ptr(), geo);
         Ok(header)
     }
 
@@ -205,9 +255,10 @@ impl ChunkHeader {
     /// `this` was made by [`ChunkHeader::create`] with the same geometry and
     /// backing, is in no list, and no object of it is referenced anywhere.
     pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
+        let backing = miri_backing(backing);
         let base = this.cast::<u8>();
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_chunk_gone(base);
+        super::checks::pool_chunk_gone(base);
         match backing {
             // SAFETY: the caller guarantees this is a whole mapping of ours
             // that nothing uses any more.
@@ -243,21 +294,30 @@ impl ChunkHeader {
         out: *mut *mut u8,
         want: usize,
     ) -> usize {
-        // SAFETY: the central lock gives us the mutable header fields.
-        let h = unsafe { &mut *this };
+        // Raw field places: no reference to the header is made (see the
+        // type's docs).
+        // SAFETY: `this` is a live chunk (contract).
+        let (free, cursor) = unsafe {
+            (
+                ptr::addr_of_mut!((*this).free),
+                ptr::addr_of_mut!((*this).cursor),
+            )
+        };
         let bits = Self::bitmap(this);
         let base = this.cast::<u8>().wrapping_add(geo.header);
         let mut taken = 0;
         let words = geo.words();
-        while taken < want && h.cursor < words {
-            // SAFETY: cursor < words, inside the bitmap.
-            let word_ptr = unsafe { bits.add(h.cursor) };
+        // SAFETY: the central lock gives us the mutable header fields.
+        let mut at = unsafe { *cursor };
+        while taken < want && at < words {
+            // SAFETY: at < words, inside the bitmap.
+            let word_ptr = unsafe { bits.add(at) };
             // SAFETY: as above.
             let mut word = unsafe { *word_ptr };
             while word != 0 && taken < want {
                 let bit = word.trailing_zeros() as usize;
                 word &= word - 1;
-                let index = h.cursor * 64 + bit;
+                let index = at * 64 + bit;
                 // SAFETY: `out` has room for `want` entries and taken < want.
                 unsafe { out.add(taken).write(base.wrapping_add(index * geo.slot)) };
                 taken += 1;
@@ -265,10 +325,14 @@ impl ChunkHeader {
             // SAFETY: as above.
             unsafe { *word_ptr = word };
             if word == 0 {
-                h.cursor += 1;
+                at += 1;
             }
         }
-        h.free -= taken;
+        // SAFETY: as above.
+        unsafe {
+            *cursor = at;
+            *free -= taken;
+        }
         taken
     }
 
@@ -328,13 +392,24 @@ impl ChunkHeader {
         // SAFETY: forwarded contract.
         let (this, index, word, mask) = unsafe { Self::live_slot(obj, geo, type_name) };
         // SAFETY: the central lock gives us the mutable header fields and
-        // the bitmap word.
+        // the bitmap word; raw field places, no reference to the header.
         unsafe {
             *word |= mask;
-            let h = &mut *this;
-            h.free += 1;
-            h.cursor = h.cursor.min(index / 64);
+            (*this).free += 1;
+            (*this).cursor = (*this).cursor.min(index / 64);
         }
         this
+    }
+}
+
+/// Where chunks really come from: under Miri, which can map only plain
+/// private anonymous memory and cannot unmap part of a mapping, every
+/// backing is the system allocator; the pool's logic is unchanged.
+#[inline(always)]
+fn miri_backing(backing: super::Backing) -> super::Backing {
+    if cfg!(miri) {
+        super::Backing::System
+    } else {
+        backing
     }
 }

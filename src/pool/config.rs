@@ -20,7 +20,8 @@ pub enum Backing {
     System,
     /// Chunks come from hotpool's arena allocator ([`crate::arena`]) as
     /// huge blocks: counted in its statistics (and in its `stats_print`
-    /// report), unmapped when given back. The default.
+    /// report), and freed like any huge block when given back (unmapped,
+    /// or kept mapped for reuse until `decay_ms` passes). The default.
     Arena,
 }
 
@@ -28,7 +29,7 @@ pub enum Backing {
 ///
 /// Every count is in objects. A value of 0 (the default) means "derive from
 /// the object size" (the rule is in the table below); the derived defaults
-/// were chosen by measurement with `cargo bench --bench pool`.
+/// were chosen by measurement with `cargo bench -p hotpool-bench --bench pool`.
 ///
 /// | setting | meaning | default for a slot of `s` bytes |
 /// |---|---|---|
@@ -36,6 +37,7 @@ pub enum Backing {
 /// | `local_max` | bound of each thread's free list | `8 MiB / s`, clamped to `4 * batch..=4096` |
 /// | `depot_max` | bound of the shared depot | `16 MiB / s`, clamped to `4 * batch..=65536` |
 /// | `backing` | where chunks come from | [`Backing::Arena`] |
+/// | `name` | the pool's name in statistics | the full type path (`std::any::type_name`) |
 ///
 /// Objects beyond the depot bound go back to their chunks, and a chunk whose
 /// objects are all free is returned to the backing allocator (one spare
@@ -49,11 +51,13 @@ pub enum Backing {
 /// assert_eq!(b.len(), 512);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PoolConfig {
     pub(crate) batch: usize,
     pub(crate) local_max: usize,
     pub(crate) depot_max: usize,
     pub(crate) backing: Backing,
+    pub(crate) name: Option<&'static str>,
 }
 
 impl Default for PoolConfig {
@@ -63,7 +67,8 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// The defaults: every bound derived from the object size, chunks from the OS.
+    /// The defaults: every bound derived from the object size, chunks from
+    /// the arena allocator ([`Backing::Arena`]), no name.
     ///
     /// ```
     /// assert_eq!(hotpool::PoolConfig::new(), hotpool::PoolConfig::default());
@@ -74,6 +79,7 @@ impl PoolConfig {
             local_max: 0,
             depot_max: 0,
             backing: Backing::Arena,
+            name: None,
         }
     }
 
@@ -136,6 +142,31 @@ impl PoolConfig {
         self
     }
 
+    /// The pool's name in statistics ([`PoolStats::name`], the first column
+    /// of [`stats::report`]). Without one, a pool is shown by the full path
+    /// of its type (`std::any::type_name`), so types of the same name in
+    /// two modules are told apart; two pools shown by the same name (two
+    /// unnamed pools of one type, or one name given twice) get their pool
+    /// id appended in [`stats::pools`].
+    ///
+    /// [`PoolStats::name`]: crate::stats::PoolStats::name
+    /// [`stats::report`]: crate::stats::report
+    /// [`stats::pools`]: crate::stats::pools
+    ///
+    /// ```
+    /// use hotpool::{Pool, PoolConfig};
+    /// static INBOUND: Pool<[u8; 256]> = Pool::with_config(PoolConfig::new().name("inbound"));
+    /// static OUTBOUND: Pool<[u8; 256]> = Pool::with_config(PoolConfig::new().name("outbound"));
+    /// let (a, b) = (INBOUND.alloc([0; 256]), OUTBOUND.alloc([0; 256]));
+    /// assert_eq!(INBOUND.stats().name, "inbound");
+    /// assert!(hotpool::stats::report().contains("outbound"));
+    /// # drop((a, b));
+    /// ```
+    pub const fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
     /// The effective settings for objects occupying `slot` bytes: every 0
     /// replaced by its derived default and every bound at least one batch.
     ///
@@ -167,6 +198,7 @@ impl PoolConfig {
             local_max: max(local_max, batch),
             depot_max: max(depot_max, batch),
             backing: self.backing,
+            name: self.name,
         }
     }
 }
@@ -178,6 +210,7 @@ impl PoolConfig {
 /// assert!(r.local_max >= r.batch);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ResolvedConfig {
     /// Objects per transfer between a thread and the depot.
     pub batch: usize,
@@ -187,6 +220,8 @@ pub struct ResolvedConfig {
     pub depot_max: usize,
     /// Where chunks come from.
     pub backing: Backing,
+    /// The name given with [`PoolConfig::name`], if any.
+    pub name: Option<&'static str>,
 }
 
 const fn max(a: usize, b: usize) -> usize {

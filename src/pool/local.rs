@@ -23,7 +23,7 @@ use core::ptr::{self, NonNull};
 use super::central::Inner;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{const_thread_local, AtomicU64, AtomicUsize, Ordering};
 
 /// Pool ids served from the thread-local block without indirection.
 pub(crate) const INLINE: usize = 32;
@@ -62,11 +62,11 @@ pub(crate) struct ThreadCache {
 #[allow(clippy::vec_box)]
 type Overflow = Vec<Box<Entry>>;
 
-thread_local! {
-    // No drop glue, so access is a plain thread-local address with no
-    // "initialized / destroyed" check on the hot path; `EXIT` retires it.
-    static CACHE: ThreadCache = const { ThreadCache::new() };
-    static EXIT: ExitGuard = const { ExitGuard };
+// No drop glue, so access is a plain thread-local address with no
+// "initialized / destroyed" check on the hot path; `EXIT` retires it.
+const_thread_local! {
+    static CACHE: ThreadCache = ThreadCache::new();
+    static EXIT: ExitGuard = ExitGuard;
 }
 
 const _: () = assert!(!core::mem::needs_drop::<ThreadCache>());
@@ -368,7 +368,7 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
             e.grow(want.max(e.cap.get() * 2).min(config.local_max));
         }
         // SAFETY: alive per the contract; the stack has room for `want`.
-        n = unsafe { (*inner).refill(e.slots.get(), want) }?;
+        n = unsafe { Inner::refill(inner, e.slots.get(), want) }?;
     }
     // SAFETY: n > 0 objects on the stack.
     let p = unsafe { *e.slots.get().add(n - 1) };
@@ -421,7 +421,7 @@ fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
 fn alloc_uncached(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     let mut p = ptr::null_mut();
     // SAFETY: alive per the caller's contract; room for one pointer.
-    unsafe { (*inner).refill(&mut p, 1) }?;
+    unsafe { Inner::refill(inner, &mut p, 1) }?;
     // SAFETY: refill wrote one object on success.
     Ok(unsafe { NonNull::new_unchecked(p) })
 }
@@ -433,7 +433,7 @@ fn alloc_debug(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     // SAFETY: alive per the caller's contract; `p` is a fresh slot of it.
     unsafe {
         #[cfg(any(feature = "checks", debug_assertions))]
-        crate::checks::pool_reused(&*inner, p.as_ptr());
+        super::checks::pool_reused(&*inner, p.as_ptr());
         crate::debug::record_site(p.as_ptr(), (*inner).serial());
     }
     Ok(p)
@@ -450,7 +450,7 @@ unsafe fn free_debug(inner: *const Inner, obj: NonNull<u8>) {
     // SAFETY: `obj` keeps `inner` alive and lies in one of its chunks.
     #[cfg(any(feature = "checks", debug_assertions))]
     unsafe {
-        crate::checks::pool_freed(&*inner, obj.as_ptr())
+        super::checks::pool_freed(&*inner, obj.as_ptr())
     };
     // SAFETY: a free object of `inner`; `inner` is not used afterwards.
     unsafe { Inner::put(inner, &obj.as_ptr(), 1, false) };

@@ -29,8 +29,9 @@
 //! * **thread exit** moves the thread's lists to the depot.
 //! * **trim** empties the depot and the caller's list into the chunks, makes
 //!   every other thread flush its list at its next free into the pool,
-//!   and gives wholly free chunks back (with the default [`Backing::Arena`]
-//!   and with [`Backing::Os`] their pages go back to the OS at once).
+//!   and gives wholly free chunks back (with [`Backing::Os`] their pages go
+//!   back to the OS at once; the default [`Backing::Arena`] unmaps them or
+//!   keeps the last freed ones mapped for reuse until `decay_ms` passes).
 //!
 //! # Costs and limits
 //!
@@ -41,14 +42,22 @@
 //!   they are not counted as in use, and a trim reclaims them.
 //! * Zero-sized types take no memory and never touch the pool.
 //! * Pools are found from object addresses, so each `Pooled<T>` is one
-//!   pointer; unsized `Pooled<dyn Trait>` is not possible on stable Rust.
+//!   pointer. Unsized `Pooled<dyn Trait>` and `Pooled<[T]>` are made with
+//!   [`unsize!`](crate::unsize) (a pointer and its metadata, like `Box`);
+//!   their drop finds the pool from the address and the value's dynamic
+//!   size and alignment.
 
 mod central;
+#[cfg(any(feature = "checks", debug_assertions))]
+mod checks;
 mod chunk;
 mod config;
+#[cfg(not(loom))]
+mod fork;
 mod local;
 mod pooled;
 mod registry;
+pub(crate) mod stats;
 
 use core::marker::PhantomData;
 use core::mem::{self, MaybeUninit};
@@ -59,10 +68,10 @@ pub use config::{Backing, PoolConfig, ResolvedConfig};
 pub use pooled::Pooled;
 
 use crate::error::AllocError;
-use crate::stats::PoolStats;
+use crate::sync::{AtomicPtr, Ordering};
 use central::Inner;
-use core::sync::atomic::{AtomicPtr, Ordering};
 use pooled::Layout;
+use stats::PoolStats;
 
 pub(crate) use central::Inner as PoolInner;
 #[cfg(any(feature = "checks", debug_assertions))]
@@ -152,12 +161,13 @@ impl<T> Pool<T> {
 
     #[cold]
     fn init(&self) -> Result<*const Inner, AllocError> {
-        static INIT: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let geo = Layout::<T>::GEOMETRY.ok_or(AllocError::UnsupportedLayout {
             size: mem::size_of::<T>(),
             align: mem::align_of::<T>(),
         })?;
-        let _guard = INIT.lock();
+        #[cfg(not(loom))]
+        fork::register();
+        let _guard = registry::INIT.lock();
         let p = self.inner.load(Ordering::Acquire);
         if !p.is_null() {
             return Ok(p);
@@ -169,6 +179,7 @@ impl<T> Pool<T> {
             mem::size_of::<T>(),
         );
         self.inner.store(inner as *mut Inner, Ordering::Release);
+        stats::register_reports();
         Ok(inner)
     }
 
@@ -288,8 +299,9 @@ impl<T> Pool<T> {
     /// Gives memory back: empties the depot and the calling thread's free
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
-    /// the backing allocator (with [`Backing::Arena`] or [`Backing::Os`],
-    /// straight to the OS).
+    /// the backing allocator (with [`Backing::Os`], straight to the OS; with
+    /// the default [`Backing::Arena`], as freed huge blocks of the arena,
+    /// unmapped or kept for reuse until `decay_ms` passes).
     ///
     /// Another thread notices the request at its next free into the pool or
     /// when its list runs dry; allocations in between may still reuse
@@ -317,6 +329,27 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Runs `f` while holding this pool's central lock (the depot's), as a
+    /// thread moving a batch does; for tests of what another thread sees
+    /// meanwhile (such as a `fork`). Only with the test-only
+    /// `fault-injection` feature.
+    ///
+    /// ```
+    /// # #[cfg(feature = "fault-injection")] {
+    /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
+    /// let n = P.with_depot_locked(|| 42);
+    /// assert_eq!(n, 42);
+    /// # }
+    /// ```
+    #[cfg(feature = "fault-injection")]
+    pub fn with_depot_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.inner() {
+            // SAFETY: the handle keeps the pool alive for the whole call.
+            Ok(p) => unsafe { &*p }.with_locked(f),
+            Err(e) => panic!("with_depot_locked: {e}"),
+        }
+    }
+
     /// Statistics of this pool; reading them never stalls allocating threads.
     ///
     /// ```
@@ -330,7 +363,11 @@ impl<T> Pool<T> {
     pub fn stats(&self) -> PoolStats {
         let p = self.inner.load(Ordering::Acquire);
         if p.is_null() {
-            return PoolStats::unused(core::any::type_name::<T>(), mem::size_of::<T>());
+            return PoolStats::unused(
+                self.config.name,
+                core::any::type_name::<T>(),
+                mem::size_of::<T>(),
+            );
         }
         // SAFETY: the handle keeps the pool alive.
         PoolStats::collect(unsafe { &*p })
@@ -369,6 +406,7 @@ pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
 /// Reports a free that cannot be valid and aborts before memory is corrupted.
 #[cold]
 pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! {
-    eprintln!("hotpool: invalid free: the `{type_name}` at {obj:p} {what}; aborting");
-    std::process::abort()
+    crate::report::abort_with(format_args!(
+        "hotpool: invalid free: the `{type_name}` at {obj:p} {what}"
+    ))
 }

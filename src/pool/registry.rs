@@ -4,14 +4,13 @@
 //! thread's first pool operation and exit, statistics). Lock order when both
 //! are held: pools, then threads.
 
-use parking_lot::Mutex;
 use slab::Slab;
 
 use super::central::Inner;
 use super::chunk::Geometry;
 use super::config::ResolvedConfig;
 use super::local::ThreadCache;
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::{pool_static, AtomicU32, Mutex, Ordering};
 
 struct PoolRef(*const Inner);
 // SAFETY: Inner is shared between threads by design (atomics and a mutex);
@@ -23,9 +22,23 @@ pub(crate) struct ThreadRef(pub *const ThreadCache);
 // the registry lock; other threads read only its atomic fields.
 unsafe impl Send for ThreadRef {}
 
-static POOLS: Mutex<Slab<PoolRef>> = Mutex::new(Slab::new());
-pub(crate) static THREADS: Mutex<Slab<ThreadRef>> = Mutex::new(Slab::new());
-static SERIAL: AtomicU32 = AtomicU32::new(1);
+pool_static! {
+    /// Every live pool's shared state, by pool id.
+    static POOLS: Mutex<Slab<PoolRef>> = Mutex::new(Slab::new());
+}
+pool_static! {
+    /// Every thread holding a cache.
+    pub(crate) static THREADS: Mutex<Slab<ThreadRef>> = Mutex::new(Slab::new());
+}
+pool_static! {
+    /// The next pool serial number.
+    static SERIAL: AtomicU32 = AtomicU32::new(1);
+}
+pool_static! {
+    /// Serialises the creation of a pool's shared state (`Pool::init`);
+    /// taken before [`POOLS`].
+    pub(crate) static INIT: Mutex<()> = Mutex::new(());
+}
 
 /// Makes and registers the shared state of a new pool.
 pub(crate) fn create(
@@ -69,5 +82,51 @@ pub(crate) fn for_each_pool(mut f: impl FnMut(&Inner)) {
     for (_, p) in pools.iter() {
         // SAFETY: registered pools are alive while the lock is held.
         f(unsafe { &*p.0 });
+    }
+}
+
+/// Takes the pool registry's lock, then every registered pool's central
+/// lock, then the thread registry's lock, keeping them without guards (the
+/// prepare handler of a fork, see `fork.rs`).
+#[cfg(not(loom))]
+pub(crate) fn lock_for_fork() {
+    POOLS.lock_for_fork();
+    // SAFETY: we hold POOLS (above) until `unlock_after_fork`.
+    let pools = unsafe { &*POOLS.data_ptr() };
+    for (_, p) in pools.iter() {
+        // SAFETY: registered pools are alive while POOLS is held.
+        unsafe { &*p.0 }.lock_for_fork();
+    }
+    THREADS.lock_for_fork();
+}
+
+/// Releases what [`lock_for_fork`] took, in reverse order; with `child`,
+/// replaces each lock by a fresh one instead (the child of a fork, where
+/// the caller is the only thread).
+///
+/// # Safety
+///
+/// The calling thread called [`lock_for_fork`] and no pool was made or
+/// freed since (every path that could do so waits for these locks).
+#[cfg(not(loom))]
+pub(crate) unsafe fn unlock_after_fork(child: bool) {
+    // SAFETY: per the contract, we hold every one of these locks, the
+    // registry still lists the pools whose locks we took, and with `child`
+    // we are the only thread.
+    unsafe {
+        if child {
+            THREADS.reset_after_fork();
+        } else {
+            THREADS.unlock_after_fork();
+        }
+        let pools = &*POOLS.data_ptr();
+        for (_, p) in pools.iter() {
+            (*p.0).unlock_after_fork(child);
+        }
+        if child {
+            POOLS.reset_after_fork();
+        } else {
+            POOLS.unlock_after_fork();
+        }
     }
 }

@@ -17,7 +17,7 @@
 //! memory each child reached above its start (`VmHWM - VmRSS`):
 //!
 //! ```text
-//! cargo bench --bench arena -- memory     # the peak-RSS table only
+//! cargo bench -p hotpool-bench --bench arena -- memory     # the peak-RSS table only
 //! ```
 
 #[path = "common/alloc_kernels.rs"]

@@ -4,8 +4,8 @@
 //! recommendations.
 //!
 //! ```sh
-//! cargo run --release --example compare -- --threads 1,2,4,8 --quick
-//! cargo run --release --example compare -- --workload pair --out /tmp/r --json
+//! cargo run --release -p hotpool-bench --bin compare -- --threads 1,2,4,8 --quick
+//! cargo run --release -p hotpool-bench --bin compare -- --workload pair --out /tmp/r --json
 //! ```
 //!
 //! Writes `target/hotpool-report/report.md`, `results.json` and SVG plots
@@ -14,11 +14,11 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[path = "../../benches/common/alloc_kernels.rs"]
+#[path = "../benches/common/alloc_kernels.rs"]
 mod alloc_kernels;
 mod kernels;
 mod measure;
-#[path = "../../benches/common/pool_kernels.rs"]
+#[path = "../benches/common/pool_kernels.rs"]
 mod pool_kernels;
 mod report;
 #[cfg(test)]
@@ -85,9 +85,10 @@ fn parse_threads(list: &str) -> Result<Vec<usize>, String> {
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
+        // The workspace's target directory (this crate is one of its members).
         out: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/target/hotpool-report"
+            "/../target/hotpool-report"
         )),
         workloads: Vec::new(),
         json: false,

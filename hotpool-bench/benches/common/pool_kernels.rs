@@ -1,5 +1,5 @@
 //! The allocation kernels of the pool benchmark, shared by `benches/pool.rs`
-//! and the `compare` example (included by both with `#[path]`): the
+//! and the `compare` report (included by both with `#[path]`): the
 //! [`Contestant`] abstraction, its implementations for hotpool and the
 //! peers, and one generic function per workload pattern.
 

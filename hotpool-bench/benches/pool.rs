@@ -21,9 +21,9 @@
 //! after free, after trim (hotpool's `Pool::trim`, glibc's `malloc_trim(0)`).
 //!
 //! ```text
-//! cargo bench --bench pool                 # everything (about 7 minutes)
-//! cargo bench --bench pool -- pair/64      # one group
-//! cargo bench --bench pool -- memory       # the footprint table only
+//! cargo bench -p hotpool-bench --bench pool                 # everything (about 7 minutes)
+//! cargo bench -p hotpool-bench --bench pool -- pair/64      # one group
+//! cargo bench -p hotpool-bench --bench pool -- memory       # the footprint table only
 //! ```
 
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -1,5 +1,5 @@
 //! The allocator workloads of `benches/arena.rs`, shared with the `compare`
-//! example (both include this file with `#[path]`). Every kernel calls the
+//! report (both include this file with `#[path]`). Every kernel calls the
 //! allocator it is given through `GlobalAlloc` directly.
 
 use std::alloc::{GlobalAlloc, Layout};

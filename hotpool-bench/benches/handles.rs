@@ -21,9 +21,9 @@
 //! `malloc_trim(0)`), for `Arc` and for `Shared`.
 //!
 //! ```text
-//! cargo bench --bench handles                  # everything (about 30 s)
-//! cargo bench --bench handles -- upgrade       # two groups
-//! cargo bench --bench handles -- memory        # the footprint table only
+//! cargo bench -p hotpool-bench --bench handles                  # everything (about 30 s)
+//! cargo bench -p hotpool-bench --bench handles -- upgrade       # two groups
+//! cargo bench -p hotpool-bench --bench handles -- memory        # the footprint table only
 //! ```
 
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -1,0 +1,186 @@
+//! Huge blocks (over 1 MiB, or alignment over 256 KiB): a mapping of
+//! their own with a one-page header. Allocation (reusing a mapping kept
+//! by `huge_cache.rs` when one is long enough), free, in-place resize,
+//! purging of kept mappings, and their counters.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+
+use super::alloc::MAX_ALIGN;
+use super::chunk::*;
+use super::init::{decay_ms, stats_enabled};
+use super::size_class::*;
+use crate::sys;
+
+/// Huge allocations: count, frees, object bytes, mapped bytes.
+pub(crate) static HUGE_NMALLOC: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) static HUGE_NFREE: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) static HUGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) static HUGE_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Maps a huge block: `size` bytes aligned to `align`, with its header;
+/// zeroed when `zero`. A mapping kept by [`super::huge_cache`] is reused
+/// when one is long enough; `growing` (a `realloc` that grows) keeps all of
+/// it, up to four times the size, as room to grow in place.
+pub(crate) fn huge_alloc(
+    size: usize,
+    align: usize,
+    zero: bool,
+    growing: bool,
+) -> Option<NonNull<u8>> {
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return None;
+    }
+    let usable = size.max(1).checked_add(PAGE - 1)? & !(PAGE - 1);
+    if align < CHUNK {
+        if let Some(p) = huge_reuse(usable, align.max(PAGE), zero, growing) {
+            return Some(p);
+        }
+    }
+    // The header is CHUNK-aligned with the object a page multiple after it,
+    // or (alignments of CHUNK and more) the page right before the object.
+    let (hdr, obj) = if align < CHUNK {
+        let lead = align.max(PAGE);
+        let hdr = sys::map_aligned(lead.checked_add(usable)?, CHUNK, 0)?.as_ptr() as usize;
+        (hdr, hdr + lead)
+    } else {
+        let hdr = sys::map_aligned(PAGE.checked_add(usable)?, align, PAGE)?.as_ptr() as usize;
+        (hdr, hdr + PAGE)
+    };
+    HUGE_MAPPED.fetch_add(obj + usable - hdr, Relaxed);
+    huge_publish(hdr, obj, usable)
+}
+
+/// Writes the header of the huge block `hdr..obj + usable` (a mapping of
+/// ours, counted in `HUGE_MAPPED`), registers it and counts it.
+fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
+    let h = hdr as *mut HugeHeader;
+    // SAFETY: the header page is ours and writable.
+    unsafe {
+        h.write(HugeHeader {
+            kind: KIND_HUGE,
+            ptr: obj as *mut u8,
+            usable,
+            map_base: hdr as *mut u8,
+            map_len: obj + usable - hdr,
+        });
+    }
+    super::registry::add_huge(hdr, obj);
+    if stats_enabled() {
+        HUGE_NMALLOC.fetch_add(1, Relaxed);
+    }
+    HUGE_BYTES.fetch_add(usable, Relaxed);
+    NonNull::new(obj as *mut u8)
+}
+
+/// A huge block of `usable` bytes (page multiple), its object `off` bytes
+/// (a page multiple below CHUNK) after a CHUNK-aligned header, carved from
+/// a kept mapping; `None` when no kept mapping is long enough.
+fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<NonNull<u8>> {
+    let need = off.checked_add(usable)?;
+    let (base, len) = super::huge_cache::take(need)?;
+    // Keep the whole mapping when the excess is within the quarter steps
+    // of `huge_resize`, or is room for a growing buffer; else unmap it.
+    let keep = if len - need <= need / 3 || growing && len / 4 <= need {
+        len
+    } else {
+        // SAFETY: the tail of a mapping we own and nobody uses.
+        unsafe { sys::unmap_range((base + need) as *mut u8, len - need) };
+        HUGE_MAPPED.fetch_sub(len - need, Relaxed);
+        need
+    };
+    let obj = base + off;
+    if zero {
+        // SAFETY: the object's pages are ours, mapped and unused.
+        unsafe { ptr::write_bytes(obj as *mut u8, 0, usable) };
+    }
+    huge_publish(base, obj, keep - off)
+}
+
+/// Unmaps a huge block.
+///
+/// # Safety
+/// `h` is the header of a live huge block no one uses any more.
+pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
+    // SAFETY: per the contract.
+    let (base, len, usable) = unsafe {
+        super::registry::remove_huge(h);
+        // A kept mapping must not look like a live block to a second free.
+        (*h).kind = 0;
+        ((*h).map_base, (*h).map_len, (*h).usable)
+    };
+    if stats_enabled() {
+        HUGE_NFREE.fetch_add(1, Relaxed);
+    }
+    HUGE_BYTES.fetch_sub(usable, Relaxed);
+    let now = sys::now_ms();
+    let kept = if base as usize % CHUNK == 0 {
+        super::huge_cache::put(base as usize, len, now, decay_ms())
+    } else {
+        None
+    };
+    match kept {
+        Some(evicted) => {
+            HUGE_MAPPED.fetch_sub(evicted, Relaxed);
+            huge_purge(now);
+        }
+        None => {
+            HUGE_MAPPED.fetch_sub(len, Relaxed);
+            // SAFETY: the whole mapping is ours and no longer used.
+            unsafe { sys::unmap_range(base, len) };
+        }
+    }
+}
+
+/// Unmaps kept huge mappings free for `decay_ms` (all with `u64::MAX`).
+pub(crate) fn huge_purge(now: u64) {
+    let gone = super::huge_cache::purge(now, decay_ms());
+    if gone > 0 {
+        HUGE_MAPPED.fetch_sub(gone, Relaxed);
+    }
+}
+
+/// Resizes a huge block in place: shrinks by unmapping its tail, grows with
+/// `mremap` when the address space after it is free. Like the size
+/// classes, sizes move in steps of a quarter: a block keeps its pages for
+/// any size down to three quarters of them, and grows by at least a
+/// quarter (exactly as asked if that much room is not there), so a buffer
+/// grown by small appends costs one system call per quarter, not per page.
+///
+/// # Safety
+/// `h` is the header of a live huge block owned by the caller.
+pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
+    let need = (new.max(1) + PAGE - 1) & !(PAGE - 1);
+    // SAFETY: per the contract the block and its header are ours.
+    unsafe {
+        let have = (*h).usable;
+        let (base, len) = ((*h).map_base, (*h).map_len);
+        if need <= have && need >= have - have / 4 {
+            return true;
+        }
+        let want = if need < have {
+            sys::unmap_range((*h).ptr.add(need), have - need);
+            need
+        } else {
+            let step = (have + have / 4 + PAGE - 1) & !(PAGE - 1);
+            let grow = |to: usize| sys::remap_in_place(base, len, len + (to - have));
+            if need < step && grow(step) {
+                step
+            } else if grow(need) {
+                need
+            } else {
+                return false;
+            }
+        };
+        (*h).usable = want;
+        (*h).map_len = len - have + want;
+        HUGE_BYTES.fetch_add(want, Relaxed);
+        HUGE_BYTES.fetch_sub(have, Relaxed);
+        HUGE_MAPPED.fetch_add(want, Relaxed);
+        HUGE_MAPPED.fetch_sub(have, Relaxed);
+    }
+    true
+}

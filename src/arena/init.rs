@@ -1,0 +1,210 @@
+//! Process-wide state and start-up: the arenas, the configuration (read
+//! once from `HOTPOOL_CONF`), the thread-exit key, the fork and exit
+//! handlers, and which arena a new thread joins.
+
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
+
+use super::heap::Arena;
+use super::purge::{set_background_thread, BG_RUNNING, BG_WANTED};
+use super::tcache;
+use crate::config::{self, ArenaConf};
+use crate::sys;
+
+/// Most arenas.
+pub(crate) const MAX_ARENAS: usize = 64;
+
+/// Arenas per CPU by default (jemalloc's default too): with one per CPU,
+/// two producer threads on a 2-CPU machine shared an arena, and its bin
+/// locks with the consumers flushing into it.
+const ARENAS_PER_CPU: usize = 4;
+
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+static NARENAS: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) static ARENAS: [AtomicPtr<Arena>; MAX_ARENAS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_ARENAS];
+
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+static DECAY_MS: AtomicI64 = AtomicI64::new(config::DEFAULT.decay_ms);
+
+static TCACHE_ON: AtomicBool = AtomicBool::new(true);
+
+static TCACHE_MAX: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_max);
+
+static STATS_ON: AtomicBool = AtomicBool::new(true);
+
+pub(super) static CONF: crate::arena::lock::SpinLock<ArenaConf> =
+    crate::arena::lock::SpinLock::new(config::DEFAULT);
+
+pub(crate) fn decay_ms() -> i64 {
+    DECAY_MS.load(Relaxed)
+}
+
+pub(crate) fn set_decay_ms(ms: i64) {
+    DECAY_MS.store(ms, Relaxed);
+    CONF.lock().decay_ms = ms;
+}
+
+pub(crate) fn tcache_enabled() -> bool {
+    TCACHE_ON.load(Relaxed)
+}
+
+pub(crate) fn tcache_max() -> usize {
+    TCACHE_MAX.load(Relaxed)
+}
+
+#[inline(always)]
+pub(crate) fn stats_enabled() -> bool {
+    STATS_ON.load(Relaxed)
+}
+
+pub(crate) fn set_stats_enabled(on: bool) {
+    STATS_ON.store(on, Relaxed);
+}
+
+pub(crate) fn conf() -> ArenaConf {
+    ensure_init();
+    *CONF.lock()
+}
+
+pub(crate) fn narenas() -> usize {
+    NARENAS.load(Acquire)
+}
+
+pub(crate) fn arena(i: usize) -> Option<&'static Arena> {
+    // SAFETY: arenas live forever once published.
+    unsafe { ARENAS.get(i)?.load(Acquire).as_ref() }
+}
+
+pub(crate) fn arena_index(a: *const Arena) -> usize {
+    (0..narenas())
+        .find(|&i| ptr::eq(ARENAS[i].load(Relaxed), a))
+        .unwrap_or(0)
+}
+
+/// Attaches a new thread to the arena with the fewest threads attached
+/// (the lowest index among equals; jemalloc's choice) and returns its
+/// index. Threads that come and go then reuse the arenas of exited ones
+/// instead of spreading their memory over every arena in turn. The count
+/// is claimed with a compare-exchange against the value the choice was
+/// made on, so threads starting together do not all pick the same arena.
+pub(crate) fn attach_thread() -> usize {
+    loop {
+        let mut best = (usize::MAX, 0);
+        for i in 0..narenas() {
+            if let Some(a) = arena(i) {
+                best = best.min((a.nthreads.load(Relaxed), i));
+            }
+        }
+        let Some(a) = arena(best.1) else {
+            return best.1;
+        };
+        if a.nthreads
+            .compare_exchange(best.0, best.0 + 1, Relaxed, Relaxed)
+            .is_ok()
+        {
+            return best.1;
+        }
+    }
+}
+
+/// A thread attached to `a` by [`attach_thread`] left it.
+pub(crate) fn detach_thread(a: &Arena) {
+    a.nthreads.fetch_sub(1, Relaxed);
+}
+
+/// Starts the allocator once; returns whether it is usable.
+#[inline]
+pub(crate) fn ensure_init() -> bool {
+    if STATE.load(Acquire) == 2 {
+        return true;
+    }
+    init_slow()
+}
+
+#[cold]
+fn init_slow() -> bool {
+    if STATE.compare_exchange(0, 1, Acquire, Acquire).is_err() {
+        while STATE.load(Acquire) != 2 {
+            sys::yield_now();
+        }
+        return narenas() > 0;
+    }
+    let mut conf = config::from_env();
+    let want = if conf.narenas == 0 {
+        (ARENAS_PER_CPU * sys::ncpus()).min(MAX_ARENAS)
+    } else {
+        conf.narenas
+    };
+    let mut made = 0;
+    for slot in ARENAS.iter().take(want) {
+        let Some(p) = super::base::alloc(core::mem::size_of::<Arena>(), 64) else {
+            break;
+        };
+        // Zeroed metadata memory is a valid empty arena.
+        slot.store(p.as_ptr().cast(), Release);
+        made += 1;
+    }
+    conf.narenas = made;
+    NARENAS.store(made, Release);
+    DECAY_MS.store(conf.decay_ms, Relaxed);
+    TCACHE_ON.store(conf.tcache, Relaxed);
+    TCACHE_MAX.store(conf.tcache_max, Relaxed);
+    if let Some(k) = sys::thread_key_create(tcache::thread_exit) {
+        KEY.store(k as usize, Relaxed);
+    } else {
+        TCACHE_ON.store(false, Relaxed);
+    }
+    sys::at_fork(fork_prepare, fork_parent, fork_child);
+    if conf.stats_print {
+        sys::at_exit(print_at_exit);
+    }
+    *CONF.lock() = conf;
+    STATE.store(2, Release);
+    if conf.background_thread {
+        set_background_thread(true);
+    }
+    made > 0
+}
+
+/// Arms the thread-exit destructor for this thread's cache.
+pub(crate) fn arm_thread_exit(value: *mut libc::c_void) {
+    sys::thread_key_set(KEY.load(Relaxed) as libc::pthread_key_t, value);
+}
+
+extern "C" fn print_at_exit() {
+    let _ = super::stats::stats_print(&mut std::io::stderr());
+}
+
+unsafe extern "C" fn fork_prepare() {
+    tcache::REGISTRY.force_lock();
+    super::huge_cache::fork_prepare();
+    super::base::fork_prepare();
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_prepare();
+        }
+    }
+}
+
+unsafe extern "C" fn fork_parent() {
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_release();
+        }
+    }
+    super::base::fork_release();
+    super::huge_cache::fork_release();
+    tcache::REGISTRY.force_unlock();
+}
+
+unsafe extern "C" fn fork_child() {
+    // SAFETY: same handler as the parent's; the child has one thread.
+    unsafe { fork_parent() };
+    // The purge thread does not exist in the child.
+    BG_RUNNING.store(false, Relaxed);
+    BG_WANTED.store(false, Relaxed);
+}

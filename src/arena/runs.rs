@@ -1,0 +1,337 @@
+//! Page runs of an arena's chunks: free runs filed by page count (dirty
+//! apart from clean) and the dirty list in age order; taking a run
+//! (splitting a free one), mapping a chunk, and freeing a run (merging
+//! with its free neighbours).
+
+use core::ptr::null_mut;
+
+use super::chunk::*;
+use super::heap::{add, sub, Arena};
+use super::size_class::*;
+use crate::sys;
+
+const NBUCKETS: usize = CHUNK_PAGES + 1;
+
+/// The page runs of an arena's chunks.
+pub(crate) struct Runs {
+    /// Free runs of exactly `i` pages: `buckets[1]` the dirty ones,
+    /// `buckets[0]` the clean (purged or never used) ones. Allocation takes
+    /// a dirty run first, as jemalloc does, so freed pages are reused before
+    /// fresh ones are touched.
+    buckets: [[*mut RunMeta; NBUCKETS]; 2],
+    /// Bit `i` of `nonempty[d]` set when `buckets[d][i]` is non-empty.
+    nonempty: [[u64; NBUCKETS.div_ceil(64)]; 2],
+    /// Dirty free runs, oldest first.
+    pub(super) dirty_head: *mut RunMeta,
+    dirty_tail: *mut RunMeta,
+    pub(super) chunks: *mut ChunkHeader,
+}
+
+impl Runs {
+    /// # Safety
+    /// `m` is a free run not in any bucket; run lock held.
+    unsafe fn bucket_push(&mut self, m: *mut RunMeta) {
+        // SAFETY: per the contract `m` and the bucket heads are ours.
+        unsafe {
+            let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
+            let head = self.buckets[d][n];
+            (*m).prev = null_mut();
+            (*m).next = head;
+            if !head.is_null() {
+                (*head).prev = m;
+            }
+            self.buckets[d][n] = m;
+            self.nonempty[d][n / 64] |= 1 << (n % 64);
+        }
+    }
+
+    /// # Safety
+    /// `m` is in its bucket; run lock held.
+    pub(super) unsafe fn bucket_remove(&mut self, m: *mut RunMeta) {
+        // SAFETY: per the contract.
+        unsafe {
+            let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
+            let (p, q) = ((*m).prev, (*m).next);
+            if p.is_null() {
+                self.buckets[d][n] = q;
+                if q.is_null() {
+                    self.nonempty[d][n / 64] &= !(1 << (n % 64));
+                }
+            } else {
+                (*p).next = q;
+            }
+            if !q.is_null() {
+                (*q).prev = p;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `m` is a dirty free run not on the dirty list; run lock held.
+    unsafe fn dirty_push(&mut self, m: *mut RunMeta) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*m).dnext = null_mut();
+            (*m).dprev = self.dirty_tail;
+            if self.dirty_tail.is_null() {
+                self.dirty_head = m;
+            } else {
+                (*self.dirty_tail).dnext = m;
+            }
+            self.dirty_tail = m;
+        }
+    }
+
+    /// # Safety
+    /// `m` is on the dirty list; run lock held.
+    pub(super) unsafe fn dirty_remove(&mut self, m: *mut RunMeta) {
+        // SAFETY: per the contract.
+        unsafe {
+            let (p, q) = ((*m).dprev, (*m).dnext);
+            if p.is_null() {
+                self.dirty_head = q;
+            } else {
+                (*p).dnext = q;
+            }
+            if q.is_null() {
+                self.dirty_tail = p;
+            } else {
+                (*q).dprev = p;
+            }
+        }
+    }
+
+    /// Puts `new` where `old` is on the dirty list (keeps the age order).
+    ///
+    /// # Safety
+    /// `old` is on the list, `new` is not; run lock held.
+    pub(super) unsafe fn dirty_replace(&mut self, old: *mut RunMeta, new: *mut RunMeta) {
+        // SAFETY: per the contract.
+        unsafe {
+            let (p, q) = ((*old).dprev, (*old).dnext);
+            (*new).dprev = p;
+            (*new).dnext = q;
+            if p.is_null() {
+                self.dirty_head = new;
+            } else {
+                (*p).dnext = new;
+            }
+            if q.is_null() {
+                self.dirty_tail = new;
+            } else {
+                (*q).dprev = new;
+            }
+        }
+    }
+
+    /// The head of the smallest non-empty bucket of at least `need` pages,
+    /// dirty runs first.
+    fn find(&self, need: usize) -> Option<*mut RunMeta> {
+        [1, 0].into_iter().find_map(|d| {
+            let words = &self.nonempty[d];
+            let mut w = need / 64;
+            let mut bits = words.get(w)? & (!0u64 << (need % 64));
+            loop {
+                if bits != 0 {
+                    return Some(self.buckets[d][w * 64 + bits.trailing_zeros() as usize]);
+                }
+                w += 1;
+                bits = *words.get(w)?;
+            }
+        })
+    }
+
+    /// Takes the free neighbours of the `n` pages at `m` that are as dirty
+    /// as `dirty` out of their buckets (and the dirty list) and returns the
+    /// start and length of the merged run, not yet filed. Dirty and clean
+    /// runs never merge, so a clean page is never counted or reused as
+    /// dirty, and allocation's preference for dirty runs reuses pages
+    /// that are already resident.
+    ///
+    /// # Safety
+    /// `m` heads `n` pages of a chunk that no free run covers; run lock held.
+    pub(super) unsafe fn coalesce(
+        &mut self,
+        m: *mut RunMeta,
+        n: usize,
+        dirty: bool,
+    ) -> (*mut RunMeta, usize) {
+        // SAFETY: neighbours are runs of the same chunk (runs tile it);
+        // everything is guarded by the run lock.
+        unsafe {
+            let c = chunk_of(m);
+            let (mut s, mut n) = (page_of(m), n);
+            let t = s + n;
+            if t < CHUNK_PAGES {
+                let nm = meta_at(c, t);
+                if (*nm).state == RUN_FREE && (*nm).dirty == dirty {
+                    self.bucket_remove(nm);
+                    if dirty {
+                        self.dirty_remove(nm);
+                    }
+                    (*nm).state = RUN_NONE;
+                    n += (*nm).npages as usize;
+                }
+            }
+            if s > HEADER_PAGES {
+                let pm = meta_at(c, pagemap(c, s - 1));
+                if (*pm).state == RUN_FREE && (*pm).dirty == dirty {
+                    self.bucket_remove(pm);
+                    if dirty {
+                        self.dirty_remove(pm);
+                    }
+                    (*m).state = RUN_NONE;
+                    s -= (*pm).npages as usize;
+                    n += (*pm).npages as usize;
+                }
+            }
+            (meta_at(c, s), n)
+        }
+    }
+
+    /// Marks `m` (of `n` pages) a free run and files it.
+    ///
+    /// # Safety
+    /// `m` heads `n` pages no other run covers; run lock held.
+    pub(super) unsafe fn make_free(
+        &mut self,
+        m: *mut RunMeta,
+        n: usize,
+        dirty: bool,
+        freed_at: u64,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            let c = chunk_of(m);
+            let s = page_of(m);
+            (*m).state = RUN_FREE;
+            (*m).npages = n as u32;
+            (*m).dirty = dirty;
+            (*m).freed_at = freed_at;
+            set_pagemap(c, s..s + 1, s);
+            set_pagemap(c, s + n - 1..s + n, s);
+            self.bucket_push(m);
+        }
+    }
+}
+
+impl Arena {
+    /// Takes a run of `npages` pages aligned to `align` (a power of two, at
+    /// least a page); returns it with whether its pages are known zero.
+    /// Maps a new chunk when no free run fits.
+    ///
+    /// # Safety
+    /// `r` is this arena's run lock, held.
+    pub(crate) unsafe fn alloc_run(
+        &self,
+        r: &mut Runs,
+        npages: usize,
+        align: usize,
+        state: u8,
+        class: u8,
+        room: usize,
+    ) -> Option<(*mut RunMeta, bool)> {
+        let need = npages + align / PAGE - 1;
+        if need > USABLE_PAGES {
+            return None;
+        }
+        // With `room`, the run is cut from the front of a free run of at
+        // least that many pages, so it can later grow in place.
+        let want = room.clamp(need, USABLE_PAGES);
+        let m = match r.find(want).or_else(|| r.find(need)) {
+            Some(m) => m,
+            None => {
+                self.map_chunk(r)?;
+                r.find(want)?
+            }
+        };
+        // SAFETY: bucket heads are free runs of this arena's chunks, guarded
+        // by the run lock we hold.
+        unsafe {
+            r.bucket_remove(m);
+            let (dirty, freed_at, total) = ((*m).dirty, (*m).freed_at, (*m).npages as usize);
+            let c = chunk_of(m);
+            let s = page_of(m);
+            let addr = c as usize + s * PAGE;
+            let lead = (((addr + align - 1) & !(align - 1)) - addr) / PAGE;
+            let tail = total - lead - npages;
+            if tail > 0 {
+                let t = meta_at(c, s + lead + npages);
+                r.make_free(t, tail, dirty, freed_at);
+                if dirty {
+                    if lead > 0 {
+                        r.dirty_push(t);
+                    } else {
+                        r.dirty_replace(m, t);
+                    }
+                }
+            }
+            if lead > 0 {
+                r.make_free(m, lead, dirty, freed_at);
+            } else if dirty && tail == 0 {
+                r.dirty_remove(m);
+            }
+            if dirty {
+                sub(&self.dirty_pages, npages);
+            }
+            let run = meta_at(c, s + lead);
+            (*run).state = state;
+            (*run).class = class;
+            (*run).npages = npages as u32;
+            (*run).dirty = false;
+            if state == RUN_SLAB {
+                set_pagemap_slab(c, s + lead..s + lead + npages, s + lead, class as usize);
+            } else {
+                set_pagemap(c, s + lead..s + lead + npages, s + lead);
+            }
+            add(&self.active_pages, npages);
+            Some((run, !dirty))
+        }
+    }
+
+    /// Maps a chunk and files its pages as one clean free run.
+    fn map_chunk(&self, r: &mut Runs) -> Option<()> {
+        let c = sys::map_aligned(CHUNK, CHUNK, 0)?
+            .as_ptr()
+            .cast::<ChunkHeader>();
+        super::registry::add_chunk(c.cast());
+        // SAFETY: a fresh zeroed mapping of CHUNK bytes; zero is a valid
+        // header, we fill in the rest under the run lock.
+        unsafe {
+            (*c).kind = KIND_CHUNK;
+            (*c).arena = self;
+            (*c).next = r.chunks;
+            if !r.chunks.is_null() {
+                (*r.chunks).prev = c;
+            }
+            r.chunks = c;
+            r.make_free(meta_at(c, HEADER_PAGES), USABLE_PAGES, false, 0);
+        }
+        add(&self.nchunks, 1);
+        Some(())
+    }
+
+    /// Returns run `m` (slab or large) to the free runs, merging with free
+    /// neighbours; its pages become dirty.
+    ///
+    /// # Safety
+    /// `m` is an allocated run of this arena no one uses; run lock held.
+    pub(crate) unsafe fn free_run(&self, r: &mut Runs, m: *mut RunMeta, now: u64) {
+        // SAFETY: per the contract; `m` heads its pages, which become a
+        // dirty free run.
+        unsafe {
+            let n = (*m).npages as usize;
+            if (*m).state == RUN_SLAB {
+                // Its pages no longer name a class: a stale pointer into
+                // them must not pass for a small object.
+                let s = page_of(m);
+                set_pagemap(chunk_of(m), s..s + n, s);
+            }
+            sub(&self.active_pages, n);
+            add(&self.dirty_pages, n);
+            let (run, total) = r.coalesce(m, n, true);
+            r.make_free(run, total, true, now);
+            r.dirty_push(run);
+        }
+    }
+}

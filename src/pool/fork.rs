@@ -1,0 +1,62 @@
+//! Fork safety of the pools.
+//!
+//! A `fork` copies only the calling thread; a lock another thread held at
+//! that moment stays locked for ever in the child. So the pool registers
+//! `pthread_atfork` handlers at its first pool's creation that take every
+//! pool lock before the fork, in the lock order:
+//!
+//! 1. [`registry::INIT`] (creation of a pool's shared state),
+//! 2. the pool registry,
+//! 3. each registered pool's central lock (depot and chunk list),
+//! 4. the thread registry,
+//!
+//! and afterwards release them in the parent and replace them by fresh,
+//! unlocked ones in the child (see [`crate::sync::Mutex::reset_after_fork`]).
+//! No thread is then inside a critical section when the process forks, so
+//! the child finds every depot, chunk list and registry consistent.
+//!
+//! In the child, the other threads' caches stay registered with the
+//! objects they held: those objects are lost to the child (as the threads
+//! are), never handed out twice.
+
+use std::sync::Once;
+
+use super::registry;
+
+/// Registers the fork handlers, once per process.
+pub(crate) fn register() {
+    static ONCE: Once = Once::new();
+    // Miri cannot fork (nor register fork handlers).
+    if cfg!(miri) {
+        return;
+    }
+    ONCE.call_once(|| {
+        // pthread_atfork fails only on ENOMEM; without handlers a fork may
+        // deadlock the child, but everything else works, so carry on.
+        let _registered = crate::sys::at_fork(prepare, parent, child);
+    });
+}
+
+/// Before `fork`: takes every pool lock, in order.
+unsafe extern "C" fn prepare() {
+    registry::INIT.lock_for_fork();
+    registry::lock_for_fork();
+}
+
+/// After `fork`, in the parent: releases them.
+unsafe extern "C" fn parent() {
+    // SAFETY: `prepare` took these locks on this thread.
+    unsafe {
+        registry::unlock_after_fork(false);
+        registry::INIT.unlock_after_fork();
+    }
+}
+
+/// After `fork`, in the child (one thread): replaces them by fresh locks.
+unsafe extern "C" fn child() {
+    // SAFETY: `prepare` took these locks on this thread, now the only one.
+    unsafe {
+        registry::unlock_after_fork(true);
+        registry::INIT.reset_after_fork();
+    }
+}

@@ -1,0 +1,127 @@
+//! Pools survive `fork` (issue 12, item 7): a child forked while other
+//! threads allocate, free, or sit inside a pool's depot lock can use the
+//! pool at once. Before the pools had fork handlers, a child forked while
+//! another thread held a pool lock hung on its first allocation.
+//!
+//! Each child allocates and frees through the pool and leaves with
+//! `_exit`; the parent waits up to 10 s per child, then kills it and counts
+//! it as hung.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hotpool::{Pool, PoolConfig};
+
+/// Tiny lists: nearly every operation moves a batch under the depot lock.
+const TINY: PoolConfig = PoolConfig::new().batch(2).local_max(2).depot_max(4);
+
+/// What a child does: allocate and free through `pool`, check the values,
+/// and leave with status 0 (1 if a value was wrong).
+fn child_work(pool: &Pool<[u64; 4]>) -> ! {
+    let objs: Vec<_> = (0..64u64).map(|i| pool.alloc([i; 4])).collect();
+    let ok = objs.iter().enumerate().all(|(i, o)| **o == [i as u64; 4]);
+    drop(objs);
+    pool.trim();
+    // SAFETY: ends the child without running the parent's atexit handlers
+    // or unwinding into the test harness.
+    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+}
+
+/// Forks a child running [`child_work`].
+fn fork_child(pool: &Pool<[u64; 4]>) -> libc::pid_t {
+    // SAFETY: the child only runs `child_work`, which uses the pool and the
+    // allocator (both fork-safe) and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        child_work(pool);
+    }
+    pid
+}
+
+/// Waits for `pid` up to 10 s; `Some(exit status)`, or `None` if it hung
+/// (it is then killed and reaped).
+fn wait_child(pid: libc::pid_t) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+            return Some(libc::WEXITSTATUS(status));
+        }
+        assert_eq!(r, 0, "waitpid failed");
+        if Instant::now() > deadline {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn fork_while_another_thread_allocates_and_frees_batches() {
+    static P: Pool<[u64; 4]> = Pool::with_config(TINY);
+    let stop = AtomicBool::new(false);
+    let (mut hung, mut failed) = (0, 0);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<_> = (0..64).map(|i| P.alloc([round + i; 4])).collect();
+                assert!(batch
+                    .iter()
+                    .enumerate()
+                    .all(|(i, o)| o[3] == round + i as u64));
+                drop(batch);
+                round += 1;
+            }
+        });
+        for _ in 0..200 {
+            match wait_child(fork_child(&P)) {
+                Some(0) => {}
+                Some(_) => failed += 1,
+                None => hung += 1,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!((hung, failed), (0, 0), "of 200 children, (hung, failed)");
+}
+
+/// Needs the `fault-injection` feature's `Pool::with_depot_locked` (CI runs
+/// `cargo test --all-features`).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn fork_while_another_thread_is_inside_the_depot_lock() {
+    use std::sync::mpsc;
+
+    static P: Pool<[u64; 4]> = Pool::with_config(TINY);
+    // Some objects in the depot and chunks, so the child finds both used.
+    drop((0..16u64).map(|i| P.alloc([i; 4])).collect::<Vec<_>>());
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (forked_tx, forked_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        P.with_depot_locked(|| {
+            locked_tx.send(()).unwrap();
+            // Held until the parent returned from fork: without fork
+            // handlers the child is made while we are in here. With them,
+            // fork waits for this lock, so let it go after a while.
+            let _ = forked_rx.recv_timeout(Duration::from_millis(200));
+        });
+    });
+    locked_rx.recv().unwrap();
+    let pid = fork_child(&P);
+    let _ = forked_tx.send(());
+    holder.join().unwrap();
+    assert_eq!(wait_child(pid), Some(0), "the child hung or failed");
+    // The parent's pool still works.
+    let a = P.alloc([9; 4]);
+    assert_eq!(*a, [9; 4]);
+}
