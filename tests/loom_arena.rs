@@ -190,6 +190,10 @@ fn check_end(owners: &Owners, exited: usize) {
 fn model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     // Read once per process by the allocator's start-up.
     std::env::set_var("HOTPOOL_CONF", "narenas:2");
+    // The allocator's state is process-wide: one model at a time, even
+    // when the test harness runs tests on several threads.
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut b = loom::model::Builder::new();
     // The fork handlers alone take every bin lock of both arenas.
     b.max_branches = 100_000;

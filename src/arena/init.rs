@@ -232,13 +232,18 @@ pub(crate) fn loom_reset() {
     STATE.store(0, Release);
 }
 
-/// Under loom: what `fork` does to the allocator in the parent (the
-/// prepare handler takes every lock, the parent handler releases them).
+/// Under loom: what `fork` does to the allocator: the prepare handler
+/// takes every lock, the kernel copies the memory (a read of every
+/// arena's locked data), the parent handler releases the locks.
 #[cfg(loom)]
 pub(crate) fn loom_fork() {
     // SAFETY: the handlers need no more than being called in this order.
-    unsafe {
-        fork_prepare();
-        fork_parent();
+    unsafe { fork_prepare() };
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.loom_snapshot();
+        }
     }
+    // SAFETY: as above.
+    unsafe { fork_parent() };
 }

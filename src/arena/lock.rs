@@ -80,6 +80,13 @@ impl<T> SpinLock<T> {
         core::mem::forget(self.lock());
     }
 
+    /// Under loom: records an access to the data, as the copy of memory
+    /// that `fork` makes while the prepare handler holds the lock.
+    #[cfg(loom)]
+    pub(crate) fn loom_snapshot(&self) {
+        crate::sync::track_write(self.data.get().cast());
+    }
+
     /// Releases a lock taken by [`SpinLock::force_lock`] (fork parent and
     /// child handlers; in the child the taking thread is the only one).
     pub(crate) fn force_unlock(&self) {
