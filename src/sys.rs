@@ -61,6 +61,8 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<No
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());
+    #[cfg(loom)]
+    crate::sync::loom_arena::unmapped(ptr.as_ptr(), size);
     #[cfg(miri)]
     // SAFETY: the caller guarantees the range is one live mapping of ours.
     return unsafe { miri::unmap(ptr.as_ptr(), size) };
@@ -126,6 +128,8 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     if raw == libc::MAP_FAILED {
         return None;
     }
+    #[cfg(loom)]
+    crate::sync::loom_arena::mapped(raw.cast(), len);
     NonNull::new(raw.cast())
 }
 
@@ -181,6 +185,8 @@ pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
     if len == 0 {
         return;
     }
+    #[cfg(loom)]
+    crate::sync::loom_arena::unmapped(ptr, len);
     #[cfg(miri)]
     // SAFETY: the caller guarantees the range is ours and unused.
     return unsafe { miri::unmap(ptr, len) };
@@ -217,6 +223,7 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 ///
 /// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
+#[cfg(not(loom))]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
     // Miri has no mremap: the caller moves the block instead.
@@ -229,6 +236,7 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
 }
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
+#[cfg(not(loom))]
 pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -278,7 +286,8 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     }
 }
 
-/// Gives the CPU to another thread.
+/// Gives the CPU to another thread (under loom: to another modelled one).
+#[cfg(not(loom))]
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };
@@ -296,6 +305,7 @@ pub(crate) fn sleep_ms(ms: u64) {
 
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that
 /// set a non-null value. Returns `None` if the system is out of keys.
+#[cfg(not(loom))]
 pub(crate) fn thread_key_create(
     dtor: unsafe extern "C" fn(*mut libc::c_void),
 ) -> Option<libc::pthread_key_t> {
@@ -306,6 +316,7 @@ pub(crate) fn thread_key_create(
 }
 
 /// Sets the calling thread's value of `key`, arming its destructor.
+#[cfg(not(loom))]
 pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void) {
     // SAFETY: `key` came from `thread_key_create`; the value is opaque to
     // pthread and only handed back to our destructor.
@@ -313,6 +324,7 @@ pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void)
 }
 
 /// Registers fork handlers (`pthread_atfork`); returns whether it worked.
+#[cfg(not(loom))]
 pub(crate) fn at_fork(
     prepare: unsafe extern "C" fn(),
     parent: unsafe extern "C" fn(),
@@ -341,5 +353,60 @@ pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c
     }
     // SAFETY: `tid` is a thread we just created and nobody joins.
     unsafe { libc::pthread_detach(tid) };
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Under `--cfg loom` (the arena's loom models, `tests/loom_arena.rs`): memory
+// is still mapped by the functions above, which record it so that each loom
+// execution starts afresh (`crate::sync::loom_arena`); the calls below are
+// replaced, because a model must replay identically, and its threads are
+// loom's.
+// ---------------------------------------------------------------------------
+
+/// Under loom: the mapping record would go stale; never in place.
+///
+/// # Safety
+/// As the real one.
+#[cfg(loom)]
+pub(crate) unsafe fn remap_in_place(_ptr: *mut u8, _old: usize, _new: usize) -> bool {
+    false
+}
+
+/// Under loom time stands still, so that every run of an execution
+/// takes the same decisions.
+#[cfg(loom)]
+pub(crate) fn now_ms() -> u64 {
+    0
+}
+
+/// Under loom: lets loom's scheduler run another modelled thread.
+#[cfg(loom)]
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}
+
+/// Under loom: one key whose destructor runs when a modelled thread ends.
+#[cfg(loom)]
+pub(crate) fn thread_key_create(
+    dtor: unsafe extern "C" fn(*mut libc::c_void),
+) -> Option<libc::pthread_key_t> {
+    crate::sync::loom_arena::thread_key_create(dtor)
+}
+
+/// Under loom: arms the modelled thread's exit hook.
+#[cfg(loom)]
+pub(crate) fn thread_key_set(_key: libc::pthread_key_t, value: *mut libc::c_void) {
+    crate::sync::loom_arena::thread_key_set(value);
+}
+
+/// Under loom each execution starts the allocator anew: no handlers are
+/// registered (a model calls them itself).
+#[cfg(loom)]
+pub(crate) fn at_fork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> bool {
     true
 }

@@ -93,6 +93,28 @@ use core::ptr::NonNull;
 pub(crate) use stats::set_report_hook;
 pub use stats::{ArenaStats, ClassStats};
 
+/// Hooks for the loom models of the arena (`tests/loom_arena.rs`), built
+/// only under `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_hooks {
+    /// Starts the allocator afresh; call first in every model execution.
+    pub fn reset() {
+        super::init::loom_reset();
+    }
+
+    /// Runs the fork handlers as a `fork` in this thread would.
+    pub fn fork() {
+        super::init::loom_fork();
+    }
+
+    /// How many modelled threads have run the allocator's exit hook
+    /// (which runs after `join` returns under loom: wait for it).
+    pub fn exited_threads() -> usize {
+        crate::sync::exited_threads()
+    }
+}
+
 use crate::error::AllocError;
 
 /// The arena allocator, usable as the global allocator or through
