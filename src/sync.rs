@@ -150,11 +150,56 @@ impl<T> Mutex<T> {
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         match self.0.try_lock() {
             Ok(g) => Some(g),
-            Err(loom::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(loom::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 }
+
+/// Atomics that only statistics read: `core`'s even under loom, since no
+/// protocol depends on them (keeps loom's state space small).
+pub(crate) mod stat {
+    pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize};
+}
+
+/// A witness of accesses to memory that loom cannot see (the pool's shared
+/// state is freed with `Box`, not through a loom type): under loom a
+/// `loom::cell::UnsafeCell` that every use reads ([`Tracked::used`]) and the
+/// destruction writes ([`Tracked::freed`]), so loom reports a free not
+/// ordered after every use; otherwise nothing at all.
+#[derive(Debug, Default)]
+pub(crate) struct Tracked {
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<()>,
+}
+
+impl Tracked {
+    /// Records a use of the tracked memory.
+    #[inline(always)]
+    pub(crate) fn used(&self) {
+        #[cfg(loom)]
+        self.cell.with(|_| ());
+    }
+
+    /// Records the destruction of the tracked memory.
+    #[inline(always)]
+    pub(crate) fn freed(&self) {
+        #[cfg(loom)]
+        self.cell.with_mut(|_| ());
+    }
+}
+
+/// Defines a `const fn`, or under loom (whose atomics and mutexes have no
+/// `const` constructors) a plain `fn`.
+macro_rules! const_fn {
+    ($(#[$m:meta])* $v:vis fn $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$m])* $v const fn $($rest)*
+        #[cfg(loom)]
+        $(#[$m])* $v fn $($rest)*
+    };
+}
+pub(crate) use const_fn;
 
 /// `thread_local!` with a `const` initialiser: std's, or loom's (which
 /// has no `const` form) under loom.
@@ -184,8 +229,11 @@ macro_rules! pool_static {
 }
 #[cfg(loom)]
 macro_rules! pool_static {
-    ($(#[$m:meta])* $v:vis static $name:ident: $t:ty = $init:expr;) => {
-        loom::lazy_static! { $(#[$m])* $v static ref $name: $t = $init; }
+    ($(#[$m:meta])* pub(crate) static $name:ident: $t:ty = $init:expr;) => {
+        loom::lazy_static! { $(#[$m])* pub(crate) static ref $name: $t = $init; }
+    };
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        loom::lazy_static! { $(#[$m])* static ref $name: $t = $init; }
     };
 }
 pub(crate) use pool_static;

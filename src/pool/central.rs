@@ -16,7 +16,8 @@ use super::chunk::{ChunkHeader, Geometry};
 use super::config::ResolvedConfig;
 use crate::error::AllocError;
 use crate::list::List;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::stat;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, Tracked};
 
 /// Fully free chunks a pool keeps instead of returning them at once.
 const SPARE_CHUNKS: usize = 1;
@@ -34,6 +35,8 @@ pub(crate) struct Inner {
     central: CacheAligned<Mutex<Central>>,
     /// Counters for statistics, written on batch moves.
     pub counters: CacheAligned<Counters>,
+    /// Uses and destruction of this state, for loom (nothing otherwise).
+    pub alive: Tracked,
 }
 
 /// The read-mostly part of [`Inner`].
@@ -59,14 +62,14 @@ pub(crate) struct Hot {
 /// on cold paths, read without it.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub chunks: AtomicUsize,
-    pub chunk_free: AtomicUsize,
-    pub depot: AtomicUsize,
-    pub batches_to_depot: AtomicU64,
-    pub batches_from_depot: AtomicU64,
-    pub contention: AtomicU64,
-    pub chunks_made: AtomicU64,
-    pub chunks_released: AtomicU64,
+    pub chunks: stat::AtomicUsize,
+    pub chunk_free: stat::AtomicUsize,
+    pub depot: stat::AtomicUsize,
+    pub batches_to_depot: stat::AtomicU64,
+    pub batches_from_depot: stat::AtomicU64,
+    pub contention: stat::AtomicU64,
+    pub chunks_made: stat::AtomicU64,
+    pub chunks_released: stat::AtomicU64,
     /// One for the pool handle plus one per chunk held.
     pub refs: AtomicUsize,
 }
@@ -119,6 +122,7 @@ impl Inner {
                 closed: false,
             })),
             counters: CacheAligned(counters),
+            alive: Tracked::default(),
         }
     }
 
@@ -224,6 +228,7 @@ impl Inner {
     ) -> Result<usize, AllocError> {
         let geo = self.hot.0.geo;
         let mut c = self.lock();
+        self.alive.used();
         let have = c.depot.len();
         if have > 0 {
             let n = have.min(want);
@@ -282,6 +287,7 @@ impl Inner {
 
     fn put_locked(&self, objs: *const *mut u8, n: usize, to_depot: bool) -> usize {
         let mut c = self.lock();
+        self.alive.used();
         let mut done = 0;
         if to_depot && !c.closed {
             let room = self.hot.0.config.depot_max.saturating_sub(c.depot.len());
@@ -375,6 +381,7 @@ impl Inner {
 
     fn trim_locked(&self, close: bool) -> usize {
         let mut c = self.lock();
+        self.alive.used();
         c.closed |= close;
         let depot = core::mem::take(&mut c.depot);
         self.counters.0.depot.store(0, Ordering::Relaxed);
@@ -418,7 +425,7 @@ impl Inner {
             // list; nothing references their objects.
             unsafe { ChunkHeader::destroy(chunk, &geo, self.hot.0.config.backing) };
         }
-        self.counters.0.chunks.fetch_sub(n, Ordering::Relaxed);
+        self.counters.0.chunks.fetch_sub(n, Ordering::AcqRel);
         self.counters
             .0
             .chunks_released

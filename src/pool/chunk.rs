@@ -403,11 +403,12 @@ impl ChunkHeader {
 }
 
 /// Where chunks really come from: under Miri, which can map only plain
-/// private anonymous memory and cannot unmap part of a mapping, every
-/// backing is the system allocator; the pool's logic is unchanged.
+/// private anonymous memory and cannot unmap part of a mapping, and under
+/// loom (whose models must not start the arena), every backing is the
+/// system allocator; the pool's logic is unchanged.
 #[inline(always)]
 fn miri_backing(backing: super::Backing) -> super::Backing {
-    if cfg!(miri) {
+    if cfg!(miri) || cfg!(loom) {
         super::Backing::System
     } else {
         backing

@@ -23,10 +23,12 @@ use core::ptr::{self, NonNull};
 use super::central::Inner;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
-use crate::sync::{const_thread_local, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::stat::{AtomicU64, AtomicUsize};
+use crate::sync::{const_thread_local, Ordering};
 
 /// Pool ids served from the thread-local block without indirection.
-pub(crate) const INLINE: usize = 32;
+/// (Fewer under loom, where every entry is state the model carries.)
+pub(crate) const INLINE: usize = if cfg!(loom) { 4 } else { 32 };
 
 /// One thread's free list for one pool.
 pub(crate) struct Entry {
@@ -64,6 +66,7 @@ type Overflow = Vec<Box<Entry>>;
 
 // No drop glue, so access is a plain thread-local address with no
 // "initialized / destroyed" check on the hot path; `EXIT` retires it.
+#[cfg(not(loom))]
 const_thread_local! {
     static CACHE: ThreadCache = ThreadCache::new();
     static EXIT: ExitGuard = ExitGuard;
@@ -73,12 +76,71 @@ const _: () = assert!(!core::mem::needs_drop::<ThreadCache>());
 
 /// Registered at a thread's first pool operation; its destructor hands the
 /// thread's lists back when the thread exits.
+#[cfg(not(loom))]
 struct ExitGuard;
 
+#[cfg(not(loom))]
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         CACHE.with(ThreadCache::retire);
     }
+}
+
+// Under loom a thread's locals are all taken out before any is dropped,
+// so the exit hook cannot reach the cache through `CACHE`: the cache's own
+// destructor retires it (a model thread's locals drop when it ends).
+#[cfg(loom)]
+const_thread_local! {
+    static CACHE: LoomCache = LoomCache(ThreadCache::new());
+}
+
+/// The thread cache under loom, retired when its model thread ends.
+#[cfg(loom)]
+struct LoomCache(ThreadCache);
+
+#[cfg(loom)]
+impl Drop for LoomCache {
+    fn drop(&mut self) {
+        // Loom cannot run loom operations from a thread-local destructor
+        // (its object store is gone by then): models end each thread with
+        // `loom_probe::thread_exit`, which runs the same `retire`.
+        assert!(
+            self.0.retired.get() || self.0.key.get() == 0 || std::thread::panicking(),
+            "a loom model thread ended without loom_probe::thread_exit()"
+        );
+    }
+}
+
+/// Runs the thread-exit hook now (loom models, see [`LoomCache`]).
+#[cfg(loom)]
+pub(crate) fn retire_current() {
+    with_cache(ThreadCache::retire);
+}
+
+/// Runs `f` on the calling thread's cache.
+#[cfg(not(loom))]
+#[inline(always)]
+fn with_cache<R>(f: impl FnOnce(&ThreadCache) -> R) -> R {
+    CACHE.with(f)
+}
+
+/// Runs `f` on the calling thread's cache.
+#[cfg(loom)]
+fn with_cache<R>(f: impl FnOnce(&ThreadCache) -> R) -> R {
+    CACHE.with(|c| f(&c.0))
+}
+
+/// Whether the thread-exit hook can still be armed (false once the
+/// thread's locals are being destroyed).
+#[cfg(not(loom))]
+fn exit_hook_available() -> bool {
+    EXIT.try_with(|_| ()).is_ok()
+}
+
+/// Under loom the cache retires itself (see [`LoomCache`]).
+#[cfg(loom)]
+fn exit_hook_available() -> bool {
+    true
 }
 
 impl Entry {
@@ -152,7 +214,7 @@ impl ThreadCache {
             return false;
         }
         if self.key.get() == 0 {
-            if EXIT.try_with(|_| ()).is_err() {
+            if !exit_hook_available() {
                 // Thread-local destruction has begun: no exit hook possible.
                 self.retired.set(true);
                 return false;
@@ -259,7 +321,7 @@ impl ThreadCache {
 pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
     // The fast path yields a bare pointer (null: go slow), so that no
     // `Result` travels through memory on the hot path.
-    let fast = CACHE.with(|tc| {
+    let fast = with_cache(|tc| {
         // SAFETY: per the contract, `inner` is alive.
         let hot = unsafe { &(*inner).hot.0 };
         match tc.inline.get(hot.id) {
@@ -295,7 +357,7 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
 /// `id` is that pool's id.
 #[inline(always)]
 pub(crate) unsafe fn free(inner: *const Inner, id: usize, obj: NonNull<u8>) {
-    CACHE.with(|tc| {
+    with_cache(|tc| {
         // The entry is the one this thread freed to last, confirmed by its
         // stamp (stamps are unique per pool). Its address does not depend on
         // the object's, so the load of the chunk header stays off the chain
@@ -343,7 +405,7 @@ unsafe fn push(e: &Entry, inner: *const Inner, obj: NonNull<u8>) -> bool {
 #[cold]
 #[inline(never)]
 fn alloc_slow(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
-    CACHE.with(|tc| alloc_cached(tc, inner))
+    with_cache(|tc| alloc_cached(tc, inner))
 }
 
 fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
@@ -463,7 +525,7 @@ unsafe fn free_debug(inner: *const Inner, obj: NonNull<u8>) {
 ///
 /// The caller holds a reference to `inner` that outlives the call.
 pub(crate) unsafe fn flush_current(inner: *const Inner) {
-    CACHE.with(|tc| {
+    with_cache(|tc| {
         // SAFETY: per the contract.
         let hot = unsafe { &(*inner).hot.0 };
         if tc.key.get() == 0 {
@@ -497,4 +559,23 @@ pub(crate) fn cached_in_threads(id: usize, serial: u32) -> (usize, usize) {
         }
     }
     (objects, holders)
+}
+
+/// The calling thread's bound entries, as (stamp, objects cached); for the
+/// loom models.
+#[cfg(loom)]
+pub(crate) fn bound_lists() -> Vec<(u64, usize)> {
+    with_cache(|tc| {
+        tc.inline
+            .iter()
+            .chain(tc.overflow().iter().map(|b| &**b))
+            .map(|e| {
+                (
+                    e.stamp.load(Ordering::Relaxed),
+                    e.len.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(stamp, _)| stamp != 0)
+            .collect()
+    })
 }

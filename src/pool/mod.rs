@@ -68,7 +68,7 @@ pub use config::{Backing, PoolConfig, ResolvedConfig};
 pub use pooled::Pooled;
 
 use crate::error::AllocError;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{const_fn, AtomicPtr, Ordering};
 use central::Inner;
 use pooled::Layout;
 use stats::PoolStats;
@@ -123,29 +123,33 @@ impl<T> core::fmt::Debug for Pool<T> {
 }
 
 impl<T> Pool<T> {
-    /// A pool with the default configuration; `const`, so it can be a
-    /// `static`. Nothing is allocated until first use.
-    ///
-    /// ```
-    /// static POINTS: hotpool::Pool<(f64, f64)> = hotpool::Pool::new();
-    /// assert_eq!(*POINTS.alloc((1.0, 2.0)), (1.0, 2.0));
-    /// ```
-    pub const fn new() -> Self {
-        Self::with_config(PoolConfig::new())
+    const_fn! {
+        /// A pool with the default configuration; `const`, so it can be a
+        /// `static`. Nothing is allocated until first use.
+        ///
+        /// ```
+        /// static POINTS: hotpool::Pool<(f64, f64)> = hotpool::Pool::new();
+        /// assert_eq!(*POINTS.alloc((1.0, 2.0)), (1.0, 2.0));
+        /// ```
+        pub fn new() -> Self {
+            Self::with_config(PoolConfig::new())
+        }
     }
 
-    /// A pool with the given configuration.
-    ///
-    /// ```
-    /// use hotpool::{Pool, PoolConfig};
-    /// static BIG: Pool<[u8; 4096]> = Pool::with_config(PoolConfig::new().batch(16));
-    /// assert_eq!(BIG.alloc([1; 4096])[0], 1);
-    /// ```
-    pub const fn with_config(config: PoolConfig) -> Self {
-        Pool {
-            inner: AtomicPtr::new(ptr::null_mut()),
-            config,
-            _objects: PhantomData,
+    const_fn! {
+        /// A pool with the given configuration.
+        ///
+        /// ```
+        /// use hotpool::{Pool, PoolConfig};
+        /// static BIG: Pool<[u8; 4096]> = Pool::with_config(PoolConfig::new().batch(16));
+        /// assert_eq!(BIG.alloc([1; 4096])[0], 1);
+        /// ```
+        pub fn with_config(config: PoolConfig) -> Self {
+            Pool {
+                inner: AtomicPtr::new(ptr::null_mut()),
+                config,
+                _objects: PhantomData,
+            }
         }
     }
 
@@ -376,7 +380,7 @@ impl<T> Pool<T> {
 
 impl<T> Drop for Pool<T> {
     fn drop(&mut self) {
-        let p = *self.inner.get_mut();
+        let p = self.inner.load(Ordering::Acquire);
         if !p.is_null() {
             // SAFETY: the handle's reference is still held until trim_central
             // drops it; `p` is not used afterwards.
@@ -409,4 +413,33 @@ pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! 
     crate::report::abort_with(format_args!(
         "hotpool: invalid free: the `{type_name}` at {obj:p} {what}"
     ))
+}
+
+/// Views of the pool's internals for the loom models (`tests/loom_pool.rs`);
+/// only under `cfg(loom)`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_probe {
+    use super::{Ordering, Pool};
+
+    /// The pool's stamp (`serial << 32 | trim epoch`), 0 if never used.
+    pub fn stamp<T>(pool: &Pool<T>) -> u64 {
+        let p = pool.inner.load(Ordering::Acquire);
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: the handle keeps the pool alive.
+        unsafe { (*p).hot.0.stamp.load(Ordering::Relaxed) }
+    }
+
+    /// Runs the calling thread's exit hook (its lists go back to their
+    /// pools); a model thread calls it last.
+    pub fn thread_exit() {
+        super::local::retire_current();
+    }
+
+    /// The calling thread's bound lists: (stamp, objects cached) of each.
+    pub fn thread_lists() -> Vec<(u64, usize)> {
+        super::local::bound_lists()
+    }
 }

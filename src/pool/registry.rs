@@ -70,6 +70,8 @@ pub(crate) fn create(
 pub(crate) unsafe fn destroy(this: *const Inner) {
     // SAFETY: still alive until the Box is dropped below.
     let id = unsafe { &*this }.hot.0.id;
+    // SAFETY: as above.
+    unsafe { &*this }.alive.freed();
     POOLS.lock().remove(id);
     // SAFETY: made by Box::into_raw in `create`; the last reference is gone.
     drop(unsafe { Box::from_raw(this as *mut Inner) });
