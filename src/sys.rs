@@ -3,10 +3,17 @@
 //! Everything above asks this layer for page-aligned anonymous memory and
 //! gives it back; nothing else in hotpool calls `mmap`, `munmap` or
 //! `sysconf` directly.
+//!
+//! Per OS: Linux has every function (the arena allocator's primitives are
+//! compiled only there, as the arena is). Other unix systems have what
+//! pools need: pages for `Backing::Os`, the environment, stderr, fork and
+//! exit hooks. Windows has only what pools and handles need, over std.
 
+#[cfg(unix)]
 use core::ptr::NonNull;
 
 /// The size of a virtual memory page, read once from the OS.
+#[cfg(unix)]
 pub(crate) fn page_size() -> usize {
     use core::sync::atomic::{AtomicUsize, Ordering};
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -21,6 +28,13 @@ pub(crate) fn page_size() -> usize {
     page
 }
 
+/// The page size on Windows: 4 KiB on every architecture Rust targets
+/// there. Only [`resident_bytes`] uses it, and that returns 0 on Windows.
+#[cfg(windows)]
+pub(crate) fn page_size() -> usize {
+    4096
+}
+
 /// Maps `size` bytes of fresh, zeroed, read-write memory placed so that
 /// the address `offset` bytes into it is a multiple of `align`: pool and
 /// arena chunks (`offset` 0) and huge blocks, whose header page precedes
@@ -31,6 +45,7 @@ pub(crate) fn page_size() -> usize {
 /// `align` must be a power of two, `size` and `offset` multiples of the
 /// page size; returns `None` when the OS refuses or the arithmetic would
 /// overflow.
+#[cfg(unix)]
 pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && offset % page_size() == 0);
     debug_assert!(size.is_power_of_two() || size % page_size() == 0);
@@ -55,6 +70,7 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<No
 ///
 /// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _, _)`
 /// that was not unmapped yet, and nothing may use the memory afterwards.
+#[cfg(unix)]
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());
     // SAFETY: the caller guarantees the range is one live mapping of ours.
@@ -64,7 +80,8 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
 
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
 ///
-/// Used by statistics and tests; returns 0 where the file cannot be read.
+/// Used by statistics and tests; returns 0 where the file cannot be read,
+/// which is every OS but Linux.
 ///
 /// ```
 /// assert!(hotpool::stats::resident_bytes() > 0);
@@ -83,11 +100,14 @@ pub fn resident_bytes() -> usize {
 
 // ---------------------------------------------------------------------------
 // Primitives of the arena allocator (`crate::arena`). None of them allocates
-// through the global allocator: they are called from inside `malloc`.
+// through the global allocator: they are called from inside `malloc`. All
+// but `map` and `unmap_range` (which `map_aligned` uses on every unix) exist
+// only on Linux, as the arena does.
 // ---------------------------------------------------------------------------
 
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
+#[cfg(unix)]
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     #[cfg(feature = "fault-injection")]
     if crate::testing::inject() {
@@ -100,7 +120,7 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
             core::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE,
             -1,
             0,
         )
@@ -111,12 +131,19 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
+/// No swap reservation for our (mostly untouched) mappings, where the OS
+/// has the flag.
+#[cfg(target_os = "linux")]
+const MAP_NORESERVE: libc::c_int = libc::MAP_NORESERVE;
+#[cfg(all(unix, not(target_os = "linux")))]
+const MAP_NORESERVE: libc::c_int = 0;
+
 /// Reads the `u32` at `p` (4-aligned) if that memory is readable, without
 /// faulting: used by the debug checks to look at metadata below an address
 /// a caller passed in. `process_vm_readv` on our own process reports an
 /// unreadable address as an error; where that call is refused, the page is
 /// checked to be mapped (`mincore`) and read directly.
-#[cfg(any(feature = "checks", debug_assertions))]
+#[cfg(all(target_os = "linux", any(feature = "checks", debug_assertions)))]
 pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
     let mut out = 0u32;
     let local = libc::iovec {
@@ -155,6 +182,7 @@ pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
 ///
 /// The range must be page-aligned, lie inside mappings of ours, and nothing
 /// may use the memory afterwards.
+#[cfg(unix)]
 pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
     if len == 0 {
         return;
@@ -172,6 +200,7 @@ pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
 ///
 /// The range must be page-aligned, inside a private anonymous mapping of
 /// ours, and hold no data anyone needs.
+#[cfg(target_os = "linux")]
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees the range is ours and its contents dead.
     unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) == 0 }
@@ -183,6 +212,7 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 ///
 /// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
+#[cfg(target_os = "linux")]
 pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
     // SAFETY: without MREMAP_MAYMOVE the kernel either resizes this mapping
     // of ours where it is or fails; nothing else is touched.
@@ -191,6 +221,7 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
 }
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
+#[cfg(target_os = "linux")]
 pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -202,6 +233,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Online CPUs, at least 1.
+#[cfg(target_os = "linux")]
 pub(crate) fn ncpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
@@ -214,6 +246,7 @@ pub(crate) fn ncpus() -> usize {
 
 /// Calls `f` with the bytes of environment variable `name` (without the NUL)
 /// if it is set. Reads the C environment in place: no allocation.
+#[cfg(unix)]
 pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
     // SAFETY: getenv reads the environment; `name` is NUL-terminated. The
     // result is only used before returning, during allocator start-up.
@@ -227,7 +260,20 @@ pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
     f(bytes)
 }
 
+/// Calls `f` with the bytes of environment variable `name` if it is set
+/// (its WTF-8 bytes, which are UTF-8 for a Unicode value). Through std,
+/// which allocates: on Windows there is no arena whose start-up could be
+/// the caller.
+#[cfg(windows)]
+pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
+    let Ok(name) = name.to_str() else { return };
+    if let Some(value) = std::env::var_os(name) {
+        f(value.as_encoded_bytes())
+    }
+}
+
 /// Writes `bytes` to standard error with `write(2)`: no buffer, no lock.
+#[cfg(unix)]
 pub(crate) fn write_stderr(bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -240,16 +286,28 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     }
 }
 
+/// Writes `bytes` to standard error through std (unbuffered there; it takes
+/// std's stderr lock, which no caller on Windows holds already).
+#[cfg(windows)]
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    use std::io::Write;
+    // Nowhere to report a failure to write to stderr.
+    let _ = std::io::stderr().write_all(bytes);
+}
+
 /// Gives the CPU to another thread.
+#[cfg(target_os = "linux")]
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };
 }
 
 /// Sleeps the calling thread for `ms` milliseconds.
+#[cfg(target_os = "linux")]
 pub(crate) fn sleep_ms(ms: u64) {
     let ts = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
+        // `as _`: `time_t` is deprecated on musl (its width will change).
+        tv_sec: (ms / 1000) as _,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
@@ -258,6 +316,7 @@ pub(crate) fn sleep_ms(ms: u64) {
 
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that
 /// set a non-null value. Returns `None` if the system is out of keys.
+#[cfg(target_os = "linux")]
 pub(crate) fn thread_key_create(
     dtor: unsafe extern "C" fn(*mut libc::c_void),
 ) -> Option<libc::pthread_key_t> {
@@ -268,6 +327,7 @@ pub(crate) fn thread_key_create(
 }
 
 /// Sets the calling thread's value of `key`, arming its destructor.
+#[cfg(target_os = "linux")]
 pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void) {
     // SAFETY: `key` came from `thread_key_create`; the value is opaque to
     // pthread and only handed back to our destructor.
@@ -275,6 +335,7 @@ pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void)
 }
 
 /// Registers fork handlers (`pthread_atfork`); returns whether it worked.
+#[cfg(unix)]
 pub(crate) fn at_fork(
     prepare: unsafe extern "C" fn(),
     parent: unsafe extern "C" fn(),
@@ -283,6 +344,17 @@ pub(crate) fn at_fork(
     // SAFETY: the handlers are valid `extern "C"` functions for the life of
     // the process.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
+/// Windows has no `fork`, so there is nothing to prepare for: the handlers
+/// are never called, and registering them succeeds.
+#[cfg(windows)]
+pub(crate) fn at_fork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> bool {
+    true
 }
 
 /// Registers `f` to run at process exit (`atexit`).
@@ -294,14 +366,25 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
 /// Starts a detached OS thread running `f(null)` directly with
 /// `pthread_create` (std's `thread::spawn` would allocate through the
 /// global allocator). Returns whether the thread started.
+#[cfg(target_os = "linux")]
 pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
-    let mut tid: libc::pthread_t = 0;
-    // SAFETY: default attributes (null), a valid entry point and argument.
-    let rc = unsafe { libc::pthread_create(&mut tid, core::ptr::null(), f, core::ptr::null_mut()) };
+    // Uninitialised: `pthread_t` is an integer on glibc, a pointer on musl.
+    let mut tid = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
+    // SAFETY: `tid` is a valid out-pointer; default attributes (null), a
+    // valid entry point and argument.
+    let rc = unsafe {
+        libc::pthread_create(
+            tid.as_mut_ptr(),
+            core::ptr::null(),
+            f,
+            core::ptr::null_mut(),
+        )
+    };
     if rc != 0 {
         return false;
     }
-    // SAFETY: `tid` is a thread we just created and nobody joins.
-    unsafe { libc::pthread_detach(tid) };
+    // SAFETY: pthread_create succeeded, so it wrote `tid`: a thread we just
+    // created and nobody joins.
+    unsafe { libc::pthread_detach(tid.assume_init()) };
     true
 }
