@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly-2026-05-20}"
+TOOLCHAIN="${FUZZ_TOOLCHAIN:-$(cat .ci/nightly)}"
 CARGO_FUZZ_VERSION="0.13.2"
 SECONDS_EACH="${1:-30}"
 shift || true
@@ -49,7 +49,7 @@ for t in "${TARGETS[@]}"; do
   if cargo "+$TOOLCHAIN" fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -timeout=30 -print_final_stats=1 ${extra[@]+"${extra[@]}"} \
     >"$scratch/$t.log" 2>&1; then
-    grep -E '^#[0-9]+ +DONE|^stat::number_of_executed_units' "$scratch/$t.log" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units' "$scratch/$t.log" || true
   else
     tail -n 60 "$scratch/$t.log"
     echo "fuzz: $t FAILED; replay with:"

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Runs the test suite under ThreadSanitizer, AddressSanitizer and Miri, each
-# where the nightly toolchain has what it needs, and says why it skips the
-# others. Exit status: non-zero if any run that did start found something.
+# Runs hotpool's tests under ThreadSanitizer, AddressSanitizer and Miri
+# (Stacked Borrows and Tree Borrows), with the nightly pinned in
+# .ci/nightly. .ci/run calls each mode as a step; by hand:
 #
-#   scripts/sanitize.sh            # all three
-#   scripts/sanitize.sh asan tsan  # a subset
+#   scripts/sanitize.sh                  # all four
+#   scripts/sanitize.sh tsan miri-tb     # a subset
 #
-# Not part of .ci/run (slow); run it by hand before a release.
+# Modes: tsan, asan, miri-sb, miri-tb. A missing toolchain or component is
+# an error, with the command that installs it. Exit status: non-zero if a
+# mode failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+NIGHTLY=$(cat .ci/nightly)
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
-# hotpool's library and integration tests (the workspace's default member);
-# not hotpool-bench, whose peers (jemalloc, mimalloc) are C code the
-# sanitizers do not instrument.
-TESTS=(--no-fail-fast --lib --tests)
+
+# TSan: every test binary that starts threads (pools, handles, the arena,
+# the property-based models, panic safety, fault injection), and the
+# unit tests. The loom models are loom's own (no OS threads); the soak test
+# is ignored by default (minutes of work; run it with --ignored).
+TSAN_TESTS=(--features fault-injection --lib --test pool --test handles
+  --test global_hotalloc --test arena --test arena_global --test arena_unsized
+  --test model --test panic_safety --test faults --test pool_aliasing
+  --test handle_parity --test pooled_unsized)
+# ASan: hotpool's library and every integration test (the workspace's
+# default member); not hotpool-bench, whose peers (jemalloc, mimalloc) are
+# C code ASan does not instrument.
+ASAN_TESTS=(--lib --tests)
 # Tests whose assertions a sanitizer's own memory makes meaningless:
 # pool_memory measures the resident set, which under ASan includes the
 # shadow of every page the test touched (1/8 of it, not given back when
@@ -25,69 +37,93 @@ TESTS=(--no-fail-fast --lib --tests)
 # ASan-instrumented programs anyway.
 ASAN_SKIP=(--skip four_million_objects_cost_their_payload_and_trim_returns_the_pages
   --skip with_checks::valgrind_)
+# Miri: the unit tests, the pool, handle and arena tests, the models and
+# the doc tests, with their heavy loops scaled down under cfg(miri). Tests
+# that fork, start processes or read the resident set are
+# #[cfg_attr(miri, ignore)] with the reason at the test.
+MIRI_TESTS=(--lib --test pool --test handles --test arena --test arena_global
+  --test arena_unsized --test model)
+# Miri's isolation stays on: nothing it checks reads the host's files or
+# clock (sys.rs under cfg(miri) answers the resident set itself).
+# Permissive provenance: the arena computes addresses as integers (chunk
+# bases, headers, huge mappings) and casts them back, which Miri supports
+# with a warning per site; the flag acknowledges it and keeps the log
+# readable.
+MIRI_COMMON=-Zmiri-permissive-provenance
+
+# Tests that reach the pool's known aliasing violations (issue 12, fixed
+# on the "pool" branch); Miri stops a test binary at the first one, so they
+# are skipped until that fix is merged, then this list goes.
+#  finding 1: a dropped non-static pool's shared state is freed through a
+#             pointer derived from a shared reference (registry::destroy)
+MIRI_SKIP=(--skip a_dropped_pool_is_freed_once_other_threads_flush_its_objects
+  --skip dropping_a_pool_keeps_live_objects_valid
+  --skip new_in_with_a_non_static_pool)
+
 failed=()
 ran=()
-skipped=()
 
-have_nightly() { rustup toolchain list 2>/dev/null | grep -q '^nightly'; }
-have_component() {
-  rustup +nightly component list --installed 2>/dev/null | grep -q "^$1"
+need() {
+  if ! rustup toolchain list 2>/dev/null | grep -q "^$NIGHTLY"; then
+    echo "sanitize: $NIGHTLY missing: rustup toolchain install $NIGHTLY --profile minimal -c miri,rust-src" >&2
+    return 1
+  fi
+  if ! rustup +"$NIGHTLY" component list --installed 2>/dev/null | grep -q "^$1"; then
+    echo "sanitize: $NIGHTLY has no $1: rustup component add $1 --toolchain $NIGHTLY" >&2
+    return 1
+  fi
 }
-skip() { printf '\n==> %s: SKIPPED: %s\n' "$1" "$2"; skipped+=("$1"); }
 run() {
   local name=$1
   shift
   printf '\n==> %s: %s\n' "$name" "$*"
+  local t0=$SECONDS
   if "$@"; then ran+=("$name"); else failed+=("$name"); fi
+  printf '==> %s: %ss\n' "$name" $((SECONDS - t0))
 }
 
 steps=("$@")
-for name in tsan asan miri; do
-  if [ ${#steps[@]} -gt 0 ] && [[ " ${steps[*]} " != *" $name "* ]]; then
-    continue
-  fi
-  if ! have_nightly; then
-    skip "$name" "no nightly toolchain (rustup toolchain install nightly)"
-    continue
-  fi
+[ ${#steps[@]} -gt 0 ] || steps=(tsan asan miri-sb miri-tb)
+for name in "${steps[@]}"; do
   case $name in
     tsan)
-      # The standard library must be rebuilt with TSan, or every
-      # synchronisation inside std (channels, Once, thread join) is
-      # invisible to it and reported as a race.
-      if ! have_component rust-src; then
-        skip tsan "nightly has no rust-src, needed for -Zbuild-std (rustup +nightly component add rust-src)"
-        continue
-      fi
+      # The standard library is rebuilt with TSan (-Zbuild-std, needs
+      # rust-src), or every synchronisation inside std (channels, Once,
+      # thread join) is invisible to it and reported as a race.
+      need rust-src || { failed+=(tsan); continue; }
       run tsan env RUSTFLAGS="-Zsanitizer=thread" \
         RUSTDOCFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1" \
         CARGO_TARGET_DIR=target/tsan \
-        cargo +nightly test -Zbuild-std --target "$TARGET" "${TESTS[@]}"
+        cargo +"$NIGHTLY" test -Zbuild-std --target "$TARGET" --no-fail-fast "${TSAN_TESTS[@]}"
       ;;
     asan)
       # ASan needs no rebuilt std: it intercepts malloc and instruments
       # our code. Leak detection is on: a pool that loses an object's chunk
       # or a handle segment shows up here.
+      need rust-std || { failed+=(asan); continue; }
       run asan env RUSTFLAGS="-Zsanitizer=address" \
         ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" \
         LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \
         CARGO_TARGET_DIR=target/asan \
-        cargo +nightly test --target "$TARGET" "${TESTS[@]}" -- "${ASAN_SKIP[@]}"
+        cargo +"$NIGHTLY" test --target "$TARGET" --no-fail-fast "${ASAN_TESTS[@]}" -- "${ASAN_SKIP[@]}"
       ;;
-    miri)
-      if ! have_component miri; then
-        skip miri "nightly has no miri component (rustup +nightly component add miri rust-src)"
-        continue
-      fi
-      # Miri cannot call mmap with our flags or run for long; the pool,
-      # handle and model tests are what it checks (Stacked Borrows, UB).
-      run miri env MIRIFLAGS="-Zmiri-disable-isolation" \
-        CARGO_TARGET_DIR=target/miri \
-        cargo +nightly miri test --test pool --test handles
+    miri-sb | miri-tb)
+      need miri || { failed+=("$name"); continue; }
+      need rust-src || { failed+=("$name"); continue; }
+      flags=$MIRI_COMMON
+      [ "$name" = miri-tb ] && flags="$flags -Zmiri-tree-borrows"
+      run "$name" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
+        cargo +"$NIGHTLY" miri test --no-fail-fast "${MIRI_TESTS[@]}" -- "${MIRI_SKIP[@]}"
+      # cargo runs the doc tests only alone.
+      run "$name-doc" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
+        cargo +"$NIGHTLY" miri test --doc
+      ;;
+    *)
+      echo "sanitize: unknown mode $name (tsan, asan, miri-sb, miri-tb)" >&2
+      failed+=("$name")
       ;;
   esac
 done
 
-printf '\nsanitize: ran: %s; skipped: %s; failed: %s\n' \
-  "${ran[*]:-none}" "${skipped[*]:-none}" "${failed[*]:-none}"
+printf '\nsanitize: ran: %s; failed: %s\n' "${ran[*]:-none}" "${failed[*]:-none}"
 [ ${#failed[@]} -eq 0 ]

@@ -203,3 +203,244 @@ impl<T> core::ops::Deref for Plain<T> {
         &self.0
     }
 }
+
+// ---------------------------------------------------------------------------
+// arena: what the arena allocator (`crate::arena`) needs from the facade.
+// Under `--cfg loom` the lock word, the spin wait, the thread-locals, the
+// thread-exit hook and the OS memory calls are loom's or loom-friendly;
+// otherwise they are the real ones and cost nothing extra. Linux only, as
+// the arena.
+// ---------------------------------------------------------------------------
+
+/// `thread_local!` for const-initialised values: std's, or under loom
+/// loom's (one value per modelled thread; its macro takes no `const`
+/// block, so the initialiser is passed plainly).
+#[cfg(loom)]
+macro_rules! thread_local_const {
+    ($(#[$a:meta])* static $name:ident: $t:ty = const { $init:expr };) => {
+        loom::thread_local! { $(#[$a])* static $name: $t = $init; }
+    };
+}
+#[cfg(all(target_os = "linux", not(loom)))]
+macro_rules! thread_local_const {
+    ($(#[$a:meta])* static $name:ident: $t:ty = const { $init:expr };) => {
+        std::thread_local! { $(#[$a])* static $name: $t = const { $init }; }
+    };
+}
+#[cfg(target_os = "linux")]
+pub(crate) use thread_local_const as thread_local;
+
+/// One step of a spin wait: a CPU hint, or under loom a yield so that the
+/// scheduler runs the thread holding what we wait for.
+#[cfg(target_os = "linux")]
+#[inline(always)]
+pub(crate) fn spin_loop() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
+/// The word of the arena's spin lock. Outside loom it is an `AtomicU32`;
+/// zeroed memory is a valid unlocked word either way.
+#[cfg(all(target_os = "linux", not(loom)))]
+pub(crate) type LockWord = core::sync::atomic::AtomicU32;
+
+/// Records, under loom, a write access to the memory at `addr` that a lock
+/// guards (checked by loom like an `UnsafeCell` access: two accesses not
+/// ordered by happens-before are reported); nothing outside loom.
+#[cfg(target_os = "linux")]
+#[inline(always)]
+pub(crate) fn track_write(addr: *const u8) {
+    #[cfg(loom)]
+    loom_arena::track_write(addr as usize);
+    #[cfg(not(loom))]
+    let _ = addr;
+}
+
+#[cfg(loom)]
+pub(crate) use loom_arena::{exited_threads, LockWord};
+
+/// The arena's state that loom must see, kept per loom execution: the lock
+/// words (loom atomics), access trackers (loom cells) for lock-guarded
+/// memory, the thread-exit hook and the memory "mapped" in the execution.
+///
+/// The arena's metadata lives in raw memory (zeroed bytes are a valid
+/// arena), where loom's types cannot be placed; so each lock's word and
+/// each tracked address gets its loom object in a per-execution table,
+/// keyed by address.
+#[cfg(loom)]
+pub(crate) mod loom_arena {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+    struct Tables {
+        words: HashMap<usize, Box<AtomicU32>>,
+        cells: HashMap<usize, Box<UnsafeCell<()>>>,
+    }
+
+    loom::lazy_static! {
+        // loom runs every modelled thread on one OS thread and never
+        // switches inside these critical sections (no loom operation in
+        // them), so a std mutex is enough.
+        static ref TABLES: Mutex<Tables> = Mutex::new(Tables {
+            words: HashMap::new(),
+            cells: HashMap::new(),
+        });
+        static ref EXITED: AtomicUsize = AtomicUsize::new(0);
+    }
+
+    fn word(addr: usize) -> &'static AtomicU32 {
+        let mut t = TABLES.lock().unwrap();
+        let w: *const AtomicU32 = &**t
+            .words
+            .entry(addr)
+            .or_insert_with(|| Box::new(AtomicU32::new(0)));
+        // SAFETY: the box is never removed from the table, which lives
+        // until the execution ends, after every modelled thread.
+        unsafe { &*w }
+    }
+
+    pub(crate) fn track_write(addr: usize) {
+        let c: *const UnsafeCell<()> = {
+            let mut t = TABLES.lock().unwrap();
+            &**t.cells
+                .entry(addr)
+                .or_insert_with(|| Box::new(UnsafeCell::new(())))
+        };
+        // SAFETY: as in `word`; the access itself only informs loom.
+        unsafe { &*c }.with_mut(|_| ());
+    }
+
+    /// The spin lock's word: zero-sized state in place, loom's atomic in
+    /// the execution's table (created unlocked on first use).
+    pub(crate) struct LockWord {
+        /// Keeps the lock's size and layout; never read.
+        _in_place: u32,
+    }
+
+    impl LockWord {
+        /// An unlocked word (loom's starts unlocked).
+        pub(crate) const fn new(v: u32) -> Self {
+            assert!(v == 0, "a lock word starts unlocked");
+            LockWord { _in_place: 0 }
+        }
+        fn get(&self) -> &'static AtomicU32 {
+            word(self as *const Self as usize)
+        }
+        pub(crate) fn load(&self, o: Ordering) -> u32 {
+            self.get().load(o)
+        }
+        pub(crate) fn store(&self, v: u32, o: Ordering) {
+            self.get().store(v, o)
+        }
+        pub(crate) fn compare_exchange(
+            &self,
+            cur: u32,
+            new: u32,
+            ok: Ordering,
+            err: Ordering,
+        ) -> Result<u32, u32> {
+            self.get().compare_exchange(cur, new, ok, err)
+        }
+        pub(crate) fn compare_exchange_weak(
+            &self,
+            cur: u32,
+            new: u32,
+            ok: Ordering,
+            err: Ordering,
+        ) -> Result<u32, u32> {
+            // loom's weak CAS may fail spuriously, adding paths that the
+            // spin loop already covers by contention: use the strong one.
+            self.get().compare_exchange(cur, new, ok, err)
+        }
+    }
+
+    /// How many modelled threads have run their exit hook.
+    pub(crate) fn exited_threads() -> usize {
+        EXITED.load(Ordering::Acquire)
+    }
+
+    struct ExitHook {
+        dtor: unsafe extern "C" fn(*mut libc::c_void),
+        value: *mut libc::c_void,
+    }
+
+    impl Drop for ExitHook {
+        fn drop(&mut self) {
+            // Not while loom tears down a failed execution.
+            if !self.value.is_null() && !std::thread::panicking() {
+                // SAFETY: the destructor and value `thread_key_set` got,
+                // called once, at the modelled thread's exit, as pthread
+                // would.
+                unsafe { (self.dtor)(self.value) };
+                EXITED.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
+    loom::thread_local! {
+        static HOOK: RefCell<Option<ExitHook>> = RefCell::new(None);
+    }
+
+    static DTOR: Mutex<Option<unsafe extern "C" fn(*mut libc::c_void)>> = Mutex::new(None);
+
+    /// `pthread_key_create` under loom: one key, its destructor run by a
+    /// loom thread-local's `Drop` when the modelled thread ends.
+    pub(crate) fn thread_key_create(
+        dtor: unsafe extern "C" fn(*mut libc::c_void),
+    ) -> Option<libc::pthread_key_t> {
+        *DTOR.lock().unwrap() = Some(dtor);
+        Some(0)
+    }
+
+    /// `pthread_setspecific` under loom.
+    pub(crate) fn thread_key_set(value: *mut libc::c_void) {
+        let dtor = DTOR.lock().unwrap().expect("thread key not created");
+        HOOK.with(|h| *h.borrow_mut() = Some(ExitHook { dtor, value }));
+    }
+
+    /// The ranges the execution mapped (start, length), unmapped when
+    /// the next execution starts ([`unmap_all`]).
+    static MAPPED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+    /// `sys` mapped `len` bytes at `p`.
+    pub(crate) fn mapped(p: *mut u8, len: usize) {
+        MAPPED.lock().unwrap().push((p as usize, len));
+    }
+
+    /// `sys` is about to unmap `len` bytes at `p`: forget that range
+    /// (splitting the mapping it lies in).
+    pub(crate) fn unmapped(p: *mut u8, len: usize) {
+        let (a, b) = (p as usize, p as usize + len);
+        let mut m = MAPPED.lock().unwrap();
+        let mut out = Vec::with_capacity(m.len() + 1);
+        for &(s, l) in m.iter() {
+            let e = s + l;
+            if e <= a || b <= s {
+                out.push((s, l));
+                continue;
+            }
+            if s < a {
+                out.push((s, a - s));
+            }
+            if b < e {
+                out.push((b, e - b));
+            }
+        }
+        *m = out;
+    }
+
+    /// Unmaps everything the previous execution mapped and left mapped.
+    pub(crate) fn unmap_all() {
+        for (p, l) in MAPPED.lock().unwrap().drain(..) {
+            // SAFETY: a range `sys` mapped for the execution that is over;
+            // nothing refers to it any more.
+            unsafe { libc::munmap(p as *mut libc::c_void, l) };
+        }
+    }
+}

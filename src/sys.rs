@@ -12,6 +12,9 @@
 #[cfg(unix)]
 use core::ptr::NonNull;
 
+#[cfg(miri)]
+mod miri;
+
 /// The size of a virtual memory page, read once from the OS.
 #[cfg(unix)]
 pub(crate) fn page_size() -> usize {
@@ -71,8 +74,14 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<No
 /// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _, _)`
 /// that was not unmapped yet, and nothing may use the memory afterwards.
 #[cfg(unix)]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());
+    #[cfg(loom)]
+    crate::sync::loom_arena::unmapped(ptr.as_ptr(), size);
+    #[cfg(miri)]
+    // SAFETY: the caller guarantees the range is one live mapping of ours.
+    return unsafe { miri::unmap(ptr.as_ptr(), size) };
     // SAFETY: the caller guarantees the range is one live mapping of ours.
     let rc = unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
     debug_assert_eq!(rc, 0, "munmap of a hotpool chunk failed");
@@ -81,12 +90,20 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
 ///
 /// Used by statistics and tests; returns 0 where the file cannot be read,
-/// which is every OS but Linux.
+/// which is every OS but Linux. Under Miri, which has no `/proc`, the
+/// bytes hotpool has mapped.
 ///
 /// ```
-/// assert!(hotpool::stats::resident_bytes() > 0);
+/// use hotpool::Pool;
+/// static PAGES: Pool<[u8; 4096]> = Pool::new();
+/// let page = PAGES.alloc([1; 4096]);
+/// assert!(hotpool::stats::resident_bytes() >= 4096);
+/// # drop(page);
 /// ```
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub fn resident_bytes() -> usize {
+    #[cfg(miri)]
+    return miri::mapped_bytes();
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };
@@ -108,11 +125,14 @@ pub fn resident_bytes() -> usize {
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
 #[cfg(unix)]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     #[cfg(feature = "fault-injection")]
     if crate::testing::inject() {
         return None;
     }
+    #[cfg(miri)]
+    return miri::map(len, page_size());
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choice touches no existing memory.
     let raw = unsafe {
@@ -128,6 +148,8 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     if raw == libc::MAP_FAILED {
         return None;
     }
+    #[cfg(loom)]
+    crate::sync::loom_arena::mapped(raw.cast(), len);
     NonNull::new(raw.cast())
 }
 
@@ -144,7 +166,10 @@ const MAP_NORESERVE: libc::c_int = 0;
 /// unreadable address as an error; where that call is refused, the page is
 /// checked to be mapped (`mincore`) and read directly.
 #[cfg(all(target_os = "linux", any(feature = "checks", debug_assertions)))]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
+    #[cfg(miri)]
+    return miri::peek_u32(p);
     let mut out = 0u32;
     let local = libc::iovec {
         iov_base: (&mut out as *mut u32).cast(),
@@ -183,10 +208,16 @@ pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
 /// The range must be page-aligned, lie inside mappings of ours, and nothing
 /// may use the memory afterwards.
 #[cfg(unix)]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
     if len == 0 {
         return;
     }
+    #[cfg(loom)]
+    crate::sync::loom_arena::unmapped(ptr, len);
+    #[cfg(miri)]
+    // SAFETY: the caller guarantees the range is ours and unused.
+    return unsafe { miri::unmap(ptr, len) };
     // SAFETY: the caller guarantees the range is ours and unused.
     let rc = unsafe { libc::munmap(ptr.cast(), len) };
     debug_assert_eq!(rc, 0, "munmap of an arena range failed");
@@ -201,7 +232,16 @@ pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
 /// The range must be page-aligned, inside a private anonymous mapping of
 /// ours, and hold no data anyone needs.
 #[cfg(target_os = "linux")]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
+    #[cfg(miri)]
+    {
+        // Miri has no madvise: zero the pages, as the caller counts on.
+        // SAFETY: the caller guarantees the range is ours and its contents
+        // dead.
+        unsafe { ptr.write_bytes(0, len) };
+        return true;
+    }
     // SAFETY: the caller guarantees the range is ours and its contents dead.
     unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) == 0 }
 }
@@ -213,7 +253,12 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 ///
 /// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
 #[cfg(target_os = "linux")]
+#[cfg(not(loom))]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
+    // Miri has no mremap: the caller moves the block instead.
+    #[cfg(miri)]
+    return false;
     // SAFETY: without MREMAP_MAYMOVE the kernel either resizes this mapping
     // of ours where it is or fails; nothing else is touched.
     let raw = unsafe { libc::mremap(ptr.cast(), old, new, 0) };
@@ -222,6 +267,7 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
 #[cfg(target_os = "linux")]
+#[cfg(not(loom))]
 pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -295,8 +341,9 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     let _ = std::io::stderr().write_all(bytes);
 }
 
-/// Gives the CPU to another thread.
+/// Gives the CPU to another thread (under loom: to another modelled one).
 #[cfg(target_os = "linux")]
+#[cfg(not(loom))]
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };
@@ -317,6 +364,7 @@ pub(crate) fn sleep_ms(ms: u64) {
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that
 /// set a non-null value. Returns `None` if the system is out of keys.
 #[cfg(target_os = "linux")]
+#[cfg(not(loom))]
 pub(crate) fn thread_key_create(
     dtor: unsafe extern "C" fn(*mut libc::c_void),
 ) -> Option<libc::pthread_key_t> {
@@ -328,6 +376,7 @@ pub(crate) fn thread_key_create(
 
 /// Sets the calling thread's value of `key`, arming its destructor.
 #[cfg(target_os = "linux")]
+#[cfg(not(loom))]
 pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void) {
     // SAFETY: `key` came from `thread_key_create`; the value is opaque to
     // pthread and only handed back to our destructor.
@@ -336,6 +385,7 @@ pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void)
 
 /// Registers fork handlers (`pthread_atfork`); returns whether it worked.
 #[cfg(unix)]
+#[cfg(not(loom))]
 pub(crate) fn at_fork(
     prepare: unsafe extern "C" fn(),
     parent: unsafe extern "C" fn(),
@@ -348,7 +398,7 @@ pub(crate) fn at_fork(
 
 /// Windows has no `fork`, so there is nothing to prepare for: the handlers
 /// are never called, and registering them succeeds.
-#[cfg(windows)]
+#[cfg(all(windows, not(loom)))]
 pub(crate) fn at_fork(
     _prepare: unsafe extern "C" fn(),
     _parent: unsafe extern "C" fn(),
@@ -386,5 +436,60 @@ pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c
     // SAFETY: pthread_create succeeded, so it wrote `tid`: a thread we just
     // created and nobody joins.
     unsafe { libc::pthread_detach(tid.assume_init()) };
+    true
+}
+
+// ---------------------------------------------------------------------------
+// Under `--cfg loom` (the arena's loom models, `tests/loom_arena.rs`): memory
+// is still mapped by the functions above, which record it so that each loom
+// execution starts afresh (`crate::sync::loom_arena`); the calls below are
+// replaced, because a model must replay identically, and its threads are
+// loom's.
+// ---------------------------------------------------------------------------
+
+/// Under loom: the mapping record would go stale; never in place.
+///
+/// # Safety
+/// As the real one.
+#[cfg(loom)]
+pub(crate) unsafe fn remap_in_place(_ptr: *mut u8, _old: usize, _new: usize) -> bool {
+    false
+}
+
+/// Under loom time stands still, so that every run of an execution
+/// takes the same decisions.
+#[cfg(loom)]
+pub(crate) fn now_ms() -> u64 {
+    0
+}
+
+/// Under loom: lets loom's scheduler run another modelled thread.
+#[cfg(loom)]
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}
+
+/// Under loom: one key whose destructor runs when a modelled thread ends.
+#[cfg(loom)]
+pub(crate) fn thread_key_create(
+    dtor: unsafe extern "C" fn(*mut libc::c_void),
+) -> Option<libc::pthread_key_t> {
+    crate::sync::loom_arena::thread_key_create(dtor)
+}
+
+/// Under loom: arms the modelled thread's exit hook.
+#[cfg(loom)]
+pub(crate) fn thread_key_set(_key: libc::pthread_key_t, value: *mut libc::c_void) {
+    crate::sync::loom_arena::thread_key_set(value);
+}
+
+/// Under loom each execution starts the allocator anew: no handlers are
+/// registered (a model calls them itself).
+#[cfg(loom)]
+pub(crate) fn at_fork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> bool {
     true
 }

@@ -49,3 +49,11 @@ pub(crate) fn fork_prepare() {
 pub(crate) fn fork_release() {
     BASE.force_unlock();
 }
+
+/// Under loom: forgets the previous execution's blocks (each loom execution
+/// starts with no metadata memory).
+#[cfg(loom)]
+pub(crate) fn loom_reset() {
+    *BASE.lock() = Bump { next: 0, end: 0 };
+    MAPPED.store(0, Ordering::Relaxed);
+}

@@ -59,6 +59,7 @@ impl Arena {
             // SAFETY: slabs on the non-full list belong to this bin, whose
             // lock we hold; a set bit is a free region inside the slab.
             unsafe {
+                crate::sync::track_write(m.cast());
                 let base = run_addr(m);
                 let bits = &mut (*m).free_bits;
                 let mut w = 0;
@@ -101,6 +102,7 @@ impl Arena {
                 // SAFETY: `m` is the slab of `p` in this bin, whose lock we
                 // hold; `i` is a region index inside it.
                 unsafe {
+                    crate::sync::track_write(m.cast());
                     let bit = 1u64 << (i % 64);
                     if (*m).free_bits[i / 64] & bit != 0 {
                         report_bad_free(p, b"was freed twice");

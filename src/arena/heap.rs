@@ -44,6 +44,16 @@ impl Arena {
         self.runs.force_lock();
     }
 
+    /// Under loom: what `fork` reads of this arena while its locks are
+    /// held (see [`SpinLock::loom_snapshot`]).
+    #[cfg(loom)]
+    pub(crate) fn loom_snapshot(&self) {
+        for b in &self.bins {
+            b.0.loom_snapshot();
+        }
+        self.runs.loom_snapshot();
+    }
+
     /// Fork parent/child: release them.
     pub(crate) fn fork_release(&self) {
         self.runs.force_unlock();

@@ -208,3 +208,42 @@ unsafe extern "C" fn fork_child() {
     BG_RUNNING.store(false, Relaxed);
     BG_WANTED.store(false, Relaxed);
 }
+
+/// Under loom, first thing in every model execution: the allocator starts
+/// afresh (the previous execution's memory unmapped, every process-wide
+/// static back to its initial value), so that each execution drives the
+/// real start-up, fill, flush and exit paths on fresh arenas.
+#[cfg(loom)]
+pub(crate) fn loom_reset() {
+    crate::sync::loom_arena::unmap_all();
+    super::registry::loom_reset();
+    super::base::loom_reset();
+    tcache::loom_reset();
+    for a in &ARENAS {
+        a.store(null_mut(), Relaxed);
+    }
+    NARENAS.store(0, Relaxed);
+    KEY.store(usize::MAX, Relaxed);
+    DECAY_MS.store(config::DEFAULT.decay_ms, Relaxed);
+    TCACHE_ON.store(true, Relaxed);
+    TCACHE_MAX.store(config::DEFAULT.tcache_max, Relaxed);
+    STATS_ON.store(true, Relaxed);
+    *CONF.lock() = config::DEFAULT;
+    STATE.store(0, Release);
+}
+
+/// Under loom: what `fork` does to the allocator: the prepare handler
+/// takes every lock, the kernel copies the memory (a read of every
+/// arena's locked data), the parent handler releases the locks.
+#[cfg(loom)]
+pub(crate) fn loom_fork() {
+    // SAFETY: the handlers need no more than being called in this order.
+    unsafe { fork_prepare() };
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.loom_snapshot();
+        }
+    }
+    // SAFETY: as above.
+    unsafe { fork_parent() };
+}

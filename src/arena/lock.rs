@@ -8,14 +8,14 @@
 //! allocation, no poisoning, all-zero bytes are the unlocked state (so locks
 //! can live in zeroed metadata memory).
 
+use crate::sync::{LockWord, Ordering};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A mutex over `T`; zeroed memory is a valid unlocked `SpinLock<T>` when it
 /// is a valid `T`.
 pub(crate) struct SpinLock<T> {
-    locked: AtomicU32,
+    locked: LockWord,
     data: UnsafeCell<T>,
 }
 
@@ -28,7 +28,7 @@ impl<T> SpinLock<T> {
     /// An unlocked lock over `data`.
     pub(crate) const fn new(data: T) -> Self {
         SpinLock {
-            locked: AtomicU32::new(0),
+            locked: LockWord::new(0),
             data: UnsafeCell::new(data),
         }
     }
@@ -68,7 +68,7 @@ impl<T> SpinLock<T> {
             }
             if spins < 64 {
                 spins += 1;
-                core::hint::spin_loop();
+                crate::sync::spin_loop();
             } else {
                 crate::sys::yield_now();
             }
@@ -78,6 +78,13 @@ impl<T> SpinLock<T> {
     /// Takes the lock without a guard (fork `prepare` handler).
     pub(crate) fn force_lock(&self) {
         core::mem::forget(self.lock());
+    }
+
+    /// Under loom: records an access to the data, as the copy of memory
+    /// that `fork` makes while the prepare handler holds the lock.
+    #[cfg(loom)]
+    pub(crate) fn loom_snapshot(&self) {
+        crate::sync::track_write(self.data.get().cast());
     }
 
     /// Releases a lock taken by [`SpinLock::force_lock`] (fork parent and
@@ -95,6 +102,7 @@ pub(crate) struct Guard<'a, T> {
 impl<T> Deref for Guard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        crate::sync::track_write(self.lock.data.get().cast());
         // SAFETY: the guard proves the lock is held.
         unsafe { &*self.lock.data.get() }
     }
@@ -102,6 +110,7 @@ impl<T> Deref for Guard<'_, T> {
 
 impl<T> DerefMut for Guard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        crate::sync::track_write(self.lock.data.get().cast());
         // SAFETY: the guard proves the lock is held, exclusively.
         unsafe { &mut *self.lock.data.get() }
     }

@@ -99,6 +99,28 @@ use core::ptr::NonNull;
 pub(crate) use stats::set_report_hook;
 pub use stats::{ArenaStats, ClassStats};
 
+/// Hooks for the loom models of the arena (`tests/loom_arena.rs`), built
+/// only under `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_hooks {
+    /// Starts the allocator afresh; call first in every model execution.
+    pub fn reset() {
+        super::init::loom_reset();
+    }
+
+    /// Runs the fork handlers as a `fork` in this thread would.
+    pub fn fork() {
+        super::init::loom_fork();
+    }
+
+    /// How many modelled threads have run the allocator's exit hook
+    /// (which runs after `join` returns under loom: wait for it).
+    pub fn exited_threads() -> usize {
+        crate::sync::exited_threads()
+    }
+}
+
 use crate::error::AllocError;
 
 /// The arena allocator, usable as the global allocator or through
@@ -567,12 +589,13 @@ pub fn set_stats_enabled(on: bool) {
 
 /// A block of `size` bytes aligned to `align` (both at least 1 MiB in
 /// practice) mapped straight from the OS, for pool chunks
-/// (`Backing::Arena`); unmapped by [`dealloc_chunk`].
+/// (`Backing::Arena`); freed by [`dealloc_chunk`].
 pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
     huge::huge_alloc(size, align, false, false)
 }
 
-/// Returns a block from [`alloc_chunk`] to the OS.
+/// Frees a block from [`alloc_chunk`] as a huge block: unmapped, or kept
+/// mapped for reuse until `decay_ms` passes (see the module docs).
 ///
 /// # Safety
 ///

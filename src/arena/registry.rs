@@ -167,3 +167,11 @@ pub(crate) unsafe fn owns(p: *const u8) -> bool {
         _ => false,
     }
 }
+
+/// Under loom: forgets the previous execution's map (unmapped with the
+/// rest of its memory).
+#[cfg(loom)]
+pub(crate) fn loom_reset() {
+    MAP.store(null_mut(), Relaxed);
+    BROKEN.store(false, Relaxed);
+}

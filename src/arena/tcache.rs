@@ -28,6 +28,8 @@ use super::{alloc, chunk, huge, init};
 
 /// Objects a stack can hold.
 const SLOTS: usize = 128;
+/// Under loom: every cached class's bound.
+const LOOM_SLOTS: u32 = 2;
 /// Bytes a small class's stack may hold at least (within [`SLOTS`]).
 const SMALL_CACHE_BYTES: usize = 64 << 10;
 
@@ -79,7 +81,7 @@ pub(crate) static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
 // The thread's cache pointer lives in [`super::tls`]: null, not set up
 // yet; [`dead`]: no cache (exited or disabled); otherwise this thread's
 // cache.
-thread_local! {
+crate::sync::thread_local! {
     /// Arena index for threads without a cache, plus one (0: unassigned).
     static ARENA: Cell<u32> = const { Cell::new(0) };
 }
@@ -204,6 +206,10 @@ fn make() -> *mut Tcache {
             bin.n = 0;
             bin.max = if CLASS_SIZE[c] > max_size {
                 0
+            } else if cfg!(loom) {
+                // Tiny stacks keep a loom model's state space small: a
+                // fill takes one object, a full stack flushes one.
+                LOOM_SLOTS
             } else if c < NSMALL {
                 // Two slabs' worth, and at least SMALL_CACHE_BYTES: classes
                 // with few regions per slab would otherwise move a handful
@@ -414,7 +420,9 @@ pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: per the contract the cache is ours; no one else writes it.
     unsafe {
         let arena = (*tc).arena;
-        ARENA.with(|c| c.set(init::arena_index(arena) as u32 + 1));
+        // `try_with`: loom's thread-locals are gone when the exit hook runs
+        // (std's, const and without `Drop`, never are).
+        let _ = ARENA.try_with(|c| c.set(init::arena_index(arena) as u32 + 1));
         init::detach_thread(&*arena);
         flush_all(tc);
         let mut reg = REGISTRY.lock();
@@ -445,4 +453,15 @@ pub(crate) fn sum_counts(nmalloc: &mut [u64; NCLASSES], nfree: &mut [u64; NCLASS
             tc = (*tc).next_all;
         }
     }
+}
+
+/// Under loom: forgets the previous execution's caches.
+#[cfg(loom)]
+pub(crate) fn loom_reset() {
+    *REGISTRY.lock() = Registry {
+        all: null_mut(),
+        free: null_mut(),
+        retired_nmalloc: [0; NCLASSES],
+        retired_nfree: [0; NCLASSES],
+    };
 }

@@ -14,17 +14,19 @@
 //! `LD_PRELOAD` or at startup, and by `dlopen` while glibc's static TLS
 //! surplus has 8 bytes to spare (as jemalloc's and mimalloc's initial-exec
 //! variables do). In an executable the feature costs an instruction per
-//! access (`cache-scratch` in `benches/arena.rs`: 4.56-4.73 ns against
+//! access (`cache-scratch` in `hotpool-bench/benches/arena.rs`: 4.56-4.73 ns against
 //! 4.37-4.45 ns without it).
 //!
 //! The symbol's name carries the crate version, so two versions of hotpool
-//! linked into one program keep separate words.
+//! linked into one program keep separate words. Under loom the word is a
+//! `loom::thread_local!` (through [`crate::sync`]).
 
 #[cfg(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",
     target_os = "linux",
-    not(miri)
+    not(miri),
+    not(loom)
 ))]
 mod imp {
     use core::arch::{asm, global_asm};
@@ -92,13 +94,15 @@ mod imp {
     feature = "initial-exec-tls",
     target_arch = "x86_64",
     target_os = "linux",
-    not(miri)
+    not(miri),
+    not(loom)
 )))]
 mod imp {
     use core::cell::Cell;
     use core::ptr::null_mut;
 
-    thread_local! {
+    // Under loom, loom's (one word per modelled thread).
+    crate::sync::thread_local! {
         // Const-initialised, no `Drop`: no destructor registration, which
         // could allocate.
         static WORD: Cell<*mut u8> = const { Cell::new(null_mut()) };
@@ -113,7 +117,10 @@ mod imp {
     /// Sets the calling thread's word.
     #[inline(always)]
     pub(crate) fn set(v: *mut u8) {
-        WORD.with(|w| w.set(v));
+        // Never fails with std's word (no destructor); loom's is gone when
+        // the exit hook, another thread-local's destructor, runs: the
+        // thread is ending then and its word is read no more.
+        let _ = WORD.try_with(|w| w.set(v));
     }
 }
 

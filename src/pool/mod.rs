@@ -29,8 +29,9 @@
 //! * **thread exit** moves the thread's lists to the depot.
 //! * **trim** empties the depot and the caller's list into the chunks, makes
 //!   every other thread flush its list at its next free into the pool,
-//!   and gives wholly free chunks back (with the default [`Backing::Arena`]
-//!   and with [`Backing::Os`] their pages go back to the OS at once).
+//!   and gives wholly free chunks back (with [`Backing::Os`] their pages go
+//!   back to the OS at once; the default [`Backing::Arena`] unmaps them or
+//!   keeps the last freed ones mapped for reuse until `decay_ms` passes).
 //!
 //! # Costs and limits
 //!
@@ -298,8 +299,9 @@ impl<T> Pool<T> {
     /// Gives memory back: empties the depot and the calling thread's free
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
-    /// the backing allocator (with [`Backing::Arena`] or [`Backing::Os`],
-    /// straight to the OS).
+    /// the backing allocator (with [`Backing::Os`], straight to the OS; with
+    /// the default [`Backing::Arena`], as freed huge blocks of the arena,
+    /// unmapped or kept for reuse until `decay_ms` passes).
     ///
     /// Another thread notices the request at its next free into the pool or
     /// when its list runs dry; allocations in between may still reuse
