@@ -28,6 +28,7 @@
 /// Byte that fills freed memory.
 pub(crate) const FREE_JUNK: u8 = 0x5a;
 /// Byte that fills arena blocks when handed out.
+#[cfg(target_os = "linux")]
 pub(crate) const ALLOC_JUNK: u8 = 0xa5;
 
 /// The first byte of `len` bytes at `p` that is not `byte`.

@@ -16,7 +16,9 @@
 //! 3. **A general arena allocator**, [`HotAlloc`] and [`arena`]: size
 //!    classes, thread caches, several arenas, cross-thread frees, decay-based
 //!    purging, statistics and `HOTPOOL_CONF` tuning; usable as
-//!    `#[global_allocator]` and through `allocator_api2`.
+//!    `#[global_allocator]` and through `allocator_api2`. Linux only;
+//!    elsewhere the pools and handles work over the system allocator (the
+//!    README's "Platforms" table says what works where).
 //!
 //! Beside them, **statistics** ([`stats`]): per-pool figures and a
 //! process-wide table, like the router's `qdstat -m`.
@@ -65,6 +67,72 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// Features a target cannot support fail here, at compile time, naming the
+// feature and the target (see the README's platform table).
+#[cfg(all(
+    feature = "initial-exec-tls",
+    not(all(target_os = "linux", target_arch = "x86_64"))
+))]
+mod refused {
+    /// The target, as the message below names it.
+    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+    macro_rules! target {
+        () => {
+            "aarch64 Linux"
+        };
+    }
+    #[cfg(all(target_os = "linux", not(target_arch = "aarch64")))]
+    macro_rules! target {
+        () => {
+            "Linux on a CPU other than x86-64"
+        };
+    }
+    #[cfg(target_os = "macos")]
+    macro_rules! target {
+        () => {
+            "macOS"
+        };
+    }
+    #[cfg(windows)]
+    macro_rules! target {
+        () => {
+            "Windows"
+        };
+    }
+    #[cfg(target_os = "freebsd")]
+    macro_rules! target {
+        () => {
+            "FreeBSD"
+        };
+    }
+    #[cfg(target_os = "netbsd")]
+    macro_rules! target {
+        () => {
+            "NetBSD"
+        };
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "macos",
+        windows,
+        target_os = "freebsd",
+        target_os = "netbsd"
+    )))]
+    macro_rules! target {
+        () => {
+            "an OS other than Linux"
+        };
+    }
+    compile_error!(concat!(
+        "hotpool: feature `initial-exec-tls` is not supported on this target (",
+        target!(),
+        "): it declares an initial-exec TLS word in x86-64 ELF assembly, so it \
+         needs target_os = \"linux\" and target_arch = \"x86_64\""
+    ));
+}
+
+#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub mod arena;
 #[cfg(any(feature = "checks", debug_assertions))]
 mod checks;
@@ -100,6 +168,8 @@ mod valgrind;
 /// assert_eq!(b.len(), 64);
 /// ```
 pub use allocator_api2;
+#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use arena::HotAlloc;
 pub use error::AllocError;
 pub use handle::{Shared, Weak};

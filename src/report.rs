@@ -38,7 +38,8 @@ impl Report {
         self
     }
 
-    /// Appends `v` as `0x` and 16 hex digits.
+    /// Appends `v` as `0x` and 16 hex digits (for the arena's reports).
+    #[cfg(target_os = "linux")]
     pub(crate) fn hex(&mut self, v: usize) -> &mut Report {
         let mut hex = [0u8; 18];
         hex[..2].copy_from_slice(b"0x");

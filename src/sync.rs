@@ -256,7 +256,8 @@ impl<T> core::ops::Deref for Plain<T> {
 // arena: what the arena allocator (`crate::arena`) needs from the facade.
 // Under `--cfg loom` the lock word, the spin wait, the thread-locals, the
 // thread-exit hook and the OS memory calls are loom's or loom-friendly;
-// otherwise they are the real ones and cost nothing extra.
+// otherwise they are the real ones and cost nothing extra. Linux only, as
+// the arena.
 // ---------------------------------------------------------------------------
 
 /// `thread_local!` for const-initialised values: std's, or under loom
@@ -268,16 +269,18 @@ macro_rules! thread_local_const {
         loom::thread_local! { $(#[$a])* static $name: $t = $init; }
     };
 }
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 macro_rules! thread_local_const {
     ($(#[$a:meta])* static $name:ident: $t:ty = const { $init:expr };) => {
         std::thread_local! { $(#[$a])* static $name: $t = const { $init }; }
     };
 }
+#[cfg(target_os = "linux")]
 pub(crate) use thread_local_const as thread_local;
 
 /// One step of a spin wait: a CPU hint, or under loom a yield so that the
 /// scheduler runs the thread holding what we wait for.
+#[cfg(target_os = "linux")]
 #[inline(always)]
 pub(crate) fn spin_loop() {
     #[cfg(loom)]
@@ -288,12 +291,13 @@ pub(crate) fn spin_loop() {
 
 /// The word of the arena's spin lock. Outside loom it is an `AtomicU32`;
 /// zeroed memory is a valid unlocked word either way.
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub(crate) type LockWord = core::sync::atomic::AtomicU32;
 
 /// Records, under loom, a write access to the memory at `addr` that a lock
 /// guards (checked by loom like an `UnsafeCell` access: two accesses not
 /// ordered by happens-before are reported); nothing outside loom.
+#[cfg(target_os = "linux")]
 #[inline(always)]
 pub(crate) fn track_write(addr: *const u8) {
     #[cfg(loom)]

@@ -3,13 +3,20 @@
 //! Everything above asks this layer for page-aligned anonymous memory and
 //! gives it back; nothing else in hotpool calls `mmap`, `munmap` or
 //! `sysconf` directly.
+//!
+//! Per OS: Linux has every function (the arena allocator's primitives are
+//! compiled only there, as the arena is). Other unix systems have what
+//! pools need: pages for `Backing::Os`, the environment, stderr, fork and
+//! exit hooks. Windows has only what pools and handles need, over std.
 
+#[cfg(unix)]
 use core::ptr::NonNull;
 
 #[cfg(miri)]
 mod miri;
 
 /// The size of a virtual memory page, read once from the OS.
+#[cfg(unix)]
 pub(crate) fn page_size() -> usize {
     use core::sync::atomic::{AtomicUsize, Ordering};
     static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -24,6 +31,13 @@ pub(crate) fn page_size() -> usize {
     page
 }
 
+/// The page size on Windows: 4 KiB on every architecture Rust targets
+/// there. Only [`resident_bytes`] uses it, and that returns 0 on Windows.
+#[cfg(windows)]
+pub(crate) fn page_size() -> usize {
+    4096
+}
+
 /// Maps `size` bytes of fresh, zeroed, read-write memory placed so that
 /// the address `offset` bytes into it is a multiple of `align`: pool and
 /// arena chunks (`offset` 0) and huge blocks, whose header page precedes
@@ -34,6 +48,7 @@ pub(crate) fn page_size() -> usize {
 /// `align` must be a power of two, `size` and `offset` multiples of the
 /// page size; returns `None` when the OS refuses or the arithmetic would
 /// overflow.
+#[cfg(unix)]
 pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
     debug_assert!(align.is_power_of_two() && offset % page_size() == 0);
     debug_assert!(size.is_power_of_two() || size % page_size() == 0);
@@ -58,6 +73,7 @@ pub(crate) fn map_aligned(size: usize, align: usize, offset: usize) -> Option<No
 ///
 /// `ptr` and `size` must be exactly a block returned by `map_aligned(size, _, _)`
 /// that was not unmapped yet, and nothing may use the memory afterwards.
+#[cfg(unix)]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
     let size = size.max(page_size());
@@ -73,8 +89,9 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
 
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
 ///
-/// Used by statistics and tests; returns 0 where the file cannot be read.
-/// Under Miri, which has no `/proc`, the bytes hotpool has mapped.
+/// Used by statistics and tests; returns 0 where the file cannot be read,
+/// which is every OS but Linux. Under Miri, which has no `/proc`, the
+/// bytes hotpool has mapped.
 ///
 /// ```
 /// use hotpool::Pool;
@@ -100,11 +117,14 @@ pub fn resident_bytes() -> usize {
 
 // ---------------------------------------------------------------------------
 // Primitives of the arena allocator (`crate::arena`). None of them allocates
-// through the global allocator: they are called from inside `malloc`.
+// through the global allocator: they are called from inside `malloc`. All
+// but `map` and `unmap_range` (which `map_aligned` uses on every unix) exist
+// only on Linux, as the arena does.
 // ---------------------------------------------------------------------------
 
 /// Maps `len` bytes (a multiple of the page size) of fresh, zeroed memory at
 /// an address of the kernel's choice; `None` when the OS refuses.
+#[cfg(unix)]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     #[cfg(feature = "fault-injection")]
@@ -120,7 +140,7 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
             core::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE,
             -1,
             0,
         )
@@ -133,12 +153,19 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
+/// No swap reservation for our (mostly untouched) mappings, where the OS
+/// has the flag.
+#[cfg(target_os = "linux")]
+const MAP_NORESERVE: libc::c_int = libc::MAP_NORESERVE;
+#[cfg(all(unix, not(target_os = "linux")))]
+const MAP_NORESERVE: libc::c_int = 0;
+
 /// Reads the `u32` at `p` (4-aligned) if that memory is readable, without
 /// faulting: used by the debug checks to look at metadata below an address
 /// a caller passed in. `process_vm_readv` on our own process reports an
 /// unreadable address as an error; where that call is refused, the page is
 /// checked to be mapped (`mincore`) and read directly.
-#[cfg(any(feature = "checks", debug_assertions))]
+#[cfg(all(target_os = "linux", any(feature = "checks", debug_assertions)))]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
     #[cfg(miri)]
@@ -180,6 +207,7 @@ pub(crate) fn peek_u32(p: *const u8) -> Option<u32> {
 ///
 /// The range must be page-aligned, lie inside mappings of ours, and nothing
 /// may use the memory afterwards.
+#[cfg(unix)]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
     if len == 0 {
@@ -203,6 +231,7 @@ pub(crate) unsafe fn unmap_range(ptr: *mut u8, len: usize) {
 ///
 /// The range must be page-aligned, inside a private anonymous mapping of
 /// ours, and hold no data anyone needs.
+#[cfg(target_os = "linux")]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
     #[cfg(miri)]
@@ -223,6 +252,7 @@ pub(crate) unsafe fn purge(ptr: *mut u8, len: usize) -> bool {
 /// # Safety
 ///
 /// `ptr..ptr+old` must be one mapping of ours (page-aligned lengths).
+#[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> bool {
@@ -236,6 +266,7 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
 }
 
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
+#[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {
@@ -248,6 +279,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Online CPUs, at least 1.
+#[cfg(target_os = "linux")]
 pub(crate) fn ncpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
@@ -260,6 +292,7 @@ pub(crate) fn ncpus() -> usize {
 
 /// Calls `f` with the bytes of environment variable `name` (without the NUL)
 /// if it is set. Reads the C environment in place: no allocation.
+#[cfg(unix)]
 pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
     // SAFETY: getenv reads the environment; `name` is NUL-terminated. The
     // result is only used before returning, during allocator start-up.
@@ -273,7 +306,20 @@ pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
     f(bytes)
 }
 
+/// Calls `f` with the bytes of environment variable `name` if it is set
+/// (its WTF-8 bytes, which are UTF-8 for a Unicode value). Through std,
+/// which allocates: on Windows there is no arena whose start-up could be
+/// the caller.
+#[cfg(windows)]
+pub(crate) fn with_env(name: &core::ffi::CStr, f: impl FnOnce(&[u8])) {
+    let Ok(name) = name.to_str() else { return };
+    if let Some(value) = std::env::var_os(name) {
+        f(value.as_encoded_bytes())
+    }
+}
+
 /// Writes `bytes` to standard error with `write(2)`: no buffer, no lock.
+#[cfg(unix)]
 pub(crate) fn write_stderr(bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -286,7 +332,17 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     }
 }
 
+/// Writes `bytes` to standard error through std (unbuffered there; it takes
+/// std's stderr lock, which no caller on Windows holds already).
+#[cfg(windows)]
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    use std::io::Write;
+    // Nowhere to report a failure to write to stderr.
+    let _ = std::io::stderr().write_all(bytes);
+}
+
 /// Gives the CPU to another thread (under loom: to another modelled one).
+#[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
@@ -294,9 +350,11 @@ pub(crate) fn yield_now() {
 }
 
 /// Sleeps the calling thread for `ms` milliseconds.
+#[cfg(target_os = "linux")]
 pub(crate) fn sleep_ms(ms: u64) {
     let ts = libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
+        // `as _`: `time_t` is deprecated on musl (its width will change).
+        tv_sec: (ms / 1000) as _,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
@@ -305,6 +363,7 @@ pub(crate) fn sleep_ms(ms: u64) {
 
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that
 /// set a non-null value. Returns `None` if the system is out of keys.
+#[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 pub(crate) fn thread_key_create(
     dtor: unsafe extern "C" fn(*mut libc::c_void),
@@ -316,6 +375,7 @@ pub(crate) fn thread_key_create(
 }
 
 /// Sets the calling thread's value of `key`, arming its destructor.
+#[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void) {
     // SAFETY: `key` came from `thread_key_create`; the value is opaque to
@@ -324,6 +384,7 @@ pub(crate) fn thread_key_set(key: libc::pthread_key_t, value: *mut libc::c_void)
 }
 
 /// Registers fork handlers (`pthread_atfork`); returns whether it worked.
+#[cfg(unix)]
 #[cfg(not(loom))]
 pub(crate) fn at_fork(
     prepare: unsafe extern "C" fn(),
@@ -335,6 +396,17 @@ pub(crate) fn at_fork(
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
 }
 
+/// Windows has no `fork`, so there is nothing to prepare for: the handlers
+/// are never called, and registering them succeeds.
+#[cfg(all(windows, not(loom)))]
+pub(crate) fn at_fork(
+    _prepare: unsafe extern "C" fn(),
+    _parent: unsafe extern "C" fn(),
+    _child: unsafe extern "C" fn(),
+) -> bool {
+    true
+}
+
 /// Registers `f` to run at process exit (`atexit`).
 pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
     // SAFETY: `f` is a valid function for the life of the process.
@@ -344,15 +416,26 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
 /// Starts a detached OS thread running `f(null)` directly with
 /// `pthread_create` (std's `thread::spawn` would allocate through the
 /// global allocator). Returns whether the thread started.
+#[cfg(target_os = "linux")]
 pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
-    let mut tid: libc::pthread_t = 0;
-    // SAFETY: default attributes (null), a valid entry point and argument.
-    let rc = unsafe { libc::pthread_create(&mut tid, core::ptr::null(), f, core::ptr::null_mut()) };
+    // Uninitialised: `pthread_t` is an integer on glibc, a pointer on musl.
+    let mut tid = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
+    // SAFETY: `tid` is a valid out-pointer; default attributes (null), a
+    // valid entry point and argument.
+    let rc = unsafe {
+        libc::pthread_create(
+            tid.as_mut_ptr(),
+            core::ptr::null(),
+            f,
+            core::ptr::null_mut(),
+        )
+    };
     if rc != 0 {
         return false;
     }
-    // SAFETY: `tid` is a thread we just created and nobody joins.
-    unsafe { libc::pthread_detach(tid) };
+    // SAFETY: pthread_create succeeded, so it wrote `tid`: a thread we just
+    // created and nobody joins.
+    unsafe { libc::pthread_detach(tid.assume_init()) };
     true
 }
 

@@ -16,11 +16,12 @@ const MALLOCLIKE_BLOCK: usize = 0x1301;
 /// `VG_USERREQ__FREELIKE_BLOCK`.
 const FREELIKE_BLOCK: usize = 0x1302;
 /// `VG_USERREQ__RESIZEINPLACE_BLOCK`.
+#[cfg(target_os = "linux")]
 const RESIZEINPLACE_BLOCK: usize = 0x130b;
 /// `VG_USERREQ__MAKE_MEM_DEFINED` (memcheck.h: tool base 'M','C' + 2).
 const MAKE_MEM_DEFINED: usize = 0x4d43_0002;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 fn request(code: usize, a1: usize, a2: usize, a3: usize, a4: usize) {
     let args: [usize; 6] = [code, a1, a2, a3, a4, 0];
@@ -42,7 +43,7 @@ fn request(code: usize, a1: usize, a2: usize, a3: usize, a4: usize) {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline(always)]
 fn request(_code: usize, _a1: usize, _a2: usize, _a3: usize, _a4: usize) {}
 
@@ -58,7 +59,8 @@ pub(crate) fn freelike(p: *const u8) {
     request(FREELIKE_BLOCK, p as usize, 0, 0, 0);
 }
 
-/// The block at `p` changed size in place.
+/// The block at `p` changed size in place (arena reallocation).
+#[cfg(target_os = "linux")]
 #[inline]
 pub(crate) fn resized(p: *const u8, old: usize, new: usize) {
     request(RESIZEINPLACE_BLOCK, p as usize, old, new, 0);

@@ -35,6 +35,52 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_os = "linux"))]
+mod refused {
+    /// The target, as the message below names it.
+    #[cfg(target_os = "macos")]
+    macro_rules! target {
+        () => {
+            "macOS"
+        };
+    }
+    #[cfg(windows)]
+    macro_rules! target {
+        () => {
+            "Windows"
+        };
+    }
+    #[cfg(target_os = "freebsd")]
+    macro_rules! target {
+        () => {
+            "FreeBSD"
+        };
+    }
+    #[cfg(target_os = "netbsd")]
+    macro_rules! target {
+        () => {
+            "NetBSD"
+        };
+    }
+    #[cfg(not(any(
+        target_os = "macos",
+        windows,
+        target_os = "freebsd",
+        target_os = "netbsd"
+    )))]
+    macro_rules! target {
+        () => {
+            "an OS other than Linux"
+        };
+    }
+    compile_error!(concat!(
+        "hotpool-malloc is not supported on this target (",
+        target!(),
+        "): it replaces the C library's malloc through LD_PRELOAD and is \
+         built on hotpool's arena allocator, which needs target_os = \"linux\""
+    ));
+}
+
 use core::ffi::{c_int, c_void};
 use core::ptr::{null_mut, NonNull};
 

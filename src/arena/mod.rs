@@ -1,5 +1,11 @@
 //! A general-purpose arena allocator in the jemalloc line: [`HotAlloc`].
 //!
+//! Linux only (x86-64 and aarch64, glibc and musl): it counts purged pages
+//! as zero, which Linux's `madvise(MADV_DONTNEED)` guarantees and macOS's
+//! and the BSDs' do not, and it is tested on Linux only. Elsewhere pools
+//! take their chunks from the system allocator (see the README's platform
+//! table).
+//!
 //! ```no_run
 //! #[global_allocator]
 //! static GLOBAL: hotpool::HotAlloc = hotpool::HotAlloc;
@@ -118,7 +124,8 @@ pub mod loom_hooks {
 use crate::error::AllocError;
 
 /// The arena allocator, usable as the global allocator or through
-/// [`allocator_api2::alloc::Allocator`].
+/// [`allocator_api2::alloc::Allocator`]. Linux only, as the whole
+/// [`arena`](self) module.
 ///
 /// ```
 /// use core::alloc::{GlobalAlloc, Layout};

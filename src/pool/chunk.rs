@@ -201,7 +201,9 @@ impl ChunkHeader {
             align: geo.chunk,
         };
         let base = match backing {
+            #[cfg(unix)]
             super::Backing::Os => crate::sys::map_aligned(geo.chunk, geo.chunk, 0).ok_or(oom)?,
+            #[cfg(target_os = "linux")]
             super::Backing::Arena => crate::arena::alloc_chunk(geo.chunk, geo.chunk).ok_or(oom)?,
             super::Backing::System => {
                 #[cfg(feature = "fault-injection")]
@@ -262,10 +264,12 @@ impl ChunkHeader {
         match backing {
             // SAFETY: the caller guarantees this is a whole mapping of ours
             // that nothing uses any more.
+            #[cfg(unix)]
             super::Backing::Os => unsafe {
                 crate::sys::unmap(NonNull::new_unchecked(base), geo.chunk)
             },
             // SAFETY: as above; the chunk came from arena::alloc_chunk.
+            #[cfg(target_os = "linux")]
             super::Backing::Arena => unsafe {
                 crate::arena::dealloc_chunk(NonNull::new_unchecked(base))
             },

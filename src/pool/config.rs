@@ -2,18 +2,26 @@
 
 /// Where a pool gets its chunks of objects from.
 ///
+/// What exists depends on the target (see the README's platform table):
+/// `System` everywhere, `Os` on unix systems, `Arena` on Linux only, where
+/// it is the default; elsewhere the default is `System`.
+///
 /// ```
 /// use hotpool::{Backing, Pool, PoolConfig};
 /// static P: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().backing(Backing::System));
 /// assert_eq!(P.alloc([7; 64])[63], 7);
+/// # #[cfg(target_os = "linux")] {
 /// static A: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().backing(Backing::Arena));
 /// assert_eq!(A.alloc([8; 64])[0], 8);
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backing {
     /// Chunks are mapped straight from the OS and unmapped when a trim finds
-    /// them wholly free, so their pages go back at once.
+    /// them wholly free, so their pages go back at once. Unix only.
+    #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     Os,
     /// Chunks come from Rust's [`std::alloc::System`] allocator (`malloc`);
     /// whether their pages go back to the OS is then up to it.
@@ -21,9 +29,20 @@ pub enum Backing {
     /// Chunks come from hotpool's arena allocator ([`crate::arena`]) as
     /// huge blocks: counted in its statistics (and in its `stats_print`
     /// report), and freed like any huge block when given back (unmapped,
-    /// or kept mapped for reuse until `decay_ms` passes). The default.
+    /// or kept mapped for reuse until `decay_ms` passes). The default on
+    /// Linux, the only OS that has it: the arena counts purged pages as
+    /// zero, which Linux's `madvise(MADV_DONTNEED)` guarantees and other
+    /// systems' do not, and it is tested on Linux only.
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
     Arena,
 }
+
+/// The default backing: the arena where it exists.
+#[cfg(target_os = "linux")]
+const DEFAULT_BACKING: Backing = Backing::Arena;
+#[cfg(not(target_os = "linux"))]
+const DEFAULT_BACKING: Backing = Backing::System;
 
 /// Tuning of one pool, usable in a `const` or `static`.
 ///
@@ -36,7 +55,7 @@ pub enum Backing {
 /// | `batch` | objects moved per transfer between a thread and the depot | `64 KiB / s`, clamped to 16..=256 |
 /// | `local_max` | bound of each thread's free list | `8 MiB / s`, clamped to `4 * batch..=4096` |
 /// | `depot_max` | bound of the shared depot | `16 MiB / s`, clamped to `4 * batch..=65536` |
-/// | `backing` | where chunks come from | [`Backing::Arena`] |
+/// | `backing` | where chunks come from | `Backing::Arena` on Linux, `Backing::System` elsewhere |
 /// | `name` | the pool's name in statistics | the full type path (`std::any::type_name`) |
 ///
 /// Objects beyond the depot bound go back to their chunks, and a chunk whose
@@ -68,7 +87,8 @@ impl Default for PoolConfig {
 
 impl PoolConfig {
     /// The defaults: every bound derived from the object size, chunks from
-    /// the arena allocator ([`Backing::Arena`]), no name.
+    /// the arena allocator (`Backing::Arena`) on Linux and from the system
+    /// allocator ([`Backing::System`]) elsewhere, no name.
     ///
     /// ```
     /// assert_eq!(hotpool::PoolConfig::new(), hotpool::PoolConfig::default());
@@ -78,7 +98,7 @@ impl PoolConfig {
             batch: 0,
             local_max: 0,
             depot_max: 0,
-            backing: Backing::Arena,
+            backing: DEFAULT_BACKING,
             name: None,
         }
     }

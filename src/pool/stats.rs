@@ -320,11 +320,13 @@ pub fn render(pools: &[PoolStats]) -> String {
 /// report that `HOTPOOL_CONF=leak_report` prints at exit. Called when a
 /// pool is created; a process without pools has neither table.
 pub(crate) fn register_reports() {
+    #[cfg(target_os = "linux")]
     crate::arena::set_report_hook(write_report);
     crate::debug::set_leak_report(print_leaks);
 }
 
 /// The pool table, for the arena's statistics report.
+#[cfg(target_os = "linux")]
 fn write_report(out: &mut String) {
     out.push_str(&report());
 }
