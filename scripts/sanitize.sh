@@ -56,9 +56,14 @@ MIRI_COMMON=-Zmiri-permissive-provenance
 # are skipped until that fix is merged, then this list goes.
 #  finding 1: a dropped non-static pool's shared state is freed through a
 #             pointer derived from a shared reference (registry::destroy)
+#  finding 3: a lock-free read of a chunk header (release_slot) races with
+#             a &mut to the whole header taken under the lock
+#             (ChunkHeader::take from Central::carve): Miri reports a data
+#             race in stress_cross_thread_free_with_thread_exit
 MIRI_SKIP=(--skip a_dropped_pool_is_freed_once_other_threads_flush_its_objects
   --skip dropping_a_pool_keeps_live_objects_valid
-  --skip new_in_with_a_non_static_pool)
+  --skip new_in_with_a_non_static_pool
+  --skip stress_cross_thread_free_with_thread_exit)
 
 # Doc examples too heavy for Miri (the rest run): Pool::trim's allocates
 # 100,000 objects to fill six chunks.

@@ -17,20 +17,38 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The byte after `i` that `fill` writes and `check` reads: every byte, or
+/// under Miri (which interprets every access, slowly) the first 64 and then
+/// the first and last of every page, a set that does not depend on the
+/// block's size, so a block filled at one size can be checked at another.
+fn next(i: usize) -> usize {
+    if !cfg!(miri) || i < 63 {
+        return i + 1;
+    }
+    let page = i / 4096 * 4096;
+    if i == page + 4095 {
+        i + 1
+    } else {
+        page + 4095
+    }
+}
+
 fn fill(p: *mut u8, n: usize, seed: u8) {
-    // SAFETY: callers pass live blocks of at least `n` bytes.
-    unsafe {
-        for i in 0..n {
-            *p.add(i) = seed.wrapping_add(i as u8);
-        }
+    let mut i = 0;
+    while i < n {
+        // SAFETY: callers pass live blocks of at least `n` bytes.
+        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
+        i = next(i);
     }
 }
 
 fn check(p: *const u8, n: usize, seed: u8) {
-    for i in 0..n {
+    let mut i = 0;
+    while i < n {
         // SAFETY: callers pass live blocks of at least `n` bytes.
         let b = unsafe { *p.add(i) };
         assert_eq!(b, seed.wrapping_add(i as u8), "byte {i} of {n}");
+        i = next(i);
     }
 }
 
@@ -231,8 +249,8 @@ fn rng(seed: &mut u64) -> u64 {
 #[test]
 fn threads_free_each_others_objects() {
     let _g = serial();
-    const THREADS: usize = 8;
-    const ROUNDS: usize = 4000;
+    const THREADS: usize = if cfg!(miri) { 4 } else { 8 };
+    const ROUNDS: usize = if cfg!(miri) { 150 } else { 4000 };
     struct Block(usize, usize, u8);
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<Block>()).unzip();
     let handles: Vec<_> = rxs
@@ -295,6 +313,10 @@ fn threads_free_each_others_objects() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "measures the resident set; Miri has no /proc and no page purging"
+)]
 fn trim_returns_a_burst_to_the_os() {
     let _g = serial();
     arena::trim();
@@ -460,6 +482,10 @@ fn run_child_with(test: &str, conf: &str) -> (std::process::ExitStatus, String) 
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn double_free_is_reported_and_aborts() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let p = hotpool::arena::try_alloc(48, 8).unwrap();
@@ -481,6 +507,10 @@ fn double_free_is_reported_and_aborts() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn interior_pointer_free_is_reported_and_aborts() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let p = hotpool::arena::try_alloc(64, 8).unwrap();
@@ -506,8 +536,9 @@ fn a_thread_that_only_frees_gets_a_working_cache() {
     let _g = serial();
     let base = arena::stats().allocated;
     let sizes = |i: usize| 16 + (i * 37) % 900;
+    let n = if cfg!(miri) { 500 } else { 20_000 };
     for round in 0..3u8 {
-        let blocks: Vec<(usize, usize)> = (0..20_000)
+        let blocks: Vec<(usize, usize)> = (0..n)
             .map(|i| {
                 let n = sizes(i);
                 let p = arena::try_alloc(n, 8).unwrap().as_ptr();
@@ -526,7 +557,7 @@ fn a_thread_that_only_frees_gets_a_working_cache() {
         .unwrap();
     }
     // The freed blocks are handed out again without overlapping.
-    let again: Vec<(usize, usize)> = (0..20_000)
+    let again: Vec<(usize, usize)> = (0..n)
         .map(|i| {
             let n = sizes(i);
             let p = arena::try_alloc(n, 8).unwrap().as_ptr();
@@ -584,6 +615,10 @@ fn free_if_owned_frees_ours_and_refuses_the_rest() {
 /// Child-process tests (a fresh process: no other test takes the kept
 /// mapping in between).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn a_freed_huge_mapping_is_reused_zeroed_and_trimmed() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let n = 3 << 20;
@@ -621,6 +656,10 @@ fn a_freed_huge_mapping_is_reused_zeroed_and_trimmed() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn a_double_free_of_a_kept_huge_block_is_reported() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let p = arena::try_alloc(2 << 20, 16).unwrap();
@@ -641,6 +680,10 @@ fn a_double_free_of_a_kept_huge_block_is_reported() {
 /// short-lived threads reuse the arenas (and chunks) of the exited ones
 /// instead of spreading over all eight.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn short_lived_threads_reuse_the_arenas_of_exited_ones() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let chunk = 4 << 20;
@@ -683,6 +726,10 @@ fn short_lived_threads_reuse_the_arenas_of_exited_ones() {
 /// Threads that start together still get an arena each (while arenas are
 /// free): the choice and the claim of an arena are one compare-exchange.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
 fn threads_starting_together_get_an_arena_each() {
     if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
         let chunk = 4 << 20;

@@ -12,11 +12,16 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn multithreaded_collections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let handles: Vec<_> = (0..8)
+    let (threads, n) = if cfg!(miri) {
+        (4, 1_500)
+    } else {
+        (8, 20_000u64)
+    };
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
             std::thread::spawn(move || {
                 let mut map: HashMap<String, Vec<u64>> = HashMap::new();
-                for i in 0..20_000u64 {
+                for i in 0..n {
                     let key = format!("t{t}-k{}", i % 512);
                     map.entry(key).or_default().push(i);
                     if i % 1000 == 0 {
@@ -53,11 +58,12 @@ thread_local! {
 #[test]
 fn thread_local_destructors_may_allocate() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let hs: Vec<_> = (0..16)
+    let (threads, boxes) = if cfg!(miri) { (4, 100) } else { (16, 1000) };
+    let hs: Vec<_> = (0..threads)
         .map(|_| {
-            std::thread::spawn(|| {
+            std::thread::spawn(move || {
                 NOISY.with(|n| *n.borrow_mut() = Some(Noisy(vec![1; 4096])));
-                let _v: Vec<Box<[u8; 100]>> = (0..1000).map(|_| Box::new([0; 100])).collect();
+                let _v: Vec<Box<[u8; 100]>> = (0..boxes).map(|_| Box::new([0; 100])).collect();
             })
         })
         .collect();
@@ -67,6 +73,7 @@ fn thread_local_destructors_may_allocate() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks; Miri cannot fork")]
 fn fork_child_can_allocate() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Other threads allocate while we fork.
@@ -111,6 +118,10 @@ fn fork_child_can_allocate() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "measures the resident set; Miri has no /proc and no page purging"
+)]
 fn trim_drops_resident_after_burst() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     hotpool::arena::trim();

@@ -205,7 +205,7 @@ fn try_unwrap_and_into_inner() {
 #[test]
 fn into_inner_races_give_exactly_one_value() {
     let _g = serial();
-    for _ in 0..200 {
+    for _ in 0..if cfg!(miri) { 20 } else { 200 } {
         let a = Shared::new(String::from("v"));
         let b = a.clone();
         let t = thread::spawn(move || Shared::into_inner(b));
@@ -363,10 +363,16 @@ impl Drop for Probe {
 fn stress_upgrades_race_last_drops() {
     let _g = serial();
     static PROBES: Pool<Probe> = Pool::new();
-    const UPGRADERS: usize = 8;
-    const DROPPERS: usize = 4;
-    const ROUNDS: usize = if cfg!(debug_assertions) { 40 } else { 400 };
-    const PER_ROUND: usize = 1024;
+    const UPGRADERS: usize = if cfg!(miri) { 3 } else { 8 };
+    const DROPPERS: usize = if cfg!(miri) { 2 } else { 4 };
+    const ROUNDS: usize = if cfg!(miri) {
+        3
+    } else if cfg!(debug_assertions) {
+        40
+    } else {
+        400
+    };
+    const PER_ROUND: usize = if cfg!(miri) { 96 } else { 1024 };
 
     let drops: Arc<Vec<AtomicU8>> =
         Arc::new((0..ROUNDS * PER_ROUND).map(|_| AtomicU8::new(0)).collect());
@@ -507,7 +513,7 @@ fn stress_concurrent_create_drop_distinct_slots() {
     let threads: Vec<_> = (0..8)
         .map(|t| {
             thread::spawn(move || {
-                for round in 0..200 {
+                for round in 0..if cfg!(miri) { 5 } else { 200 } {
                     let objs: Vec<_> = (0..64).map(|i| Shared::new((t, round, i))).collect();
                     let ws: Vec<_> = objs.iter().map(Shared::downgrade).collect();
                     for (i, w) in ws.iter().enumerate() {
@@ -540,7 +546,9 @@ fn rendezvous(count: &AtomicUsize, target: usize) {
 #[test]
 fn race_one_upgrade_against_the_last_drop() {
     let _g = serial();
-    const N: usize = if cfg!(debug_assertions) {
+    const N: usize = if cfg!(miri) {
+        100
+    } else if cfg!(debug_assertions) {
         5_000
     } else {
         50_000

@@ -9,7 +9,8 @@
 //! deterministic and comparable with the model. At the end the workers
 //! exit, which flushes their free lists.
 //!
-//! Each property runs 24 cases by default (a few seconds in debug); set
+//! Each property runs 24 cases by default (a few seconds in debug; 2 under
+//! Miri); set
 //! `PROPTEST_CASES` for more, e.g. `PROPTEST_CASES=2000 cargo test --release
 //! --test model`.
 
@@ -31,8 +32,13 @@ fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    ProptestConfig::with_cases(cases)
+        .unwrap_or(if cfg!(miri) { 2 } else { 24 });
+    let mut config = ProptestConfig::with_cases(cases);
+    if cfg!(miri) {
+        // Miri's isolation forbids the regression file's reads and writes.
+        config.failure_persistence = None;
+    }
+    config
 }
 
 type Job = Box<dyn FnOnce() + Send>;

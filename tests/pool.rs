@@ -28,7 +28,8 @@ fn pooled_is_one_pointer_like_box() {
 #[test]
 fn values_survive_and_slots_are_distinct() {
     static P: Pool<[u64; 8]> = Pool::new();
-    let objs: Vec<_> = (0..10_000u64).map(|i| P.alloc([i; 8])).collect();
+    let n = if cfg!(miri) { 1_000 } else { 10_000 };
+    let objs: Vec<_> = (0..n as u64).map(|i| P.alloc([i; 8])).collect();
     let addrs: HashSet<usize> = objs.iter().map(|o| Pooled::as_ptr(o) as usize).collect();
     assert_eq!(addrs.len(), objs.len(), "two live objects share a slot");
     for (i, o) in objs.iter().enumerate() {
@@ -38,7 +39,7 @@ fn values_survive_and_slots_are_distinct() {
             0
         );
     }
-    assert_eq!(P.stats().in_use, 10_000);
+    assert_eq!(P.stats().in_use, n);
     drop(objs);
     assert_eq!(P.stats().in_use, 0);
 }
@@ -310,7 +311,8 @@ fn config_bounds_hold() {
 #[test]
 fn system_backing_works() {
     static P: Pool<[u8; 100]> = Pool::with_config(PoolConfig::new().backing(Backing::System));
-    let objs: Vec<_> = (0..20_000).map(|i| P.alloc([i as u8; 100])).collect();
+    let n = if cfg!(miri) { 1_000 } else { 20_000 };
+    let objs: Vec<_> = (0..n).map(|i| P.alloc([i as u8; 100])).collect();
     assert!(objs.iter().enumerate().all(|(i, o)| o[99] == i as u8));
     drop(objs);
     P.trim();
@@ -320,9 +322,11 @@ fn system_backing_works() {
 #[test]
 fn arena_backing_works_and_trims() {
     static P: Pool<[u8; 200]> = Pool::with_config(PoolConfig::new().backing(Backing::Arena));
-    let objs: Vec<_> = (0..20_000).map(|i| P.alloc([i as u8; 200])).collect();
+    // Four chunks of at least 1 MiB; one under Miri.
+    let (n, chunks) = if cfg!(miri) { (1_000, 1) } else { (20_000, 4) };
+    let objs: Vec<_> = (0..n).map(|i| P.alloc([i as u8; 200])).collect();
     assert!(objs.iter().enumerate().all(|(i, o)| o[199] == i as u8));
-    assert!(P.stats().chunks >= 4);
+    assert!(P.stats().chunks >= chunks);
     drop(objs);
     P.trim();
     assert_eq!(P.stats().chunks, 0);
@@ -395,7 +399,8 @@ fn trim_asks_other_threads_to_flush() {
 fn dropping_a_pool_keeps_live_objects_valid() {
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     let pool: Pool<Counted<'static>> = Pool::new();
-    let objs: Vec<_> = (0..5000).map(|i| pool.alloc(Counted(&DROPS, i))).collect();
+    let n = if cfg!(miri) { 500 } else { 5000 };
+    let objs: Vec<_> = (0..n).map(|i| pool.alloc(Counted(&DROPS, i))).collect();
     let keep = objs[10].clone_value(&pool);
     drop(pool);
     for (i, o) in objs.iter().enumerate() {
@@ -407,10 +412,10 @@ fn dropping_a_pool_keeps_live_objects_valid() {
     })
     .join()
     .unwrap();
-    assert_eq!(sent, 5000);
+    assert_eq!(sent, n as usize);
     assert_eq!(keep.1, 10);
     drop(keep);
-    assert_eq!(DROPS.load(Ordering::SeqCst), 5001);
+    assert_eq!(DROPS.load(Ordering::SeqCst), n as usize + 1);
 
     trait CloneValue {
         fn clone_value(&self, pool: &Pool<Counted<'static>>) -> Pooled<Counted<'static>>;
@@ -432,16 +437,17 @@ fn dropped_pools_release_their_memory_and_ids_are_reused() {
     }
     #[allow(dead_code)]
     struct Transient([u8; 48]);
-    for round in 0..3 {
+    let (rounds, per_pool) = if cfg!(miri) { (2, 10) } else { (3, 100) };
+    for round in 0..rounds {
         // More pools than the thread-local fast table holds.
         let pools: Vec<Pool<Transient>> = (0..40).map(|_| Pool::new()).collect();
         let objs: Vec<_> = pools
             .iter()
-            .flat_map(|p| (0..100).map(move |i| p.alloc(Transient([i as u8; 48]))))
+            .flat_map(|p| (0..per_pool).map(move |i| p.alloc(Transient([i as u8; 48]))))
             .collect();
         assert_eq!(live_pools_of("Transient"), 40, "round {round}");
-        for (p, chunk) in pools.iter().zip(objs.chunks(100)) {
-            assert_eq!(p.stats().in_use, 100);
+        for (p, chunk) in pools.iter().zip(objs.chunks(per_pool)) {
+            assert_eq!(p.stats().in_use, per_pool);
             assert!(chunk.iter().enumerate().all(|(i, o)| o.0[47] == i as u8));
         }
         drop(objs);
@@ -476,9 +482,10 @@ fn many_short_lived_threads_keep_memory_bounded() {
     // The first wave's 20 threads start together and may each map a chunk
     // when they find none with room (chunks are mapped outside the depot
     // lock); later waves must live on what the pool already has.
+    let (waves, threads) = if cfg!(miri) { (4, 4) } else { (100, 20) };
     let mut after_first = 0;
-    for wave in 0..100 {
-        let handles: Vec<_> = (0..20)
+    for wave in 0..waves {
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 thread::spawn(|| {
                     let objs: Vec<_> = (0..50).map(|_| P.alloc([3; 64])).collect();
@@ -496,18 +503,23 @@ fn many_short_lived_threads_keep_memory_bounded() {
     let s = P.stats();
     assert_eq!(s.in_use, 0);
     assert_eq!(s.threads, 0);
-    assert!(after_first <= 20, "20 threads mapped {after_first} chunks");
+    assert!(
+        after_first <= threads,
+        "{threads} threads mapped {after_first} chunks"
+    );
     assert_eq!(
-        s.chunks, after_first,
-        "2000 threads of 50 objects grew the pool from {after_first} to {} chunks",
+        s.chunks,
+        after_first,
+        "{} threads of 50 objects grew the pool from {after_first} to {} chunks",
+        waves * threads,
         s.chunks
     );
 }
 
 #[test]
 fn stress_cross_thread_free_with_thread_exit() {
-    const THREADS: usize = 8;
-    const PER_THREAD: usize = 20_000;
+    const THREADS: usize = if cfg!(miri) { 2 } else { 8 };
+    const PER_THREAD: usize = if cfg!(miri) { 300 } else { 20_000 };
     #[derive(Clone)]
     struct Msg {
         seq: u64,
