@@ -41,7 +41,8 @@ ASAN_SKIP=(--skip four_million_objects_cost_their_payload_and_trim_returns_the_p
 # the doc tests, with their heavy loops scaled down under cfg(miri). Tests
 # that fork, start processes or read the resident set are
 # #[cfg_attr(miri, ignore)] with the reason at the test.
-MIRI_TESTS=(--lib --test pool --test handles --test arena --test arena_global
+MIRI_TESTS=(--lib --test pool --test pool_aliasing --test handles
+  --test handle_parity --test pooled_unsized --test arena --test arena_global
   --test arena_unsized --test model)
 # Miri's isolation stays on: nothing it checks reads the host's files or
 # clock (sys.rs under cfg(miri) answers the resident set itself).
@@ -50,20 +51,6 @@ MIRI_TESTS=(--lib --test pool --test handles --test arena --test arena_global
 # with a warning per site; the flag acknowledges it and keeps the log
 # readable.
 MIRI_COMMON=-Zmiri-permissive-provenance
-
-# Tests that reach the pool's known aliasing violations (issue 12, fixed
-# on the "pool" branch); Miri stops a test binary at the first one, so they
-# are skipped until that fix is merged, then this list goes.
-#  finding 1: a dropped non-static pool's shared state is freed through a
-#             pointer derived from a shared reference (registry::destroy)
-#  finding 3: a lock-free read of a chunk header (release_slot) races with
-#             a &mut to the whole header taken under the lock
-#             (ChunkHeader::take from Central::carve): Miri reports a data
-#             race in stress_cross_thread_free_with_thread_exit
-MIRI_SKIP=(--skip a_dropped_pool_is_freed_once_other_threads_flush_its_objects
-  --skip dropping_a_pool_keeps_live_objects_valid
-  --skip new_in_with_a_non_static_pool
-  --skip stress_cross_thread_free_with_thread_exit)
 
 # Doc examples too heavy for Miri (the rest run): Pool::trim's allocates
 # 100,000 objects to fill six chunks.
@@ -122,7 +109,7 @@ for name in "${steps[@]}"; do
       flags=$MIRI_COMMON
       [ "$name" = miri-tb ] && flags="$flags -Zmiri-tree-borrows"
       run "$name" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
-        cargo +"$NIGHTLY" miri test --no-fail-fast "${MIRI_TESTS[@]}" -- "${MIRI_SKIP[@]}"
+        cargo +"$NIGHTLY" miri test --no-fail-fast "${MIRI_TESTS[@]}"
       # cargo runs the doc tests only alone.
       run "$name-doc" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
         cargo +"$NIGHTLY" miri test --doc -- "${MIRI_DOC_SKIP[@]}"
