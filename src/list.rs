@@ -80,13 +80,18 @@ impl<T> Link<T> {
 
 /// A struct that embeds a [`Link`] and so can be a node of a [`List`].
 ///
+/// `K` names which link: a node that is in two lists at once (through two
+/// `Link` fields) implements `Linked<K>` once per field, with a marker type
+/// `K` for each, and each list says which with `List<T, K>`. A node with
+/// one link uses the default `K = ()`.
+///
 /// # Safety
 ///
 /// [`Linked::link`] returns a pointer to a `Link<Self>` inside `*this`,
 /// always the same field, derived from `this` without creating a reference
 /// to the whole node (use `core::ptr::addr_of_mut!((*this).field)`), and
 /// that field is used by no one but the lists.
-pub(crate) unsafe trait Linked: Sized {
+pub(crate) unsafe trait Linked<K = ()>: Sized {
     /// The node's link field.
     ///
     /// # Safety
@@ -95,23 +100,25 @@ pub(crate) unsafe trait Linked: Sized {
     unsafe fn link(this: *mut Self) -> *mut Link<Self>;
 }
 
-/// An intrusive doubly-linked list of nodes of type `T`, by raw pointer.
+/// An intrusive doubly-linked list of nodes of type `T`, by raw pointer,
+/// through their link `K` (see [`Linked`]).
 ///
 /// Every method that takes a node is `unsafe`: the node must be live (and
 /// stay so while listed), and list operations on nodes it shares must be
 /// serialised by the caller. The list owns nothing: dropping it leaves the
-/// nodes as they are.
+/// nodes as they are. All-zero memory is an empty list, and an all-zero
+/// `Link` is unlinked, so zeroed metadata needs no initialisation.
 #[derive(Debug)]
-pub(crate) struct List<T: Linked> {
+pub(crate) struct List<T: Linked<K>, K = ()> {
     head: *mut T,
     tail: *mut T,
     len: usize,
-    _nodes: PhantomData<*mut T>,
+    _nodes: PhantomData<(*mut T, K)>,
 }
 
-impl<T: Linked> List<T> {
+impl<T: Linked<K>, K> List<T, K> {
     /// An empty list.
-    pub(crate) const fn new() -> List<T> {
+    pub(crate) const fn new() -> List<T, K> {
         List {
             head: ptr::null_mut(),
             tail: ptr::null_mut(),
@@ -142,7 +149,7 @@ impl<T: Linked> List<T> {
     /// `node` is live.
     pub(crate) unsafe fn next(node: *mut T) -> *mut T {
         // SAFETY: per the contract; a raw read of the link field only.
-        unsafe { (*T::link(node)).next }
+        unsafe { (*<T as Linked<K>>::link(node)).next }
     }
 
     /// The node before `node` in its list, or null.
@@ -152,7 +159,7 @@ impl<T: Linked> List<T> {
     /// `node` is live.
     pub(crate) unsafe fn prev(node: *mut T) -> *mut T {
         // SAFETY: per the contract; a raw read of the link field only.
-        unsafe { (*T::link(node)).prev }
+        unsafe { (*<T as Linked<K>>::link(node)).prev }
     }
 
     /// Whether `node` is in this list.
@@ -175,13 +182,13 @@ impl<T: Linked> List<T> {
         // SAFETY: `node` and the head (if any) are live nodes; only their
         // link fields are written.
         unsafe {
-            let link = T::link(node);
+            let link = <T as Linked<K>>::link(node);
             (*link).prev = ptr::null_mut();
             (*link).next = self.head;
             if self.head.is_null() {
                 self.tail = node;
             } else {
-                (*T::link(self.head)).prev = node;
+                (*<T as Linked<K>>::link(self.head)).prev = node;
             }
         }
         self.head = node;
@@ -197,13 +204,13 @@ impl<T: Linked> List<T> {
         // SAFETY: `node` and the tail (if any) are live nodes; only their
         // link fields are written.
         unsafe {
-            let link = T::link(node);
+            let link = <T as Linked<K>>::link(node);
             (*link).next = ptr::null_mut();
             (*link).prev = self.tail;
             if self.tail.is_null() {
                 self.head = node;
             } else {
-                (*T::link(self.tail)).next = node;
+                (*<T as Linked<K>>::link(self.tail)).next = node;
             }
         }
         self.tail = node;
@@ -219,22 +226,51 @@ impl<T: Linked> List<T> {
         // SAFETY: `node` and its neighbours are live nodes of this list;
         // only their link fields are touched.
         unsafe {
-            let link = T::link(node);
+            let link = <T as Linked<K>>::link(node);
             let (next, prev) = ((*link).next, (*link).prev);
             if prev.is_null() {
                 self.head = next;
             } else {
-                (*T::link(prev)).next = next;
+                (*<T as Linked<K>>::link(prev)).next = next;
             }
             if next.is_null() {
                 self.tail = prev;
             } else {
-                (*T::link(next)).prev = prev;
+                (*<T as Linked<K>>::link(next)).prev = prev;
             }
             (*link).next = ptr::null_mut();
             (*link).prev = ptr::null_mut();
         }
         self.len -= 1;
+    }
+
+    /// Puts `new` where `old` is, keeping the order of the others; `old`'s
+    /// link becomes unlinked.
+    ///
+    /// # Safety
+    ///
+    /// `old` is in this list; `new` is live and in no list.
+    pub(crate) unsafe fn replace(&mut self, old: *mut T, new: *mut T) {
+        // SAFETY: `old`, `new` and `old`'s neighbours are live nodes; only
+        // their link fields are touched.
+        unsafe {
+            let (ol, nl) = (<T as Linked<K>>::link(old), <T as Linked<K>>::link(new));
+            let (next, prev) = ((*ol).next, (*ol).prev);
+            (*nl).next = next;
+            (*nl).prev = prev;
+            if prev.is_null() {
+                self.head = new;
+            } else {
+                (*<T as Linked<K>>::link(prev)).next = new;
+            }
+            if next.is_null() {
+                self.tail = new;
+            } else {
+                (*<T as Linked<K>>::link(next)).prev = new;
+            }
+            (*ol).next = ptr::null_mut();
+            (*ol).prev = ptr::null_mut();
+        }
     }
 
     /// Takes the first node out of the list, or returns null if empty.
@@ -319,6 +355,89 @@ mod tests {
             assert_eq!(list.pop_front(), ns[1]);
             assert!(list.is_empty() && list.pop_front().is_null());
             assert_eq!(list.len(), 0);
+            for n in ns {
+                drop(Box::from_raw(n));
+            }
+        }
+    }
+
+    #[test]
+    fn replace_keeps_place_and_tail_follows() {
+        let ns = nodes(5);
+        let mut list = List::new();
+        // SAFETY: the nodes are live boxes; `ns[3]` and `ns[4]` are in no
+        // list when they go in; one thread.
+        unsafe {
+            for &n in &ns[..3] {
+                list.push_back(n);
+            }
+            list.replace(ns[1], ns[3]);
+            assert_eq!(values(&list), [0, 3, 2]);
+            assert_eq!(
+                (List::prev(ns[1]), List::next(ns[1])),
+                (ptr::null_mut(), ptr::null_mut())
+            );
+            list.replace(ns[0], ns[1]);
+            list.replace(ns[2], ns[4]);
+            assert_eq!(values(&list), [1, 3, 4]);
+            assert_eq!((list.head(), list.len()), (ns[1], 3));
+            assert_eq!(List::prev(ns[4]), ns[3]);
+            // The tail moved to `ns[4]`: a push goes after it.
+            list.push_back(ns[2]);
+            assert_eq!(values(&list), [1, 3, 4, 2]);
+            while !list.pop_front().is_null() {}
+            for n in ns {
+                drop(Box::from_raw(n));
+            }
+        }
+    }
+
+    /// A node in two lists at once, one per link field.
+    struct Two {
+        a: Link<Two>,
+        b: Link<Two>,
+    }
+    struct ByA;
+    struct ByB;
+
+    // SAFETY: returns the node's own `a` field, without a reference.
+    unsafe impl Linked<ByA> for Two {
+        unsafe fn link(this: *mut Two) -> *mut Link<Two> {
+            // SAFETY: forwarded: `this` is live.
+            unsafe { ptr::addr_of_mut!((*this).a) }
+        }
+    }
+
+    // SAFETY: returns the node's own `b` field, without a reference.
+    unsafe impl Linked<ByB> for Two {
+        unsafe fn link(this: *mut Two) -> *mut Link<Two> {
+            // SAFETY: forwarded: `this` is live.
+            unsafe { ptr::addr_of_mut!((*this).b) }
+        }
+    }
+
+    #[test]
+    fn two_links_make_two_independent_lists() {
+        // Zeroed links are unlinked, as in the arena's zeroed metadata.
+        // SAFETY: all-zero is a valid `Two` (null pointers).
+        let ns: Vec<*mut Two> = (0..3)
+            .map(|_| Box::into_raw(Box::new(unsafe { core::mem::zeroed::<Two>() })))
+            .collect();
+        let mut la = List::<Two, ByA>::new();
+        let mut lb = List::<Two, ByB>::new();
+        // SAFETY: live boxes, each pushed once per list; one thread.
+        unsafe {
+            for &n in &ns {
+                la.push_back(n);
+                lb.push_front(n);
+            }
+            la.remove(ns[1]);
+            assert_eq!((la.head(), la.len()), (ns[0], 2));
+            assert_eq!(List::<Two, ByA>::next(ns[0]), ns[2]);
+            assert_eq!((lb.head(), lb.len()), (ns[2], 3));
+            assert_eq!(List::<Two, ByB>::prev(ns[0]), ns[1]);
+            assert_eq!(List::<Two, ByB>::next(ns[2]), ns[1]);
+            assert!(lb.contains(ns[1]) && !la.contains(ns[1]));
             for n in ns {
                 drop(Box::from_raw(n));
             }

@@ -27,6 +27,7 @@ use core::ptr::{addr_of, addr_of_mut};
 
 use super::heap::Arena;
 use super::size_class::{LG_PAGE, MAX_SLAB_REGIONS, PAGE};
+use crate::list::{Link, Linked};
 
 /// log2 of the chunk size.
 pub(crate) const LG_CHUNK: usize = 22;
@@ -77,11 +78,22 @@ pub(crate) struct RunMeta {
     /// Links in a size bucket (free) or a bin's non-full list (slab).
     pub(crate) prev: *mut RunMeta,
     pub(crate) next: *mut RunMeta,
-    /// Links in the arena's dirty list (free and dirty).
-    pub(crate) dprev: *mut RunMeta,
-    pub(crate) dnext: *mut RunMeta,
+    /// Link in the arena's dirty list (free and dirty); see [`DirtyLink`].
+    pub(crate) dlink: Link<RunMeta>,
     /// Free and dirty: when it became dirty, ms of [`crate::sys::now_ms`].
     pub(crate) freed_at: u64,
+}
+
+/// Marker of [`RunMeta`]'s dirty-list link (`List<RunMeta, DirtyLink>`).
+pub(crate) struct DirtyLink;
+
+// SAFETY: returns the run's own `dlink` field, by raw place, used only by
+// the arena's dirty list.
+unsafe impl Linked<DirtyLink> for RunMeta {
+    unsafe fn link(this: *mut RunMeta) -> *mut Link<RunMeta> {
+        // SAFETY: forwarded from the caller: `this` is a live `RunMeta`.
+        unsafe { core::ptr::addr_of_mut!((*this).dlink) }
+    }
 }
 
 /// The front of every chunk. All-zero is a valid (empty) header.

@@ -65,10 +65,10 @@ impl Arena {
                 let rest = meta_at(c, t + extra);
                 r.make_free(rest, tn - extra, dirty, freed_at);
                 if dirty {
-                    r.dirty_replace(nm, rest);
+                    r.dirty_runs.replace(nm, rest);
                 }
             } else if dirty {
-                r.dirty_remove(nm);
+                r.dirty_runs.remove(nm);
             }
             if dirty {
                 sub(&self.dirty_pages, extra);

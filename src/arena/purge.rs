@@ -25,8 +25,8 @@ impl Arena {
         if decay_ms < 0 {
             return;
         }
-        while !r.dirty_head.is_null() {
-            let m = r.dirty_head;
+        while !r.dirty_runs.is_empty() {
+            let m = r.dirty_runs.head();
             // SAFETY: dirty list members are free runs guarded by the lock.
             if unsafe { (*m).freed_at } + decay_ms as u64 > now {
                 break;
@@ -44,7 +44,7 @@ impl Arena {
         unsafe {
             let n = (*m).npages as usize;
             sys::purge(run_addr(m), n * PAGE);
-            r.dirty_remove(m);
+            r.dirty_runs.remove(m);
             r.bucket_remove(m);
             sub(&self.dirty_pages, n);
             self.purged_pages

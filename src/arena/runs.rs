@@ -8,6 +8,7 @@ use core::ptr::null_mut;
 use super::chunk::*;
 use super::heap::{add, sub, Arena};
 use super::size_class::*;
+use crate::list::List;
 use crate::sys;
 
 const NBUCKETS: usize = CHUNK_PAGES + 1;
@@ -21,9 +22,9 @@ pub(crate) struct Runs {
     buckets: [[*mut RunMeta; NBUCKETS]; 2],
     /// Bit `i` of `nonempty[d]` set when `buckets[d][i]` is non-empty.
     nonempty: [[u64; NBUCKETS.div_ceil(64)]; 2],
-    /// Dirty free runs, oldest first.
-    pub(super) dirty_head: *mut RunMeta,
-    dirty_tail: *mut RunMeta,
+    /// Dirty free runs, oldest first (pushed at the back, purged from the
+    /// front; a split keeps its remainder in the run's place).
+    pub(super) dirty_runs: List<RunMeta, DirtyLink>,
     pub(super) chunks: *mut ChunkHeader,
 }
 
@@ -62,64 +63,6 @@ impl Runs {
             }
             if !q.is_null() {
                 (*q).prev = p;
-            }
-        }
-    }
-
-    /// # Safety
-    /// `m` is a dirty free run not on the dirty list; run lock held.
-    unsafe fn dirty_push(&mut self, m: *mut RunMeta) {
-        // SAFETY: per the contract.
-        unsafe {
-            (*m).dnext = null_mut();
-            (*m).dprev = self.dirty_tail;
-            if self.dirty_tail.is_null() {
-                self.dirty_head = m;
-            } else {
-                (*self.dirty_tail).dnext = m;
-            }
-            self.dirty_tail = m;
-        }
-    }
-
-    /// # Safety
-    /// `m` is on the dirty list; run lock held.
-    pub(super) unsafe fn dirty_remove(&mut self, m: *mut RunMeta) {
-        // SAFETY: per the contract.
-        unsafe {
-            let (p, q) = ((*m).dprev, (*m).dnext);
-            if p.is_null() {
-                self.dirty_head = q;
-            } else {
-                (*p).dnext = q;
-            }
-            if q.is_null() {
-                self.dirty_tail = p;
-            } else {
-                (*q).dprev = p;
-            }
-        }
-    }
-
-    /// Puts `new` where `old` is on the dirty list (keeps the age order).
-    ///
-    /// # Safety
-    /// `old` is on the list, `new` is not; run lock held.
-    pub(super) unsafe fn dirty_replace(&mut self, old: *mut RunMeta, new: *mut RunMeta) {
-        // SAFETY: per the contract.
-        unsafe {
-            let (p, q) = ((*old).dprev, (*old).dnext);
-            (*new).dprev = p;
-            (*new).dnext = q;
-            if p.is_null() {
-                self.dirty_head = new;
-            } else {
-                (*p).dnext = new;
-            }
-            if q.is_null() {
-                self.dirty_tail = new;
-            } else {
-                (*q).dprev = new;
             }
         }
     }
@@ -167,7 +110,7 @@ impl Runs {
                 if (*nm).state == RUN_FREE && (*nm).dirty == dirty {
                     self.bucket_remove(nm);
                     if dirty {
-                        self.dirty_remove(nm);
+                        self.dirty_runs.remove(nm);
                     }
                     (*nm).state = RUN_NONE;
                     n += (*nm).npages as usize;
@@ -178,7 +121,7 @@ impl Runs {
                 if (*pm).state == RUN_FREE && (*pm).dirty == dirty {
                     self.bucket_remove(pm);
                     if dirty {
-                        self.dirty_remove(pm);
+                        self.dirty_runs.remove(pm);
                     }
                     (*m).state = RUN_NONE;
                     s -= (*pm).npages as usize;
@@ -260,16 +203,16 @@ impl Arena {
                 r.make_free(t, tail, dirty, freed_at);
                 if dirty {
                     if lead > 0 {
-                        r.dirty_push(t);
+                        r.dirty_runs.push_back(t);
                     } else {
-                        r.dirty_replace(m, t);
+                        r.dirty_runs.replace(m, t);
                     }
                 }
             }
             if lead > 0 {
                 r.make_free(m, lead, dirty, freed_at);
             } else if dirty && tail == 0 {
-                r.dirty_remove(m);
+                r.dirty_runs.remove(m);
             }
             if dirty {
                 sub(&self.dirty_pages, npages);
@@ -331,7 +274,7 @@ impl Arena {
             add(&self.dirty_pages, n);
             let (run, total) = r.coalesce(m, n, true);
             r.make_free(run, total, true, now);
-            r.dirty_push(run);
+            r.dirty_runs.push_back(run);
         }
     }
 }
