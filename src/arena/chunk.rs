@@ -101,13 +101,22 @@ unsafe impl Linked<DirtyLink> for RunMeta {
 pub(crate) struct ChunkHeader {
     pub(crate) kind: u32,
     pub(crate) arena: *const Arena,
-    pub(crate) prev: *mut ChunkHeader,
-    pub(crate) next: *mut ChunkHeader,
+    /// Link in the arena's chunk list.
+    pub(crate) link: Link<ChunkHeader>,
     /// Per page: the run's start page (low 16 bits), and for a page of a
     /// slab its class plus one (bits 16..24; 0 elsewhere), so that `free`
     /// of a small object reads one entry and no `RunMeta`.
     pub(crate) pagemap: [u32; CHUNK_PAGES],
     pub(crate) runs: [RunMeta; CHUNK_PAGES],
+}
+
+// SAFETY: returns the chunk's own `link` field, by raw place, used only by
+// the arena's chunk list.
+unsafe impl Linked for ChunkHeader {
+    unsafe fn link(this: *mut ChunkHeader) -> *mut Link<ChunkHeader> {
+        // SAFETY: forwarded from the caller: `this` is a live chunk header.
+        unsafe { addr_of_mut!((*this).link) }
+    }
 }
 
 /// The header page of a huge allocation.

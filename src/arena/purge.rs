@@ -12,6 +12,7 @@ use super::init::{arena, decay_ms, ensure_init, narenas, CONF};
 use super::runs::Runs;
 use super::size_class::PAGE;
 use super::tcache;
+use crate::list::List;
 use crate::sys;
 
 pub(super) static BG_WANTED: AtomicBool = AtomicBool::new(false);
@@ -67,23 +68,15 @@ impl Arena {
         }
         let mut r = self.runs.lock();
         self.purge_expired(&mut r, u64::MAX, 0);
-        let mut c = r.chunks;
+        let mut c = r.chunks.head();
         while !c.is_null() {
             // SAFETY: chunks on the list are mapped and guarded by the lock.
             unsafe {
-                let next = (*c).next;
+                let next = List::next(c);
                 let m = meta_at(c, HEADER_PAGES);
                 if (*m).state == RUN_FREE && (*m).npages as usize == USABLE_PAGES {
                     r.bucket_remove(m);
-                    let (p, q) = ((*c).prev, (*c).next);
-                    if p.is_null() {
-                        r.chunks = q;
-                    } else {
-                        (*p).next = q;
-                    }
-                    if !q.is_null() {
-                        (*q).prev = p;
-                    }
+                    r.chunks.remove(c);
                     super::registry::remove_chunk(c.cast());
                     sys::unmap(ptr::NonNull::new_unchecked(c.cast()), CHUNK);
                     sub(&self.nchunks, 1);

@@ -25,7 +25,8 @@ pub(crate) struct Runs {
     /// Dirty free runs, oldest first (pushed at the back, purged from the
     /// front; a split keeps its remainder in the run's place).
     pub(super) dirty_runs: List<RunMeta, DirtyLink>,
-    pub(super) chunks: *mut ChunkHeader,
+    /// The arena's chunks, newest first.
+    pub(super) chunks: List<ChunkHeader>,
 }
 
 impl Runs {
@@ -243,11 +244,7 @@ impl Arena {
         unsafe {
             (*c).kind = KIND_CHUNK;
             (*c).arena = self;
-            (*c).next = r.chunks;
-            if !r.chunks.is_null() {
-                (*r.chunks).prev = c;
-            }
-            r.chunks = c;
+            r.chunks.push_front(c);
             r.make_free(meta_at(c, HEADER_PAGES), USABLE_PAGES, false, 0);
         }
         add(&self.nchunks, 1);
