@@ -11,12 +11,13 @@ use super::free::report_bad_free;
 use super::heap::Arena;
 use super::lock::SpinLock;
 use super::size_class::*;
+use crate::list::List;
 use crate::sys;
 
 /// The slabs of one small class in one arena.
 pub(crate) struct Bin {
-    /// Slabs with at least one free and one used region (doubly linked).
-    nonfull: *mut RunMeta,
+    /// Slabs with at least one free and one used region.
+    nonfull: List<RunMeta>,
     /// One wholly free slab kept back to avoid map/unmap ping-pong.
     pub(super) spare: *mut RunMeta,
 }
@@ -33,7 +34,7 @@ impl Arena {
         let mut got = 0;
         let size = CLASS_SIZE[c];
         while got < out.len() {
-            let mut m = bin.nonfull;
+            let mut m = bin.nonfull.head();
             if m.is_null() {
                 m = if bin.spare.is_null() {
                     let mut r = self.runs.lock();
@@ -54,7 +55,7 @@ impl Arena {
                     core::mem::replace(&mut bin.spare, null_mut())
                 };
                 // SAFETY: `m` is a slab of this bin, not on its list.
-                unsafe { list_push(&mut bin, m) };
+                unsafe { bin.nonfull.push_front(m) };
             }
             // SAFETY: slabs on the non-full list belong to this bin, whose
             // lock we hold; a set bit is a free region inside the slab.
@@ -74,7 +75,7 @@ impl Arena {
                     got += 1;
                 }
                 if (*m).nfree == 0 {
-                    list_remove(&mut bin, m);
+                    bin.nonfull.remove(m);
                 }
             }
         }
@@ -112,7 +113,7 @@ impl Arena {
                     (*m).nfree += 1;
                     if (*m).nfree == SLAB_REGIONS[c] {
                         if !was_full {
-                            list_remove(&mut bin, m);
+                            bin.nonfull.remove(m);
                         }
                         if bin.spare.is_null() {
                             init_slab(m, c);
@@ -122,7 +123,7 @@ impl Arena {
                             self.free_run(&mut r, m, sys::now_ms());
                         }
                     } else if was_full {
-                        list_push(&mut bin, m);
+                        bin.nonfull.push_front(m);
                     }
                 }
             }
@@ -176,37 +177,6 @@ unsafe fn init_slab(m: *mut RunMeta, c: usize) {
                 k if k >= 64 => !0,
                 k => (1u64 << k) - 1,
             };
-        }
-    }
-}
-
-/// # Safety
-/// `m` is a slab of this bin not on its list; bin lock held.
-unsafe fn list_push(bin: &mut Bin, m: *mut RunMeta) {
-    // SAFETY: per the contract.
-    unsafe {
-        (*m).prev = null_mut();
-        (*m).next = bin.nonfull;
-        if !bin.nonfull.is_null() {
-            (*bin.nonfull).prev = m;
-        }
-        bin.nonfull = m;
-    }
-}
-
-/// # Safety
-/// `m` is on this bin's list; bin lock held.
-unsafe fn list_remove(bin: &mut Bin, m: *mut RunMeta) {
-    // SAFETY: per the contract.
-    unsafe {
-        let (p, q) = ((*m).prev, (*m).next);
-        if p.is_null() {
-            bin.nonfull = q;
-        } else {
-            (*p).next = q;
-        }
-        if !q.is_null() {
-            (*q).prev = p;
         }
     }
 }

@@ -75,13 +75,22 @@ pub(crate) struct RunMeta {
     /// the regions, so filling and flushing a thread cache never touches
     /// object memory (which another core may hold).
     pub(crate) free_bits: [u64; SLAB_WORDS],
-    /// Links in a size bucket (free) or a bin's non-full list (slab).
-    pub(crate) prev: *mut RunMeta,
-    pub(crate) next: *mut RunMeta,
+    /// Link in a size bucket (free) or a bin's non-full list (slab): a run
+    /// is in at most one of them, so they share it (`List<RunMeta>`).
+    pub(crate) link: Link<RunMeta>,
     /// Link in the arena's dirty list (free and dirty); see [`DirtyLink`].
     pub(crate) dlink: Link<RunMeta>,
     /// Free and dirty: when it became dirty, ms of [`crate::sys::now_ms`].
     pub(crate) freed_at: u64,
+}
+
+// SAFETY: returns the run's own `link` field, by raw place, used only by
+// the size buckets and the bins' non-full lists.
+unsafe impl Linked for RunMeta {
+    unsafe fn link(this: *mut RunMeta) -> *mut Link<RunMeta> {
+        // SAFETY: forwarded from the caller: `this` is a live `RunMeta`.
+        unsafe { addr_of_mut!((*this).link) }
+    }
 }
 
 /// Marker of [`RunMeta`]'s dirty-list link (`List<RunMeta, DirtyLink>`).

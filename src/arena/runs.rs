@@ -3,8 +3,6 @@
 //! (splitting a free one), mapping a chunk, and freeing a run (merging
 //! with its free neighbours).
 
-use core::ptr::null_mut;
-
 use super::chunk::*;
 use super::heap::{add, sub, Arena};
 use super::size_class::*;
@@ -19,7 +17,7 @@ pub(crate) struct Runs {
     /// `buckets[0]` the clean (purged or never used) ones. Allocation takes
     /// a dirty run first, as jemalloc does, so freed pages are reused before
     /// fresh ones are touched.
-    buckets: [[*mut RunMeta; NBUCKETS]; 2],
+    buckets: [[List<RunMeta>; NBUCKETS]; 2],
     /// Bit `i` of `nonempty[d]` set when `buckets[d][i]` is non-empty.
     nonempty: [[u64; NBUCKETS.div_ceil(64)]; 2],
     /// Dirty free runs, oldest first (pushed at the back, purged from the
@@ -33,16 +31,10 @@ impl Runs {
     /// # Safety
     /// `m` is a free run not in any bucket; run lock held.
     unsafe fn bucket_push(&mut self, m: *mut RunMeta) {
-        // SAFETY: per the contract `m` and the bucket heads are ours.
+        // SAFETY: per the contract `m` and the bucket's runs are ours.
         unsafe {
             let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
-            let head = self.buckets[d][n];
-            (*m).prev = null_mut();
-            (*m).next = head;
-            if !head.is_null() {
-                (*head).prev = m;
-            }
-            self.buckets[d][n] = m;
+            self.buckets[d][n].push_front(m);
             self.nonempty[d][n / 64] |= 1 << (n % 64);
         }
     }
@@ -53,17 +45,10 @@ impl Runs {
         // SAFETY: per the contract.
         unsafe {
             let (n, d) = ((*m).npages as usize, (*m).dirty as usize);
-            let (p, q) = ((*m).prev, (*m).next);
-            if p.is_null() {
-                self.buckets[d][n] = q;
-                if q.is_null() {
-                    self.nonempty[d][n / 64] &= !(1 << (n % 64));
-                }
-            } else {
-                (*p).next = q;
-            }
-            if !q.is_null() {
-                (*q).prev = p;
+            let bucket = &mut self.buckets[d][n];
+            bucket.remove(m);
+            if bucket.is_empty() {
+                self.nonempty[d][n / 64] &= !(1 << (n % 64));
             }
         }
     }
@@ -77,7 +62,7 @@ impl Runs {
             let mut bits = words.get(w)? & (!0u64 << (need % 64));
             loop {
                 if bits != 0 {
-                    return Some(self.buckets[d][w * 64 + bits.trailing_zeros() as usize]);
+                    return Some(self.buckets[d][w * 64 + bits.trailing_zeros() as usize].head());
                 }
                 w += 1;
                 bits = *words.get(w)?;
