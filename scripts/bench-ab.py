@@ -8,6 +8,11 @@ machine falls on both, and prints the median of each benchmark per build
 and the ratio B/A.
 
     scripts/bench-ab.py REV_A REV_B [--rounds 9] [--bench pool=REGEX] ...
+    scripts/bench-ab.py A B --exe-a pool=PATH --exe-a arena=PATH ...
+
+`--exe-a` / `--exe-b` name bench binaries already built (for example by
+`cargo bench --no-run` in a checkout of that revision); a revision whose
+binaries are all given is not built, and REV_A / REV_B are then labels.
 
 Default benchmarks: the pool's same-thread pair and batch rows and the
 arena's churn row (issue 12's "no speed lost" rows).
@@ -64,12 +69,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--seconds", type=int, default=2, help="measurement time per benchmark")
     ap.add_argument("--bench", action="append", help="BENCH=REGEX (repeatable)")
+    ap.add_argument("--exe-a", action="append", default=[], help="BENCH=PATH, a prebuilt binary of A")
+    ap.add_argument("--exe-b", action="append", default=[], help="BENCH=PATH, a prebuilt binary of B")
     args = ap.parse_args()
     top = sh("git", "rev-parse", "--show-toplevel", stdout=subprocess.PIPE).stdout.strip()
     wanted = [s.split("=", 1) for s in (args.bench or DEFAULT)]
+    needed = sorted({b for b, _ in wanted})
     exes = {}
-    for rev in (args.rev_a, args.rev_b):
-        exes[rev] = build(top, rev, sorted({b for b, _ in wanted}))
+    for rev, given in ((args.rev_a, args.exe_a), (args.rev_b, args.exe_b)):
+        exes[rev] = dict(g.split("=", 1) for g in given)
+        if any(b not in exes[rev] for b in needed):
+            exes[rev] = {**build(top, rev, needed), **exes[rev]}
     samples = {}
     for r in range(args.rounds):
         for rev in (args.rev_a, args.rev_b):
