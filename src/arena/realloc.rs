@@ -6,7 +6,9 @@ use core::ptr;
 
 use super::alloc::{alloc_with, small_class_of, MAX_RUN_ALIGN};
 use super::chunk::*;
-use super::free::{free, size_and_class, usable_size};
+#[cfg(any(feature = "checks", debug_assertions))]
+use super::free::usable_size;
+use super::free::{free, size_and_class};
 use super::huge::huge_resize;
 use super::size_class::*;
 use super::tcache;
