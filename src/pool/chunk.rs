@@ -195,7 +195,7 @@ impl ChunkHeader {
         geo: &Geometry,
         backing: super::Backing,
     ) -> Result<NonNull<ChunkHeader>, AllocError> {
-        let backing = miri_backing(backing);
+        let backing = loom_backing(backing);
         let oom = AllocError::OutOfMemory {
             size: geo.chunk,
             align: geo.chunk,
@@ -257,7 +257,7 @@ impl ChunkHeader {
     /// `this` was made by [`ChunkHeader::create`] with the same geometry and
     /// backing, is in no list, and no object of it is referenced anywhere.
     pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
-        let backing = miri_backing(backing);
+        let backing = loom_backing(backing);
         let base = this.cast::<u8>();
         #[cfg(any(feature = "checks", debug_assertions))]
         super::checks::pool_chunk_gone(base);
@@ -406,13 +406,13 @@ impl ChunkHeader {
     }
 }
 
-/// Where chunks really come from: under Miri, which can map only plain
-/// private anonymous memory and cannot unmap part of a mapping, and under
-/// loom (whose models must not start the arena), every backing is the
-/// system allocator; the pool's logic is unchanged.
+/// Where chunks really come from: under loom, whose models must not start
+/// the arena, every backing is the system allocator; the pool's logic is
+/// unchanged. (Miri runs the real backings: `sys` maps through the system
+/// allocator under `cfg(miri)`.)
 #[inline(always)]
-fn miri_backing(backing: super::Backing) -> super::Backing {
-    if cfg!(miri) || cfg!(loom) {
+fn loom_backing(backing: super::Backing) -> super::Backing {
+    if cfg!(loom) {
         super::Backing::System
     } else {
         backing
