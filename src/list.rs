@@ -250,6 +250,8 @@ impl<T: Linked<K>, K> List<T, K> {
     /// # Safety
     ///
     /// `old` is in this list; `new` is live and in no list.
+    // Only the arena (Linux only) replaces nodes.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) unsafe fn replace(&mut self, old: *mut T, new: *mut T) {
         // SAFETY: `old`, `new` and `old`'s neighbours are live nodes; only
         // their link fields are touched.
