@@ -23,7 +23,12 @@ impl Injection<'_> {
     fn start(every: usize) -> Injection<'static> {
         let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // The arena must be started before faults are injected: a failed
-        // start would leave it without arenas for the whole process.
+        // start would leave it without arenas for the whole process. This
+        // thread's cache is made now too: a thread whose cache cannot be
+        // made runs without one, which is a fault absorbed, not reported.
+        let warm = hotpool::arena::try_alloc(64, 8).expect("arena starts");
+        // SAFETY: allocated just above, freed once.
+        unsafe { hotpool::arena::free(warm) };
         hotpool::arena::trim();
         testing::fail_every(every);
         Injection(guard)

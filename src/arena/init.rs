@@ -149,6 +149,7 @@ fn init_slow() -> bool {
         made += 1;
     }
     conf.narenas = made;
+    super::registry::start();
     NARENAS.store(made, Release);
     DECAY_MS.store(conf.decay_ms, Relaxed);
     TCACHE_ON.store(conf.tcache, Relaxed);

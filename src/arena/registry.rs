@@ -19,8 +19,9 @@
 //!
 //! Marks are set after a chunk or huge block is mapped and before any
 //! object in it is handed out, and cleared before it is unmapped; each
-//! region has its own atomic byte. If the map cannot be mapped, or a block lies
-//! beyond 48 bits, the registry gives up ([`owns`] then answers true for
+//! region has its own atomic byte. The map is mapped when the allocator
+//! starts. If it cannot be mapped, or a block lies beyond 48 bits, the
+//! registry gives up ([`owns`] then answers true for
 //! everything: detection off, never a false alarm).
 
 use core::ptr::{self, null_mut};
@@ -43,7 +44,14 @@ const BYTES: usize = REGIONS;
 static MAP: AtomicPtr<AtomicU8> = AtomicPtr::new(null_mut());
 static BROKEN: AtomicBool = AtomicBool::new(false);
 
-/// The map, mapped on first use; `None` once the registry gave up.
+/// Maps the map when the allocator starts, so that whether detection is on
+/// is settled then and not by whichever later request the OS refuses first.
+pub(crate) fn start() {
+    let _ = region_map();
+}
+
+/// The map, mapped by [`start`] (or on first use after a loom reset);
+/// `None` once the registry gave up.
 fn region_map() -> Option<*const AtomicU8> {
     let m = MAP.load(Acquire);
     if !m.is_null() {
