@@ -126,10 +126,12 @@ for name in "${steps[@]}"; do
       need rust-src || { failed+=("$name"); continue; }
       flags=$MIRI_COMMON
       [ "$name" = miri-tb ] && flags="$flags -Zmiri-tree-borrows"
-      run "$name" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
+      # A target directory per model: cargo holds its directory's lock
+      # while the tests run, and CI runs the two models side by side.
+      run "$name" env MIRIFLAGS="$flags" CARGO_TARGET_DIR="target/$name" \
         cargo +"$NIGHTLY" miri test --no-fail-fast "${MIRI_TESTS[@]}"
       # cargo runs the doc tests only alone.
-      run "$name-doc" env MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
+      run "$name-doc" env MIRIFLAGS="$flags" CARGO_TARGET_DIR="target/$name" \
         cargo +"$NIGHTLY" miri test --doc -- "${MIRI_DOC_SKIP[@]}"
       ;;
     *)
