@@ -39,7 +39,8 @@
 //! # Design
 //!
 //! The table is an array of up to 26 **segments**; segment `k` holds
-//! `64 << k` slots, is allocated (zeroed) the first time a slot in it is
+//! `64 << k` slots, is mapped from the OS (zeroed, through `sys`; from the
+//! global allocator where `sys` cannot map) the first time a slot in it is
 //! needed, published with a CAS and never moved or freed, so a slot's
 //! address is stable for the life of the process.
 //!
@@ -166,7 +167,7 @@
 //! | `slots_in_use` | slots holding a live object |
 //! | `slots_free` | slots ever used that are free for reuse (includes slots mid-transition) |
 //! | `slots_retired` | slots whose generation ran out; never reused |
-//! | `bytes` | memory the table allocated: segments plus the static header. Segments double, so up to half of the last one may be untouched (zeroed pages the OS has not yet backed: address space, not resident memory) |
+//! | `bytes` | memory the table holds: its segments (mapped from the OS in whole pages, so the two smallest take a page each) plus the static header. Segments double, so up to half of the last one may be untouched (zeroed pages the OS has not yet backed: address space, not resident memory) |
 
 mod shared;
 mod table;

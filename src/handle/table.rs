@@ -5,6 +5,21 @@
 //!
 //! See the module docs of `handle` for the layout diagrams and the race
 //! argument; the constants below are the bit layout they describe.
+//!
+//! Memory: segments are mapped from the OS through `sys` (the global
+//! allocator only where `sys` cannot map), so the table never holds part
+//! of another allocator's heap. A segment costs address space when mapped
+//! and resident memory only for the pages of slots ever handed out.
+//!
+//! Pages whose slots are all free are kept, not given back, by decision:
+//! purging a page (`MADV_DONTNEED`) would zero its state words, and a slot
+//! restarting at generation 1 could match an old `Weak` again; its free
+//! slots are also links of the lock-free free list, which cannot unlink a
+//! page's slots from the middle without a lock. Keeping the generations
+//! elsewhere or retiring whole pages would cost the fast paths or the
+//! slots. So the table's resident memory is 16 bytes per slot at the
+//! highest number of live `Shared` objects the process ever had (64 MiB
+//! after 4 Mi), reused by later objects.
 
 use core::ptr::{self, NonNull};
 
@@ -611,7 +626,7 @@ impl Table {
             if base.is_null() {
                 continue;
             }
-            c.bytes += seg_len(seg) * core::mem::size_of::<Slot>();
+            c.bytes += segment_bytes(seg_len(seg));
             let start = seg_start(seg);
             let used = handed_out.saturating_sub(start).min(seg_len(seg) as u64);
             for offset in 0..used as usize {
@@ -669,15 +684,64 @@ impl Drop for Table {
     }
 }
 
-/// A new segment of `len` slots, all in the "never used" state (all zero),
-/// or the layout the allocator refused.
+/// The layout of a segment of `len` slots: what `Full::Memory` reports
+/// when the segment cannot be had.
 #[cfg(not(loom))]
+fn segment_layout(len: usize) -> std::alloc::Layout {
+    std::alloc::Layout::array::<Slot>(len).expect("segment size overflow")
+}
+
+/// Bytes a segment of `len` slots holds: where segments are mapped, its
+/// slots rounded up to whole pages (segments 0 and 1, 1 and 2 KiB of
+/// slots, take a page each).
+#[cfg(all(unix, not(loom)))]
+fn segment_bytes(len: usize) -> usize {
+    let page = crate::sys::page_size();
+    (len * core::mem::size_of::<Slot>() + page - 1) & !(page - 1)
+}
+
+/// Bytes a segment of `len` slots holds: its slots.
+#[cfg(any(not(unix), loom))]
+fn segment_bytes(len: usize) -> usize {
+    len * core::mem::size_of::<Slot>()
+}
+
+/// A new segment of `len` slots, all in the "never used" state (all zero),
+/// or the layout the OS refused. Mapped from the OS through `sys`, so the
+/// table holds nothing of the global allocator's heap (where a large block
+/// can sit at the top of glibc's heap and keep everything freed below it
+/// resident), and untouched slots cost no resident memory.
+#[cfg(all(unix, not(loom)))]
 fn alloc_segment(len: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
-    let layout = std::alloc::Layout::array::<Slot>(len).expect("segment size overflow");
+    // Fresh mappings are zeroed and page-aligned (more than `Slot` needs);
+    // all-zero bytes are a valid `Slot` (atomics of 0 and null).
+    crate::sys::map(segment_bytes(len))
+        .map(NonNull::cast)
+        .ok_or_else(|| segment_layout(len))
+}
+
+/// Unmaps a segment from `alloc_segment`.
+///
+/// # Safety
+/// `base` came from `alloc_segment(len)` and no reference into it is used
+/// afterwards.
+#[cfg(all(unix, not(loom)))]
+unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
+    // SAFETY: `alloc_segment(len)` mapped exactly `segment_bytes(len)`
+    // bytes at `base` (page-aligned), and nobody uses them any more (caller
+    // contract).
+    unsafe { crate::sys::unmap_range(base.as_ptr().cast(), segment_bytes(len)) }
+}
+
+/// A new segment of `len` slots, all in the "never used" state (all zero),
+/// or the layout the allocator refused. Where `sys` cannot map memory (not
+/// unix) the segment comes from the global allocator.
+#[cfg(all(not(unix), not(loom)))]
+fn alloc_segment(len: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
+    let layout = segment_layout(len);
     // SAFETY: `layout` has non-zero size (len >= SEG0_LEN > 0). All-zero
     // bytes are a valid `Slot` (atomics of 0 and null), so the memory is
-    // initialized. Large zeroed allocations come straight from the OS, so
-    // untouched slots cost no resident memory.
+    // initialized.
     let raw = unsafe { std::alloc::alloc_zeroed(layout) };
     NonNull::new(raw.cast::<Slot>()).ok_or(layout)
 }
@@ -687,11 +751,10 @@ fn alloc_segment(len: usize) -> Result<NonNull<Slot>, std::alloc::Layout> {
 /// # Safety
 /// `base` came from `alloc_segment(len)` and no reference into it is used
 /// afterwards.
-#[cfg(not(loom))]
+#[cfg(all(not(unix), not(loom)))]
 unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
-    let layout = std::alloc::Layout::array::<Slot>(len).expect("segment size overflow");
     // SAFETY: same pointer and layout as the allocation (caller contract).
-    unsafe { std::alloc::dealloc(base.as_ptr().cast(), layout) }
+    unsafe { std::alloc::dealloc(base.as_ptr().cast(), segment_layout(len)) }
 }
 
 /// A new segment of `len` slots (loom atomics need their constructor).
@@ -773,9 +836,8 @@ mod tests {
         assert_eq!(addrs.len(), n);
         let c = t.census();
         assert_eq!(c.in_use, n);
-        assert_eq!(
-            c.bytes,
-            n * core::mem::size_of::<Slot>() + core::mem::size_of::<Table>()
-        );
+        let segments: usize = (0..3).map(|seg| segment_bytes(seg_len(seg))).sum();
+        assert!(segments >= n * core::mem::size_of::<Slot>());
+        assert_eq!(c.bytes, segments + core::mem::size_of::<Table>());
     }
 }
