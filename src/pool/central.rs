@@ -83,6 +83,9 @@ struct Central {
     empty: usize,
     /// The pool handle is gone: keep no spare chunks.
     closed: bool,
+    /// Objects out of the chunks: in use, in threads' lists, in the depot
+    /// (`chunks * capacity - free slots in chunks`). What a cap counts.
+    out: usize,
 }
 
 // SAFETY: the raw pointers in Central point into chunks owned by this pool;
@@ -120,6 +123,7 @@ impl Inner {
                 chunks: List::new(),
                 empty: 0,
                 closed: false,
+                out: 0,
             })),
             counters: CacheAligned(counters),
             alive: Tracked::default(),
@@ -243,10 +247,22 @@ impl Inner {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(n);
         }
+        // The cap, checked under the lock: only here do objects leave the
+        // chunks (depot objects above are already counted).
+        let cap = self.hot.0.config.max_objects.unwrap_or(usize::MAX);
         loop {
-            // SAFETY: we hold the lock; `out` has room for `want`.
-            let got = unsafe { c.carve(&geo, out, want) };
+            let room = cap.saturating_sub(c.out);
+            if room == 0 {
+                return Err(AllocError::PoolFull {
+                    pool: self.hot.0.config.name.unwrap_or(self.hot.0.type_name),
+                    max_objects: cap,
+                });
+            }
+            // SAFETY: we hold the lock; `out` has room for `want`, more
+            // than `want.min(room)`.
+            let got = unsafe { c.carve(&geo, out, want.min(room)) };
             if got > 0 {
+                c.out += got;
                 self.counters.0.chunk_free.fetch_sub(got, Ordering::Relaxed);
                 return Ok(got);
             }
@@ -351,6 +367,7 @@ impl Inner {
                 }
             }
         }
+        c.out -= n;
         self.counters.0.chunk_free.fetch_add(n, Ordering::Relaxed);
         released
     }

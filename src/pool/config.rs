@@ -57,10 +57,38 @@ const DEFAULT_BACKING: Backing = Backing::System;
 /// | `depot_max` | bound of the shared depot | `16 MiB / s`, clamped to `4 * batch..=65536` |
 /// | `backing` | where chunks come from | `Backing::Arena` on Linux, `Backing::System` elsewhere |
 /// | `name` | the pool's name in statistics | the full type path (`std::any::type_name`) |
+/// | `max_objects` | cap: objects out of the pool's chunks at once | none |
+/// | `max_bytes` | cap: the same, as bytes of slots (`max_bytes / slot size` objects) | none |
 ///
 /// Objects beyond the depot bound go back to their chunks, and a chunk whose
 /// objects are all free is returned to the backing allocator (one spare
 /// chunk per pool is kept).
+///
+/// # Caps
+///
+/// [`max_objects`](PoolConfig::max_objects) and
+/// [`max_bytes`](PoolConfig::max_bytes) bound a pool. What they count, exactly:
+/// the objects *out of the pool's chunks*, that is objects in use plus free
+/// objects held in threads' lists and in the depot (in [`PoolStats`]:
+/// `in_use + local_free + depot_free`, which is `capacity - chunk_free`). The
+/// count changes only when a thread takes a batch out of the chunks or objects
+/// go back into them, both under the pool's lock, so the cap is exact and
+/// costs the fast path nothing: allocating from and freeing to a thread's
+/// own list does not look at it. Past the cap, the `try_` allocations return
+/// [`AllocError::PoolFull`] and the others abort like an allocation failure
+/// ([`std::alloc::handle_alloc_error`]).
+///
+/// Consequences: objects in use never exceed the cap; a thread can be
+/// refused while fewer objects are in use, because free objects cached by
+/// other threads count (they come back when those threads free past their
+/// list bound, trim or exit, or after [`Pool::trim`]). The chunks held stay
+/// within `ceil(cap / objects per chunk)`, plus one for each other thread
+/// that maps a chunk at the same moment. Zero-sized types take no memory
+/// and are never refused.
+///
+/// [`PoolStats`]: crate::stats::PoolStats
+/// [`AllocError::PoolFull`]: crate::AllocError::PoolFull
+/// [`Pool::trim`]: crate::Pool::trim
 ///
 /// ```
 /// use hotpool::{Pool, PoolConfig};
@@ -77,6 +105,10 @@ pub struct PoolConfig {
     pub(crate) depot_max: usize,
     pub(crate) backing: Backing,
     pub(crate) name: Option<&'static str>,
+    /// Cap in objects; 0: none.
+    pub(crate) max_objects: usize,
+    /// Cap in bytes of slots; 0: none.
+    pub(crate) max_bytes: usize,
 }
 
 impl Default for PoolConfig {
@@ -100,6 +132,8 @@ impl PoolConfig {
             depot_max: 0,
             backing: DEFAULT_BACKING,
             name: None,
+            max_objects: 0,
+            max_bytes: 0,
         }
     }
 
@@ -187,6 +221,63 @@ impl PoolConfig {
         self
     }
 
+    /// Caps the pool at `n` objects out of its chunks: in use, or free in
+    /// threads' lists and the depot (see [Caps](PoolConfig#caps)). Past it
+    /// [`Pool::try_alloc`](crate::Pool::try_alloc) returns
+    /// [`AllocError::PoolFull`](crate::AllocError::PoolFull).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    ///
+    /// ```
+    /// use hotpool::{AllocError, Pool, PoolConfig};
+    /// static SESSIONS: Pool<[u8; 64]> =
+    ///     Pool::with_config(PoolConfig::new().name("sessions").max_objects(2));
+    /// let a = SESSIONS.try_alloc([0; 64]).unwrap();
+    /// let b = SESSIONS.try_alloc([0; 64]).unwrap();
+    /// let full = SESSIONS.try_alloc([0; 64]).unwrap_err();
+    /// assert_eq!(full, AllocError::PoolFull { pool: "sessions", max_objects: 2 });
+    /// drop(a);
+    /// let c = SESSIONS.try_alloc([0; 64]).unwrap(); // `a`'s object, reused
+    /// # drop((b, c));
+    /// ```
+    pub const fn max_objects(mut self, n: usize) -> Self {
+        assert!(n > 0, "PoolConfig::max_objects must be at least 1");
+        self.max_objects = n;
+        self
+    }
+
+    /// Caps the pool at `bytes` of object slots: `bytes / slot` objects out
+    /// of its chunks, where `slot` is the pool's slot size
+    /// ([`PoolStats::slot_size`](crate::stats::PoolStats::slot_size): the
+    /// object size rounded up to its alignment, plus a cache line for
+    /// multiples of 4 KiB). The chunks' headers and unused slots are not
+    /// counted; the chunks held are bounded as told under
+    /// [Caps](PoolConfig#caps). With [`max_objects`](PoolConfig::max_objects)
+    /// too, the lower cap holds. A cap below one slot refuses every
+    /// allocation.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes` is 0.
+    ///
+    /// ```
+    /// use hotpool::{AllocError, Pool, PoolConfig};
+    /// static BUFS: Pool<[u8; 1024]> = Pool::with_config(PoolConfig::new().max_bytes(1 << 20));
+    /// let held: Vec<_> = (0..1024).map(|_| BUFS.try_alloc([0; 1024]).unwrap()).collect();
+    /// assert!(matches!(
+    ///     BUFS.try_alloc([0; 1024]),
+    ///     Err(AllocError::PoolFull { max_objects: 1024, .. })
+    /// ));
+    /// # drop(held);
+    /// ```
+    pub const fn max_bytes(mut self, bytes: usize) -> Self {
+        assert!(bytes > 0, "PoolConfig::max_bytes must be at least 1");
+        self.max_bytes = bytes;
+        self
+    }
+
     /// The effective settings for objects occupying `slot` bytes: every 0
     /// replaced by its derived default and every bound at least one batch.
     ///
@@ -219,7 +310,19 @@ impl PoolConfig {
             depot_max: max(depot_max, batch),
             backing: self.backing,
             name: self.name,
+            max_objects: cap(self.max_objects, self.max_bytes, slot),
         }
+    }
+}
+
+/// The object cap of `max_objects` and `max_bytes` (0: none) for slots of
+/// `slot` bytes: the lower of the two.
+const fn cap(max_objects: usize, max_bytes: usize, slot: usize) -> Option<usize> {
+    match (max_objects, max_bytes) {
+        (0, 0) => None,
+        (n, 0) => Some(n),
+        (0, b) => Some(b / slot),
+        (n, b) => Some(if n < b / slot { n } else { b / slot }),
     }
 }
 
@@ -242,6 +345,9 @@ pub struct ResolvedConfig {
     pub backing: Backing,
     /// The name given with [`PoolConfig::name`], if any.
     pub name: Option<&'static str>,
+    /// The cap in objects out of the chunks ([`PoolConfig::max_objects`],
+    /// or [`PoolConfig::max_bytes`] over the slot size, the lower), if any.
+    pub max_objects: Option<usize>,
 }
 
 const fn max(a: usize, b: usize) -> usize {

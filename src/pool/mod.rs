@@ -189,8 +189,9 @@ impl<T> Pool<T> {
 
     /// Moves `value` into a pooled object.
     ///
-    /// Aborts through [`std::alloc::handle_alloc_error`] if memory runs out,
-    /// like `Box::new`; see [`Pool::try_alloc`].
+    /// Aborts through [`std::alloc::handle_alloc_error`] if memory runs out
+    /// or the pool is at its cap ([`PoolConfig::max_objects`]), like
+    /// `Box::new`; see [`Pool::try_alloc`].
     ///
     /// ```
     /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
@@ -205,7 +206,8 @@ impl<T> Pool<T> {
     }
 
     /// Like [`Pool::alloc`], but returns an error instead of aborting when
-    /// the backing allocator fails (the value is dropped).
+    /// the backing allocator fails ([`AllocError::OutOfMemory`]) or the pool
+    /// is at its cap ([`AllocError::PoolFull`]); the value is dropped.
     ///
     /// ```
     /// static P: hotpool::Pool<u64> = hotpool::Pool::new();
