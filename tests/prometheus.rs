@@ -1,7 +1,7 @@
 //! `stats::prometheus()`: the text is well-formed Prometheus text
 //! exposition format 0.0.4 (checked by the strict parser below) and its
 //! numbers are those of `stats::pools()`, `handle::stats()` and
-//! `arena::stats()`.
+//! `arena::stats()`. Also the router example's `/metrics` server.
 //!
 //! The parser is written here rather than taken from a crate: the Rust
 //! parsers of the format on crates.io are lenient (they accept what
@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use hotpool::{handle, stats, Pool, PoolConfig, Shared};
+
+#[path = "../examples/shared/metrics_server.rs"]
+mod metrics_server;
 
 /// The tests read process-wide figures: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -559,4 +562,56 @@ fn arena_figures_match_the_arena_with_known_counts() {
     let freed = |name: &str| after.get(name, &class) - e.get(name, &class);
     assert_eq!(freed("hotpool_arena_class_frees_total"), 3.0);
     assert_eq!(freed("hotpool_arena_class_objects"), -3.0);
+}
+
+/// Sends `request` to the server at `addr` and returns the whole answer.
+fn ask(addr: std::net::SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_router_example_serves_the_metrics_at_get_metrics_only() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    metrics_server::spawn(listener, || "# HELP x X.\n# TYPE x gauge\nx 1\n".to_owned()).unwrap();
+
+    let ok = ask(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+    let head: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(head[0], "HTTP/1.1 200 OK");
+    assert!(head.contains(&"Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+    assert!(head.contains(&format!("Content-Length: {}", body.len()).as_str()));
+    assert_eq!(body, "# HELP x X.\n# TYPE x gauge\nx 1\n");
+
+    for request in [
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET /metricsx HTTP/1.1\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "nonsense\r\n\r\n",
+    ] {
+        let answer = ask(addr, request);
+        assert!(
+            answer.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{request:?}: {answer}"
+        );
+    }
+    // A query string is not part of the path.
+    assert!(ask(addr, "GET /metrics?x=1 HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn the_router_example_serves_prometheus_text_that_parses() {
+    let _serial = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    metrics_server::spawn(listener, stats::prometheus).unwrap();
+    let answer = ask(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    let e = parse(body).unwrap();
+    assert_eq!(e.families.len(), expected_families().len());
 }
