@@ -160,14 +160,16 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
             c.current
         );
     }
-    let hook = REPORT_HOOK.load(Acquire);
-    if !hook.is_null() {
-        // SAFETY: `set_report_hook` stores nothing but `fn(&mut String)`
-        // pointers, and a function pointer survives the round trip through
-        // a data pointer on every platform Rust supports.
-        let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
-        let _ = writeln!(t, "pools:");
-        hook(&mut t);
+    for (title, hook) in [("pools:", &REPORT_HOOK), ("handles:", &HANDLE_REPORT_HOOK)] {
+        let hook = hook.load(Acquire);
+        if !hook.is_null() {
+            // SAFETY: the setters store nothing but `fn(&mut String)`
+            // pointers, and a function pointer survives the round trip
+            // through a data pointer on every platform Rust supports.
+            let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
+            let _ = writeln!(t, "{title}");
+            hook(&mut t);
+        }
     }
     out.write_all(t.as_bytes())
 }
@@ -175,6 +177,16 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// What a layer above adds to [`stats_print`]: the pool layer registers
 /// its pool table when it creates its first pool ([`set_report_hook`]).
 static REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The handle layer's line in [`stats_print`], registered when the handle
+/// table makes its first segment ([`set_handle_report_hook`]).
+static HANDLE_REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes [`stats_print`] end with `handles:` and what `hook` appends, after
+/// the pool table (the handle layer is above the arena).
+pub(crate) fn set_handle_report_hook(hook: fn(&mut String)) {
+    HANDLE_REPORT_HOOK.store(hook as *mut (), Release);
+}
 
 /// Makes [`stats_print`] end with `pools:` and what `hook` appends. The
 /// arena cannot name the pool layer above it, so the pool layer registers
