@@ -204,10 +204,15 @@ pub struct HandleStats {
 
 /// Registers the handle table's line in [`crate::arena::stats_print`]
 /// (the arena cannot name this layer): called when the table makes its
-/// first segment, so a process without handles has no such line.
+/// first segment, so a process without handles has no such line. Also
+/// starts the report on `HOTPOOL_CONF=stats_signal` (once), which the
+/// arena starts only if it is used.
 fn register_report() {
     #[cfg(target_os = "linux")]
-    crate::arena::set_handle_report_hook(write_report);
+    {
+        crate::arena::set_handle_report_hook(write_report);
+        crate::arena::start_signal_report();
+    }
 }
 
 /// The handle table's line, for the arena's statistics report.
