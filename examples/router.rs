@@ -21,11 +21,18 @@
 //! ```sh
 //! cargo run --release --example router          # one worker per CPU (2 to 4), 3 s per run, 2 KiB messages
 //! cargo run --release --example router -- --threads 8 --duration 5 --size 8192
+//! cargo run --release --example router -- --duration 60 --metrics 9464   # then: curl http://127.0.0.1:9464/metrics
 //! ```
+//!
+//! With `--metrics PORT` it also serves `hotpool::stats::prometheus()` at
+//! `http://127.0.0.1:PORT/metrics` while it runs, for Prometheus or curl.
 
+use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
+#[path = "shared/metrics_server.rs"]
+mod metrics_server;
 #[path = "shared/router_workload.rs"]
 mod workload;
 use workload::{run, Buffer, Heap, Message, Options, Pools, RunResult, BUFFER_SIZE};
@@ -89,12 +96,14 @@ const COLUMNS: [(&str, &str); 11] = [
     ),
 ];
 
-fn parse() -> Options {
+/// The options, and the port of `--metrics` if given.
+fn parse() -> (Options, Option<u16>) {
     let mut opts = Options {
         threads: cpus().clamp(2, 4),
         duration: Duration::from_secs(3),
         size: 2048,
     };
+    let mut metrics = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = |name: &str| -> u64 {
@@ -110,18 +119,25 @@ fn parse() -> Options {
                 opts.duration = Duration::from_secs_f64(value("--duration").max(1) as f64)
             }
             "--size" => opts.size = value("--size").clamp(1, 1 << 20) as usize,
+            "--metrics" => {
+                let port = value("--metrics");
+                metrics =
+                    Some(u16::try_from(port).unwrap_or_else(|_| {
+                        usage(&format!("--metrics: port {port} is above 65535"))
+                    }))
+            }
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
     }
-    opts
+    (opts, metrics)
 }
 
 fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("router: {problem}");
     }
-    eprintln!("usage: router [--threads N (>= 2, default: CPUs, at most 4)] [--duration SECONDS (default 3)] [--size BYTES (default 2048)]");
+    eprintln!("usage: router [--threads N (>= 2, default: CPUs, at most 4)] [--duration SECONDS (default 3)] [--size BYTES (default 2048)] [--metrics PORT (serve http://127.0.0.1:PORT/metrics)]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
@@ -143,8 +159,28 @@ fn report(name: &str, r: &RunResult) -> f64 {
     rate
 }
 
+/// Serves the Prometheus metrics at `http://127.0.0.1:port/metrics` from a
+/// thread that ends with the process.
+fn serve_metrics(port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
+        eprintln!("router: --metrics {port}: cannot listen on 127.0.0.1:{port}: {e}");
+        std::process::exit(1)
+    });
+    let port = listener.local_addr().map_or(port, |a| a.port());
+    if let Err(e) = metrics_server::spawn(listener, hotpool::stats::prometheus) {
+        eprintln!("router: --metrics {port}: cannot start the server thread: {e}");
+        std::process::exit(1)
+    }
+    println!(
+        "metrics: hotpool::stats::prometheus() at http://127.0.0.1:{port}/metrics while the router runs"
+    );
+}
+
 fn main() {
-    let opts = parse();
+    let (opts, metrics) = parse();
+    if let Some(port) = metrics {
+        serve_metrics(port);
+    }
     let (cpus, load) = (cpus(), load_average());
     println!(
         "router: {} workers, {}-byte messages in {}-byte buffers, {} s per run",

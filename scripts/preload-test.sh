@@ -145,6 +145,63 @@ else
   fail "stats_print report missing: $(head -3 "$work/stats.err")"
 fi
 
+# 7. HOTPOOL_CONF=stats_signal:SIGUSR2: 20 signals to threads allocating
+# in a loop, each sent after the previous report's end marker, give 20
+# complete reports, and the program exits normally.
+cc -O2 -Wall -pthread -o "$work/signal_loop" hotpool-malloc/tests/c/signal_loop.c
+if out="$(python3 - "$lib" "$work/signal_loop" 2>&1 <<'EOF'
+import os, signal, subprocess, sys
+lib, prog = sys.argv[1], sys.argv[2]
+env = dict(os.environ, LD_PRELOAD=lib, HOTPOOL_CONF="stats_signal:SIGUSR2")
+p = subprocess.Popen([prog], env=env, stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+assert p.stdout.readline() == "ready\n", "not ready"
+for n in range(20):
+    p.send_signal(signal.SIGUSR2)
+    report = []
+    while True:
+        line = p.stderr.readline()
+        assert line, f"report {n}: stderr ended after {report!r}"
+        if line == "___ end of hotpool statistics ___\n":
+            break
+        report.append(line)
+    assert report[0] == "___ hotpool arena statistics ___\n", report[:3]
+    assert any(l.startswith("allocated ") for l in report), report
+p.stdin.close()
+rest = p.stderr.read()
+assert p.wait() == 0, f"exit {p.returncode}: {rest}"
+assert p.stdout.read() == "done ok\n"
+assert "end of hotpool statistics" not in rest, rest
+print("20 reports")
+EOF
+)"; then
+  pass "stats_signal:SIGUSR2 under LD_PRELOAD: $out, exit 0"
+else
+  fail "stats_signal:SIGUSR2 under LD_PRELOAD: $out"
+fi
+
+# A signal the program ignores is left alone, with one warning; a fork
+# child (no printing thread there) that gets the signal is not killed.
+if bash -c "trap '' USR2; HOTPOOL_CONF=stats_signal:USR2 LD_PRELOAD='$lib' ls / >/dev/null" 2>"$work/ign.err" &&
+  [[ $(cat "$work/ign.err") == "hotpool: HOTPOOL_CONF: stats_signal: signal 12 already has a handler (or is ignored): left alone, no report on it" ]]; then
+  pass "stats_signal on an ignored signal: one warning, left alone"
+else
+  fail "stats_signal on an ignored signal: $(cat "$work/ign.err")"
+fi
+if out="$(HOTPOOL_CONF=stats_signal:USR2 LD_PRELOAD="$lib" python3 -c '
+import os, signal
+pid = os.fork()
+if pid == 0:
+    os.kill(os.getpid(), signal.SIGUSR2)
+    x = [bytes(100) for _ in range(10000)]
+    os._exit(7)
+print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+' 2>/dev/null)" && [[ $out == "child exit 7" ]]; then
+  pass "stats_signal in a fork child: the signal does not kill it"
+else
+  fail "stats_signal in a fork child: $out"
+fi
+
 if [[ $failed != 0 ]]; then
   echo "preload-test: FAILED"
   exit 1

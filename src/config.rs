@@ -9,6 +9,7 @@
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
 //! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
+//! | `stats_signal` | signal name (`SIGUSR2`, `USR2`) or number | none | Linux, once the arena has started: print [`crate::arena::stats_print`] (arena, pools, handles) and a line `___ end of hotpool statistics ___` to stderr each time the process gets this signal. A signal the program already handles or ignores is left alone (one warning); `SIGKILL`, `SIGSTOP` and fault signals are refused. Printed by a thread of hotpool's; a fork child's signal prints nothing |
 //! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type; `debug`: only in debug builds |
 //! | `leak_backtrace` | bool | `false` | record where each pool object was allocated, shown by the leak report (slow: pools bypass their thread caches) |
 //! | `junk` | bool | `false` | needs the `checks` cfg: fill freed pool objects and arena blocks with a poison pattern, check it when a pool object is reused |
@@ -45,6 +46,8 @@ pub struct ArenaConf {
     pub background_thread: bool,
     /// Whether statistics are printed to stderr at exit.
     pub stats_print: bool,
+    /// The signal that prints the statistics to stderr; 0 for none.
+    pub stats_signal: i32,
     /// Whether the pool leak report is printed to stderr at exit.
     pub leak_report: bool,
     /// Whether pool allocation sites are recorded for the leak report.
@@ -67,6 +70,7 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     decay_ms: 10_000,
     background_thread: false,
     stats_print: false,
+    stats_signal: 0,
     leak_report: false,
     leak_backtrace: false,
     junk: false,
@@ -128,6 +132,52 @@ fn parse_int(v: &[u8]) -> Option<i64> {
     Some(if neg { -n } else { n })
 }
 
+/// A signal a report may be printed on, by name (with or without `SIG`)
+/// or number. Refused: signals that cannot be caught (`SIGKILL`,
+/// `SIGSTOP`), those of faults (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
+/// `SIGTRAP`, `SIGSYS`, `SIGABRT`), the C library's own real-time signals
+/// and numbers that name no signal. Linux only: elsewhere there is no
+/// arena to print the report.
+#[cfg(target_os = "linux")]
+fn parse_signal(v: &[u8]) -> Option<i32> {
+    const NAMES: [(&[u8], i32); 21] = [
+        (b"HUP", libc::SIGHUP),
+        (b"INT", libc::SIGINT),
+        (b"QUIT", libc::SIGQUIT),
+        (b"USR1", libc::SIGUSR1),
+        (b"USR2", libc::SIGUSR2),
+        (b"PIPE", libc::SIGPIPE),
+        (b"ALRM", libc::SIGALRM),
+        (b"TERM", libc::SIGTERM),
+        (b"CHLD", libc::SIGCHLD),
+        (b"CONT", libc::SIGCONT),
+        (b"TSTP", libc::SIGTSTP),
+        (b"TTIN", libc::SIGTTIN),
+        (b"TTOU", libc::SIGTTOU),
+        (b"URG", libc::SIGURG),
+        (b"XCPU", libc::SIGXCPU),
+        (b"XFSZ", libc::SIGXFSZ),
+        (b"VTALRM", libc::SIGVTALRM),
+        (b"PROF", libc::SIGPROF),
+        (b"WINCH", libc::SIGWINCH),
+        (b"IO", libc::SIGIO),
+        (b"PWR", libc::SIGPWR),
+    ];
+    if let Some(n) = parse_int(v) {
+        let n = i32::try_from(n).ok()?;
+        let named = NAMES.iter().any(|&(_, s)| s == n);
+        return (named || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n)).then_some(n);
+    }
+    let name = v.strip_prefix(b"SIG").unwrap_or(v);
+    NAMES.iter().find(|&&(s, _)| s == name).map(|&(_, n)| n)
+}
+
+/// No arena, so no report on a signal: every value is refused.
+#[cfg(not(target_os = "linux"))]
+fn parse_signal(_: &[u8]) -> Option<i32> {
+    None
+}
+
 /// Parses a configuration string; every problem is reported to `warn` and
 /// leaves that option at its default. Pure and allocation-free.
 ///
@@ -164,6 +214,7 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
             b"decay_ms" => int.filter(|&n| n >= -1).map(|n| conf.decay_ms = n),
             b"background_thread" => parse_bool(value).map(|b| conf.background_thread = b),
             b"stats_print" => parse_bool(value).map(|b| conf.stats_print = b),
+            b"stats_signal" => parse_signal(value).map(|n| conf.stats_signal = n),
             b"leak_report" => match value {
                 b"debug" => {
                     conf.leak_report = cfg!(debug_assertions);
@@ -267,6 +318,37 @@ mod tests {
             ]
         );
         assert!(!c.junk && !c.checks && !c.leak_report);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stats_signal_takes_names_and_numbers_and_refuses_the_rest() {
+        for (text, n) in [
+            (&b"stats_signal:SIGUSR2"[..], libc::SIGUSR2),
+            (b"stats_signal:USR1", libc::SIGUSR1),
+            (b"stats_signal:12", 12),
+            (b"stats_signal: SIGWINCH ", libc::SIGWINCH),
+        ] {
+            assert_eq!(parse(text, &mut |p| panic!("{p:?}")).stats_signal, n);
+        }
+        let rt = libc::SIGRTMIN().to_string();
+        let text = format!("stats_signal:{rt}");
+        let c = parse(text.as_bytes(), &mut |p| panic!("{p:?}"));
+        assert_eq!(c.stats_signal, libc::SIGRTMIN());
+        for bad in [
+            "SIGKILL", "KILL", "SIGSTOP", "SIGSEGV", "SEGV", "SIGBUS", "SIGILL", "SIGFPE",
+            "SIGABRT", "SIGTRAP", "SIGSYS", "9", "11", "0", "-10", "32", "65", "SIGFOO", "usr2",
+            "",
+        ] {
+            let text = format!("stats_signal:{bad}");
+            let mut seen = Vec::new();
+            let c = parse(text.as_bytes(), &mut |p| {
+                seen.push(format!("{p:?}"));
+            });
+            assert_eq!(c.stats_signal, 0, "{bad}");
+            assert_eq!(seen.len(), 1, "{bad}: one warning");
+            assert!(seen[0].starts_with("BadValue"), "{bad}: {seen:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,12 @@
 //!
 //! While threads run, the figures are read one by one and may be off by a
 //! batch; when the process is quiescent they balance exactly.
+//!
+//! [`prometheus()`] gives every figure of the pools, the handle table and
+//! the arena in Prometheus's text format, for a `/metrics` endpoint.
+
+mod prometheus;
 
 pub use crate::pool::stats::{leaks, pools, render, render_leaks, report, Leak, PoolStats};
 pub use crate::sys::resident_bytes;
+pub use prometheus::prometheus;

@@ -413,6 +413,97 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
     unsafe { libc::atexit(f) == 0 }
 }
 
+/// A pipe for a signal handler to wake a thread: `(read end, write end)`,
+/// both close-on-exec; the write end never blocks (a full pipe drops the
+/// byte).
+#[cfg(target_os = "linux")]
+pub(crate) fn signal_pipe() -> Option<(i32, i32)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: `fds[1]` is the pipe's write end, just opened.
+    unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
+    Some((fds[0], fds[1]))
+}
+
+/// Closes a file descriptor (async-signal-safe).
+#[cfg(target_os = "linux")]
+pub(crate) fn close(fd: i32) {
+    // SAFETY: closing a descriptor we opened and no longer use.
+    unsafe { libc::close(fd) };
+}
+
+/// Blocks until one byte arrives on `fd`; false at end of file or on an
+/// error other than an interruption.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_byte(fd: i32) -> bool {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: `b` is a valid one-byte buffer.
+        let n = unsafe { libc::read(fd, (&raw mut b).cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        // SAFETY: reading the calling thread's errno.
+        if n == 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
+            return false;
+        }
+    }
+}
+
+/// Writes one byte to `fd` from a signal handler: `write(2)` is
+/// async-signal-safe, and the interrupted code's `errno` is kept.
+#[cfg(target_os = "linux")]
+pub(crate) fn write_byte_in_handler(fd: i32) {
+    // SAFETY: the thread's errno location is valid for the thread's life.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *errno };
+    // SAFETY: a valid one-byte buffer; a failed write (full pipe) drops it.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+}
+
+/// Why [`catch_signal`] left a signal alone.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotCaught {
+    /// The program already handles or ignores it.
+    Taken,
+    /// `sigaction` failed.
+    Failed,
+}
+
+/// Makes `handler` run on `sig` (restarting interrupted system calls), if
+/// `sig` still has its default action; a handler or an "ignore" the
+/// program set is left alone.
+#[cfg(target_os = "linux")]
+pub(crate) fn catch_signal(sig: i32, handler: extern "C" fn(i32)) -> Result<(), NotCaught> {
+    // SAFETY: an all-zero sigaction is a valid value (SIG_DFL, empty mask).
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0 {
+        return Err(NotCaught::Failed);
+    }
+    if old.sa_sigaction != libc::SIG_DFL {
+        return Err(NotCaught::Taken);
+    }
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { core::mem::zeroed() };
+    new.sa_sigaction = handler as libc::sighandler_t;
+    new.sa_flags = libc::SA_RESTART;
+    // SAFETY: `new.sa_mask` is a valid sigset_t to clear.
+    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    // SAFETY: `new` is a fully initialised action; `handler` lives forever.
+    if unsafe { libc::sigaction(sig, &new, core::ptr::null_mut()) } != 0 {
+        return Err(NotCaught::Failed);
+    }
+    Ok(())
+}
+
 /// Starts a detached OS thread running `f(null)` directly with
 /// `pthread_create` (std's `thread::spawn` would allocate through the
 /// global allocator). Returns whether the thread started.
@@ -492,4 +583,48 @@ pub(crate) fn at_fork(
     _child: unsafe extern "C" fn(),
 ) -> bool {
     true
+}
+
+#[cfg(all(test, target_os = "linux", not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no sigaction")]
+    fn catch_signal_leaves_a_handled_or_ignored_signal_alone() {
+        extern "C" fn theirs(_: i32) {}
+        extern "C" fn ours(_: i32) {}
+        // SIGURG's default action is to do nothing: safe to play with.
+        let sig = libc::SIGURG;
+        let set = |h: libc::sighandler_t| {
+            // SAFETY: setting a disposition of SIGURG, which no other test uses.
+            unsafe { libc::signal(sig, h) }
+        };
+        let (theirs_h, ours_h) = (
+            theirs as extern "C" fn(i32) as libc::sighandler_t,
+            ours as extern "C" fn(i32) as libc::sighandler_t,
+        );
+        set(theirs_h);
+        assert_eq!(catch_signal(sig, ours), Err(NotCaught::Taken));
+        assert_eq!(set(libc::SIG_IGN), theirs_h);
+        assert_eq!(catch_signal(sig, ours), Err(NotCaught::Taken));
+        assert_eq!(set(libc::SIG_DFL), libc::SIG_IGN);
+        assert_eq!(catch_signal(sig, ours), Ok(()));
+        assert_eq!(set(libc::SIG_DFL), ours_h);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no pipe2")]
+    fn the_signal_pipe_carries_bytes_and_the_handler_keeps_errno() {
+        let (read, write) = signal_pipe().unwrap();
+        // SAFETY: the calling thread's errno.
+        unsafe { *libc::__errno_location() = libc::EAGAIN + 1000 };
+        write_byte_in_handler(write);
+        // SAFETY: as above.
+        assert_eq!(unsafe { *libc::__errno_location() }, libc::EAGAIN + 1000);
+        assert!(read_byte(read));
+        close(write);
+        assert!(!read_byte(read), "end of file once the write end is closed");
+        close(read);
+    }
 }

@@ -399,9 +399,11 @@ fn stats_balance() {
     }
     let end = arena::stats();
     assert_eq!(end.allocated, base.allocated, "allocated goes back down");
-    // The pool layer adds its table once a pool exists.
+    // The pool layer adds its table once a pool exists, the handle layer
+    // its line once a handle does.
     static REPORTED: hotpool::Pool<[u8; 24]> = hotpool::Pool::new();
     let kept = REPORTED.alloc([0; 24]);
+    let handle = hotpool::Shared::new(5u8);
     let mut text = Vec::new();
     arena::stats_print(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
@@ -410,7 +412,16 @@ fn stats_balance() {
         text.contains("[u8; 24]"),
         "the pool table lists the pool:\n{text}"
     );
-    drop(kept);
+    let lines: Vec<&str> = text.lines().collect();
+    let handles = lines.iter().position(|l| *l == "handles:").unwrap();
+    assert!(handles > lines.iter().position(|l| *l == "pools:").unwrap());
+    assert_eq!(
+        handles + 2,
+        lines.len(),
+        "one line after `handles:`\n{text}"
+    );
+    assert!(lines[handles + 1].starts_with("slots in use "), "{text}");
+    drop((kept, handle));
     let json = arena::stats_json();
     assert!(json.starts_with('{') && json.ends_with('}') && json.contains("\"classes\":["));
 }

@@ -168,6 +168,7 @@ fn init_slow() -> bool {
     if conf.background_thread {
         set_background_thread(true);
     }
+    super::stats::start_signal_report();
     made > 0
 }
 

@@ -96,7 +96,7 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
-pub(crate) use stats::set_report_hook;
+pub(crate) use stats::{set_handle_report_hook, set_report_hook, start_signal_report};
 pub use stats::{ArenaStats, ClassStats};
 
 /// Hooks for the loom models of the arena (`tests/loom_arena.rs`), built
@@ -522,7 +522,12 @@ pub fn stats() -> ArenaStats {
 
 /// Writes a readable report: totals, per-class counts, and, once the
 /// process has created a pool, the pool table of [`crate::stats::report`]
-/// (the pool layer registers it; the arena does not depend on pools).
+/// (the pool layer registers it; the arena does not depend on pools), and
+/// once it has made a [`Shared`](crate::Shared), a line of
+/// [`crate::handle::stats`] (registered by the handle layer).
+/// `HOTPOOL_CONF=stats_print:true` prints it at exit,
+/// `stats_signal:SIGUSR2` each time the process gets that signal, followed
+/// by a line `___ end of hotpool statistics ___` (see [`crate::config`]).
 ///
 /// ```
 /// let mut out = Vec::new();

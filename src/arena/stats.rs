@@ -1,7 +1,7 @@
 //! Arena statistics, read without stopping anyone: arena counters are
 //! relaxed atomics, thread-cache counters are summed on read.
 
-use core::sync::atomic::{AtomicPtr, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering::*};
 use std::fmt::Write as _;
 
 use super::chunk::{CHUNK, HEADER_PAGES};
@@ -9,6 +9,7 @@ use super::huge::{HUGE_BYTES, HUGE_MAPPED, HUGE_NFREE, HUGE_NMALLOC};
 use super::init;
 use super::size_class::{CLASS_SIZE, NCLASSES, NSMALL, PAGE};
 use super::tcache;
+use crate::sys;
 
 /// Figures of one size class.
 ///
@@ -160,14 +161,16 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
             c.current
         );
     }
-    let hook = REPORT_HOOK.load(Acquire);
-    if !hook.is_null() {
-        // SAFETY: `set_report_hook` stores nothing but `fn(&mut String)`
-        // pointers, and a function pointer survives the round trip through
-        // a data pointer on every platform Rust supports.
-        let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
-        let _ = writeln!(t, "pools:");
-        hook(&mut t);
+    for (title, hook) in [("pools:", &REPORT_HOOK), ("handles:", &HANDLE_REPORT_HOOK)] {
+        let hook = hook.load(Acquire);
+        if !hook.is_null() {
+            // SAFETY: the setters store nothing but `fn(&mut String)`
+            // pointers, and a function pointer survives the round trip
+            // through a data pointer on every platform Rust supports.
+            let hook: fn(&mut String) = unsafe { core::mem::transmute(hook) };
+            let _ = writeln!(t, "{title}");
+            hook(&mut t);
+        }
     }
     out.write_all(t.as_bytes())
 }
@@ -175,6 +178,16 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// What a layer above adds to [`stats_print`]: the pool layer registers
 /// its pool table when it creates its first pool ([`set_report_hook`]).
 static REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The handle layer's line in [`stats_print`], registered when the handle
+/// table makes its first segment ([`set_handle_report_hook`]).
+static HANDLE_REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes [`stats_print`] end with `handles:` and what `hook` appends, after
+/// the pool table (the handle layer is above the arena).
+pub(crate) fn set_handle_report_hook(hook: fn(&mut String)) {
+    HANDLE_REPORT_HOOK.store(hook as *mut (), Release);
+}
 
 /// Makes [`stats_print`] end with `pools:` and what `hook` appends. The
 /// arena cannot name the pool layer above it, so the pool layer registers
@@ -206,4 +219,102 @@ pub(crate) fn stats_json() -> String {
     }
     t.push_str("]}");
     t
+}
+
+/// The last line of the report printed on `stats_signal`, so that a reader
+/// of stderr knows the report is complete.
+pub(crate) const SIGNAL_REPORT_END: &str = "___ end of hotpool statistics ___\n";
+
+/// The pipe from the `stats_signal` handler to the thread that prints: its
+/// read end and its write end; -1 for none.
+static SIGNAL_READ: AtomicI32 = AtomicI32::new(-1);
+static SIGNAL_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+/// Whether [`start_signal_report`] ran.
+static SIGNAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// `HOTPOOL_CONF=stats_signal:SIG`: the handler of `SIG` only writes one
+/// byte to a pipe (async-signal-safe, no lock, no allocation); a thread of
+/// our own reads it and prints [`stats_print`] and [`SIGNAL_REPORT_END`]
+/// to stderr. It allocates like any thread, never from the interrupted
+/// one, so it waits at worst for a lock until the interrupted thread
+/// resumes. A signal the program already handles or ignores is left alone
+/// with a warning.
+///
+/// Does its work once; called when the arena has started (not during its
+/// start-up: creating a thread may allocate) and, through
+/// [`crate::arena::start_signal_report`], when the pool layer makes a pool
+/// and the handle layer its table, since a program whose pools take their
+/// chunks straight from the OS never starts the arena.
+pub(crate) fn start_signal_report() {
+    let sig = crate::config::from_env().stats_signal;
+    if sig == 0 || SIGNAL_STARTED.swap(true, AcqRel) {
+        return;
+    }
+    let warn = |why: &str| {
+        let mut r = crate::report::Report::new();
+        let _ = writeln!(r, "hotpool: HOTPOOL_CONF: stats_signal: signal {sig} {why}");
+        r.emit();
+    };
+    let Some((read, write)) = sys::signal_pipe() else {
+        warn("not used: no pipe for it");
+        return;
+    };
+    SIGNAL_READ.store(read, Release);
+    SIGNAL_WRITE.store(write, Release);
+    // A signal that arrives before the thread runs waits in the pipe.
+    if let Err(why) = sys::catch_signal(sig, on_report_signal) {
+        warn(match why {
+            sys::NotCaught::Taken => {
+                "already has a handler (or is ignored): left alone, no report on it"
+            }
+            sys::NotCaught::Failed => "not used: sigaction failed",
+        });
+        stop_signal_report();
+    } else if !sys::spawn_detached(signal_report_main) {
+        warn("not used: no thread to print the report");
+        stop_signal_report();
+    } else if !sys::at_fork(fork_nothing, fork_nothing, fork_child) {
+        warn("not used: no fork handler for it");
+        stop_signal_report();
+    }
+}
+
+unsafe extern "C" fn fork_nothing() {}
+
+/// The printing thread does not exist in a fork child.
+unsafe extern "C" fn fork_child() {
+    stop_signal_report();
+}
+
+/// Closes the pipe where no thread reads it: when the report could not be
+/// set up, and in a fork child, where the printing thread does not exist
+/// (the child's signals would wake the parent's thread). The handler, if
+/// installed, then writes nothing: the signal prints nothing.
+/// Async-signal-safe.
+fn stop_signal_report() {
+    for end in [&SIGNAL_WRITE, &SIGNAL_READ] {
+        let fd = end.swap(-1, AcqRel);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+}
+
+extern "C" fn on_report_signal(_: i32) {
+    let fd = SIGNAL_WRITE.load(Acquire);
+    if fd >= 0 {
+        sys::write_byte_in_handler(fd);
+    }
+}
+
+extern "C" fn signal_report_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    let fd = SIGNAL_READ.load(Acquire);
+    while sys::read_byte(fd) {
+        let mut out = Vec::new();
+        let _ = stats_print(&mut out);
+        out.extend_from_slice(SIGNAL_REPORT_END.as_bytes());
+        sys::write_stderr(&out);
+    }
+    core::ptr::null_mut()
 }

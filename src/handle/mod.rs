@@ -203,6 +203,34 @@ pub struct HandleStats {
     pub bytes: usize,
 }
 
+/// Registers the handle table's line in [`crate::arena::stats_print`]
+/// (the arena cannot name this layer): called when the table makes its
+/// first segment, so a process without handles has no such line. Also
+/// starts the report on `HOTPOOL_CONF=stats_signal` (once), which the
+/// arena starts only if it is used.
+fn register_report() {
+    #[cfg(target_os = "linux")]
+    {
+        crate::arena::set_handle_report_hook(write_report);
+        crate::arena::start_signal_report();
+    }
+}
+
+/// The handle table's line, for the arena's statistics report.
+#[cfg(target_os = "linux")]
+fn write_report(out: &mut String) {
+    use std::fmt::Write as _;
+    let s = stats();
+    let _ = writeln!(
+        out,
+        "slots in use {}, free {}, retired {}; table {}",
+        s.slots_in_use,
+        s.slots_free,
+        s.slots_retired,
+        crate::report::human_bytes(s.bytes)
+    );
+}
+
 /// Counts the slots of the process-wide handle table.
 ///
 /// Walks every slot ever used (O(slots), meant for diagnostics, not hot

@@ -600,7 +600,12 @@ impl Table {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => Ok(mine),
+            Ok(_) => {
+                if seg == 0 {
+                    super::register_report();
+                }
+                Ok(mine)
+            }
             Err(theirs) => {
                 // SAFETY: `mine` came from `alloc_segment` with this length
                 // and was never published, so nobody else has it.

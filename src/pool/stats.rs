@@ -318,10 +318,15 @@ pub fn render(pools: &[PoolStats]) -> String {
 /// Registers this layer's reports with the layers below, which cannot
 /// name it: the pool table in [`crate::arena::stats_print`] and the leak
 /// report that `HOTPOOL_CONF=leak_report` prints at exit. Called when a
-/// pool is created; a process without pools has neither table.
+/// pool is created; a process without pools has neither table. Also
+/// starts the report on `HOTPOOL_CONF=stats_signal` (once), which the
+/// arena starts only if it is used.
 pub(crate) fn register_reports() {
     #[cfg(target_os = "linux")]
-    crate::arena::set_report_hook(write_report);
+    {
+        crate::arena::set_report_hook(write_report);
+        crate::arena::start_signal_report();
+    }
     crate::debug::set_leak_report(print_leaks);
 }
 
