@@ -16,13 +16,14 @@ NIGHTLY=$(cat .ci/nightly)
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
 
 # TSan: every test binary that starts threads (pools, handles, the arena,
-# the property-based models, panic safety, fault injection), and the
-# unit tests. The loom models are loom's own (no OS threads); the soak test
-# is ignored by default (minutes of work; run it with --ignored).
+# the property-based models, panic safety, fault injection, pool caps, the
+# Prometheus exposition and its server), and the unit tests. The loom
+# models are loom's own (no OS threads); the soak test is ignored by
+# default (minutes of work; run it with --ignored).
 TSAN_TESTS=(--features fault-injection --lib --test pool --test handles
   --test global_hotalloc --test arena --test arena_global --test arena_unsized
   --test model --test panic_safety --test faults --test pool_aliasing
-  --test handle_parity --test pooled_unsized)
+  --test handle_parity --test pooled_unsized --test pool_caps --test prometheus)
 # ASan: hotpool's library and every integration test (the workspace's
 # default member); not hotpool-bench, whose peers (jemalloc, mimalloc) are
 # C code ASan does not instrument.
