@@ -108,6 +108,11 @@ pub(crate) fn record_site(obj: *const u8, serial: u32) {
     }
 }
 
+/// Whether allocation sites are recorded (`HOTPOOL_CONF=leak_backtrace`).
+pub(crate) fn records_sites() -> bool {
+    mode() & BACKTRACE != 0
+}
+
 /// Forgets the site of a freed object.
 pub(crate) fn forget_site(obj: *const u8) {
     if mode() & BACKTRACE != 0 {
