@@ -10,7 +10,7 @@
 //! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
 //! | `stats_signal` | signal name (`SIGUSR2`, `USR2`) or number | none | Linux, once the arena has started: print [`crate::arena::stats_print`] (arena, pools, handles) and a line `___ end of hotpool statistics ___` to stderr each time the process gets this signal. A signal the program already handles or ignores is left alone (one warning); `SIGKILL`, `SIGSTOP` and fault signals are refused. Printed by a thread of hotpool's; a fork child's signal prints nothing |
-//! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type; `debug`: only in debug builds |
+//! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type, without allocating (with `leak_backtrace`, the stacks' symbols allocate); `debug`: only in debug builds |
 //! | `leak_backtrace` | bool | `false` | record where each pool object was allocated, shown by the leak report (slow: pools bypass their thread caches) |
 //! | `junk` | bool | `false` | needs the `checks` cfg: fill freed pool objects and arena blocks with a poison pattern, check it when a pool object is reused |
 //! | `checks` | bool | `false` | needs the `checks` cfg: detect double and foreign frees through the raw APIs, tell valgrind about blocks |

@@ -83,22 +83,82 @@ pub(crate) fn abort_with(args: fmt::Arguments<'_>) -> ! {
     r.abort()
 }
 
-/// `1536` -> `1.5 KiB`, for the statistics tables. Unlike the rest of
-/// this module it allocates (a `String`): never call it on an allocation
-/// path.
+/// A report of any length, written a buffer at a time: text goes into a
+/// [`CAP`]-byte stack buffer, which is written to stderr whenever it fills
+/// and at [`Stream::flush`]. Nothing is cut; a line longer than the buffer
+/// takes more than one `write(2)`. Like [`Report`], it allocates nothing
+/// and takes no lock.
+pub(crate) struct Stream {
+    report: Report,
+    /// Where full buffers go: [`sys::write_stderr`], or a test's recorder.
+    sink: fn(&[u8]),
+}
+
+impl Stream {
+    /// An empty stream to stderr.
+    pub(crate) const fn new() -> Stream {
+        Stream::to(sys::write_stderr)
+    }
+
+    /// An empty stream to `sink`.
+    const fn to(sink: fn(&[u8])) -> Stream {
+        Stream {
+            report: Report::new(),
+            sink,
+        }
+    }
+
+    /// Writes what the buffer holds, if anything, and empties it.
+    pub(crate) fn flush(&mut self) {
+        if self.report.len > 0 {
+            (self.sink)(self.report.as_bytes());
+            self.report.len = 0;
+        }
+    }
+}
+
+impl fmt::Write for Stream {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s.as_bytes();
+        loop {
+            let before = self.report.len;
+            self.report.bytes(rest);
+            rest = &rest[self.report.len - before..];
+            if rest.is_empty() {
+                return Ok(());
+            }
+            self.flush();
+        }
+    }
+}
+
+/// A byte count for people: `1536` shows as `1.5 KiB`, `512` as `512 B`.
+/// Its `Display` allocates nothing (`core`'s float formatting), so a
+/// [`Report`] or [`Stream`] may show it.
+pub(crate) struct HumanBytes(pub(crate) usize);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let n = self.0;
+        let mut v = n as f64;
+        let mut unit = 0;
+        while v >= 1024.0 && unit < UNITS.len() - 1 {
+            v /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{n} B")
+        } else {
+            write!(f, "{v:.1} {}", UNITS[unit])
+        }
+    }
+}
+
+/// [`HumanBytes`] as a `String`, for the statistics tables: it allocates,
+/// so never call it on an allocation path.
 pub(crate) fn human_bytes(n: usize) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    HumanBytes(n).to_string()
 }
 
 #[cfg(test)]
@@ -121,6 +181,31 @@ mod tests {
         assert_eq!(r.as_bytes().len(), CAP);
         fmt::Write::write_str(&mut r, "more").unwrap();
         assert_eq!(r.as_bytes().len(), CAP);
+    }
+
+    std::thread_local! {
+        static WRITTEN: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn record(bytes: &[u8]) {
+        WRITTEN.with(|w| w.borrow_mut().push(bytes.to_vec()));
+    }
+
+    #[test]
+    fn stream_writes_long_text_whole_a_buffer_at_a_time() {
+        let mut s = Stream::to(record);
+        let text = "0123456789".repeat(60);
+        for chunk in text.as_bytes().chunks(7) {
+            fmt::Write::write_str(&mut s, core::str::from_utf8(chunk).unwrap()).unwrap();
+        }
+        fmt::Write::write_str(&mut s, "\n").unwrap();
+        s.flush();
+        let writes = WRITTEN.with(|w| w.take());
+        assert_eq!(
+            writes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [CAP, 601 - CAP]
+        );
+        assert_eq!(writes.concat(), format!("{text}\n").as_bytes());
     }
 
     #[test]

@@ -79,6 +79,19 @@ impl<T> Mutex<T> {
         self.raw().try_lock()
     }
 
+    /// Locks, waiting as `wait` says.
+    pub(crate) fn lock_with(&self, wait: Wait) -> MutexGuard<'_, T> {
+        match wait {
+            Wait::Park => self.lock(),
+            Wait::Yield => loop {
+                if let Some(guard) = self.try_lock() {
+                    return guard;
+                }
+                std::thread::yield_now();
+            },
+        }
+    }
+
     /// Locks and keeps the lock without a guard, until
     /// [`Mutex::unlock_after_fork`] or [`Mutex::reset_after_fork`]; for a
     /// fork's prepare handler.
@@ -154,6 +167,26 @@ impl<T> Mutex<T> {
             Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
+
+    /// Locks: loom's mutex has one way to wait (a switch of model thread).
+    pub(crate) fn lock_with(&self, _wait: Wait) -> MutexGuard<'_, T> {
+        self.lock()
+    }
+}
+
+/// How [`Mutex::lock_with`] waits for a lock another thread holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Sleep in `parking_lot`'s queue ([`Mutex::lock`]). A thread's first
+    /// sleep makes its `parking_lot` thread data, which can allocate: the
+    /// C library's record of that thread-local's destructor, and
+    /// `parking_lot`'s hash table (made at the first sleep in the process,
+    /// grown as more threads sleep).
+    Park,
+    /// Retry, yielding the CPU between tries (`sched_yield`); allocates
+    /// nothing. For the exit-time leak report, which must not allocate
+    /// through the allocator it reports on.
+    Yield,
 }
 
 /// Atomics that only statistics read: `core`'s even under loom, since no

@@ -24,7 +24,7 @@ use super::central::Inner;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
 use crate::sync::stat::{AtomicU64, AtomicUsize};
-use crate::sync::{const_thread_local, Ordering};
+use crate::sync::{const_thread_local, Ordering, Wait};
 
 /// Pool ids served from the thread-local block without indirection.
 /// (Fewer under loom, where every entry is state the model carries.)
@@ -539,9 +539,10 @@ pub(crate) unsafe fn flush_current(inner: *const Inner) {
 }
 
 /// Objects cached by all threads for the pool with `id` and `serial`, and
-/// how many threads hold a list for it.
-pub(crate) fn cached_in_threads(id: usize, serial: u32) -> (usize, usize) {
-    let threads = THREADS.lock();
+/// how many threads hold a list for it; the thread registry's lock is
+/// taken as `wait` says. Allocates nothing.
+pub(crate) fn cached_in_threads(id: usize, serial: u32, wait: Wait) -> (usize, usize) {
+    let threads = THREADS.lock_with(wait);
     let (mut objects, mut holders) = (0, 0);
     for (_, t) in threads.iter() {
         // SAFETY: registered caches are alive while THREADS is held; their

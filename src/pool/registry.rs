@@ -10,7 +10,7 @@ use super::central::Inner;
 use super::chunk::Geometry;
 use super::config::ResolvedConfig;
 use super::local::ThreadCache;
-use crate::sync::{pool_static, AtomicU32, Mutex, Ordering};
+use crate::sync::{pool_static, AtomicU32, Mutex, Ordering, Wait};
 
 struct PoolRef(*const Inner);
 // SAFETY: Inner is shared between threads by design (atomics and a mutex);
@@ -77,10 +77,10 @@ pub(crate) unsafe fn destroy(this: *const Inner) {
     drop(unsafe { Box::from_raw(this as *mut Inner) });
 }
 
-/// Calls `f` on every live pool, holding the registry lock (so none is
-/// freed meanwhile).
-pub(crate) fn for_each_pool(mut f: impl FnMut(&Inner)) {
-    let pools = POOLS.lock();
+/// Calls `f` on every live pool in id order, holding the registry lock (so
+/// none is freed meanwhile), taken as `wait` says.
+pub(crate) fn for_each_pool(wait: Wait, mut f: impl FnMut(&Inner)) {
+    let pools = POOLS.lock_with(wait);
     for (_, p) in pools.iter() {
         // SAFETY: registered pools are alive while the lock is held.
         f(unsafe { &*p.0 });

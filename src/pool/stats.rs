@@ -3,10 +3,12 @@
 //! the exit-time leak report reach them through hooks registered by
 //! [`register_reports`].
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
+use super::central::CentralSnapshot;
 use super::PoolInner;
-use crate::report::human_bytes;
+use crate::report::{human_bytes, HumanBytes, Stream};
+use crate::sync::Wait;
 
 /// A snapshot of one pool's statistics; see the [module docs](crate::stats) for
 /// the meaning of each field.
@@ -97,9 +99,13 @@ impl PoolStats {
 
     pub(crate) fn collect(inner: &PoolInner) -> PoolStats {
         let hot = &inner.hot.0;
-        let c = inner.snapshot();
-        let (local_free, threads) = super::cached_in_threads(hot.id, inner.serial());
-        let capacity = c.chunks * hot.geo.capacity;
+        let Counts {
+            central: c,
+            capacity,
+            local_free,
+            threads,
+            in_use,
+        } = Counts::of(inner, Wait::Park);
         PoolStats {
             name: hot.config.name.unwrap_or(hot.type_name).to_owned(),
             id: inner.serial(),
@@ -110,10 +116,7 @@ impl PoolStats {
             chunks: c.chunks,
             bytes_held: c.chunks * hot.geo.chunk,
             capacity,
-            in_use: capacity
-                .saturating_sub(c.chunk_free)
-                .saturating_sub(c.depot)
-                .saturating_sub(local_free),
+            in_use,
             local_free,
             depot_free: c.depot,
             chunk_free: c.chunk_free,
@@ -123,6 +126,38 @@ impl PoolStats {
             depot_contention: c.contention,
             chunks_made: c.chunks_made,
             chunks_released: c.chunks_released,
+        }
+    }
+}
+
+/// The figures of one pool that [`PoolStats`] and the leak report derive
+/// from; reading them allocates nothing.
+struct Counts {
+    central: CentralSnapshot,
+    capacity: usize,
+    local_free: usize,
+    threads: usize,
+    in_use: usize,
+}
+
+impl Counts {
+    /// Reads `inner`'s counters and its threads' lists (the thread
+    /// registry's lock taken as `wait` says).
+    fn of(inner: &PoolInner, wait: Wait) -> Counts {
+        let hot = &inner.hot.0;
+        let central = inner.snapshot();
+        let (local_free, threads) = super::cached_in_threads(hot.id, inner.serial(), wait);
+        let capacity = central.chunks * hot.geo.capacity;
+        let in_use = capacity
+            .saturating_sub(central.chunk_free)
+            .saturating_sub(central.depot)
+            .saturating_sub(local_free);
+        Counts {
+            central,
+            capacity,
+            local_free,
+            threads,
+            in_use,
         }
     }
 }
@@ -141,7 +176,7 @@ impl PoolStats {
 /// ```
 pub fn pools() -> Vec<PoolStats> {
     let mut out = Vec::new();
-    super::for_each_pool(|inner| out.push(PoolStats::collect(inner)));
+    super::for_each_pool(Wait::Park, |inner| out.push(PoolStats::collect(inner)));
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let shared: Vec<bool> = (0..out.len())
         .map(|i| {
@@ -194,23 +229,65 @@ pub struct Leak {
 /// ```
 pub fn leaks() -> Vec<Leak> {
     let mut found = Vec::new();
-    super::for_each_pool(|inner| {
-        let s = PoolStats::collect(inner);
-        if s.in_use > 0 {
-            found.push((s, inner.serial()));
+    super::for_each_pool(Wait::Park, |inner| {
+        let count = Counts::of(inner, Wait::Park).in_use;
+        if count > 0 {
+            let hot = &inner.hot.0;
+            found.push((
+                hot.type_name,
+                count,
+                count * hot.object_size,
+                inner.serial(),
+            ));
         }
     });
-    let mut out: Vec<Leak> = found
+    // By (type name, pool number), the order of the exit-time report
+    // (`next_leak`).
+    found.sort_by(|a, b| (a.0, a.3).cmp(&(b.0, b.3)));
+    found
         .into_iter()
-        .map(|(s, serial)| Leak {
-            type_name: s.type_name,
-            count: s.in_use,
-            bytes: s.in_use * s.object_size,
+        .map(|(type_name, count, bytes, serial)| Leak {
+            type_name,
+            count,
+            bytes,
             sites: crate::debug::sites_of(serial),
         })
-        .collect();
-    out.sort_by(|a, b| a.type_name.cmp(b.type_name));
-    out
+        .collect()
+}
+
+/// A pool with objects in use, as [`next_leak`] finds it.
+struct NextLeak {
+    /// Type name and pool number ([`PoolStats::id`]): the order of the
+    /// leak report.
+    key: (&'static str, u32),
+    count: usize,
+    bytes: usize,
+}
+
+/// The pool with objects in use whose `(type name, pool number)` comes first
+/// after `after` (from the start with `None`), taking the registries'
+/// locks as `wait` says. One pass over the pools, allocating nothing: the
+/// exit-time leak report, which must not allocate, sorts by calling it
+/// once per entry, which costs a pass over the pools per leaking pool (a
+/// pool made or dropped meanwhile is listed or not; none is listed twice).
+fn next_leak(after: Option<(&'static str, u32)>, wait: Wait) -> Option<NextLeak> {
+    let mut best: Option<NextLeak> = None;
+    super::for_each_pool(wait, |inner| {
+        let hot = &inner.hot.0;
+        let key = (hot.type_name, inner.serial());
+        if after.is_some_and(|a| key <= a) || best.as_ref().is_some_and(|b| b.key <= key) {
+            return;
+        }
+        let count = Counts::of(inner, wait).in_use;
+        if count > 0 {
+            best = Some(NextLeak {
+                key,
+                count,
+                bytes: count * hot.object_size,
+            });
+        }
+    });
+    best
 }
 
 /// Renders leaks as text: one line per type, then its allocation sites
@@ -222,21 +299,32 @@ pub fn leaks() -> Vec<Leak> {
 pub fn render_leaks(leaks: &[Leak]) -> String {
     let mut out = String::new();
     for l in leaks {
-        let _ = writeln!(
-            out,
-            "hotpool: leak: {} objects of type `{}` ({}) still in use",
-            l.count,
-            l.type_name,
-            human_bytes(l.bytes)
-        );
-        for (n, stack) in &l.sites {
-            let _ = writeln!(out, "  {n} allocated at:");
-            for line in stack.lines() {
-                let _ = writeln!(out, "    {line}");
-            }
-        }
+        let _ = write_leak(&mut out, l.type_name, l.count, l.bytes, &l.sites);
     }
     out
+}
+
+/// One entry of the leak report: its line, then its allocation sites
+/// indented. Allocates nothing itself (the text goes to `out`).
+fn write_leak(
+    out: &mut impl fmt::Write,
+    type_name: &str,
+    count: usize,
+    bytes: usize,
+    sites: &[(usize, String)],
+) -> fmt::Result {
+    writeln!(
+        out,
+        "hotpool: leak: {count} objects of type `{type_name}` ({}) still in use",
+        HumanBytes(bytes)
+    )?;
+    for (n, stack) in sites {
+        writeln!(out, "  {n} allocated at:")?;
+        for line in stack.lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Renders [`pools()`] as an aligned text table, one line per pool.
@@ -336,7 +424,27 @@ fn write_report(out: &mut String) {
     out.push_str(&report());
 }
 
-/// The leak report, written to stderr (at exit).
+/// The leak report that `HOTPOOL_CONF=leak_report` prints at exit: the
+/// text of [`render_leaks`]`(&`[`leaks()`]`)`, written to stderr a line at
+/// a time. Without `leak_backtrace` it allocates nothing: under
+/// `LD_PRELOAD`, or with [`HotAlloc`](crate::arena::HotAlloc) as the global
+/// allocator, the allocator it would allocate through is the one being
+/// reported on, and a heap in a bad state must not stop the report. With
+/// `leak_backtrace` the recorded stacks are symbolised by the standard
+/// library, which allocates (through the global allocator); the mode
+/// already allocates a stack per pool allocation.
 fn print_leaks() {
-    crate::sys::write_stderr(render_leaks(&leaks()).as_bytes());
+    let mut out = Stream::new();
+    let mut after = None;
+    while let Some(next) = next_leak(after, Wait::Yield) {
+        after = Some(next.key);
+        let sites = if crate::debug::records_sites() {
+            crate::debug::sites_of(next.key.1)
+        } else {
+            Vec::new()
+        };
+        // A `Stream` never fails.
+        let _ = write_leak(&mut out, next.key.0, next.count, next.bytes, &sites);
+        out.flush();
+    }
 }
