@@ -158,9 +158,10 @@ fn mark(line: &'static [u8]) {
     unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
 }
 
-/// The size of a block of a mixed burst from a random number.
-fn mixed_size(r: u64) -> usize {
-    let low = 16usize << (r % 7);
+/// The size of a block of a mixed burst from a random number: 16 B to
+/// 1 KiB, each doubling equally likely, uniform within it.
+pub fn mixed_size(r: u64) -> usize {
+    let low = 16usize << (r % 6);
     low + (r >> 8) as usize % low
 }
 

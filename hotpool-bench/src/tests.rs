@@ -300,6 +300,21 @@ fn command_line() {
     assert_eq!(Burst::of("pair/64", true), None);
 }
 
+#[test]
+fn mixed_sizes_cover_16_bytes_to_1_kib() {
+    let mut seen = [0u32; 6];
+    let mut r = 1u64;
+    for _ in 0..6000 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let size = crate::rss::mixed_size(r);
+        assert!((16..1024).contains(&size), "{size}");
+        seen[(size / 16).ilog2() as usize] += 1;
+    }
+    assert!(seen.iter().all(|&n| n > 500), "{seen:?}");
+}
+
 /// The value of attribute `name` in tag text `tag`.
 fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
