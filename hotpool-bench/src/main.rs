@@ -1,11 +1,13 @@
 //! Measures hotpool's pools and allocator against the system allocator,
 //! mimalloc, jemalloc and the pool crates on pool, allocator, weak-handle
-//! and order-book workloads, and writes a report with tables, plots and
-//! recommendations.
+//! and order-book workloads, and the allocators' resident memory through
+//! a burst, its frees and an idle period; writes a report with tables,
+//! plots and recommendations.
 //!
 //! ```sh
 //! cargo run --release -p hotpool-bench --bin compare -- --threads 1,2,4,8 --quick
 //! cargo run --release -p hotpool-bench --bin compare -- --workload pair --out /tmp/r --json
+//! cargo run --release -p hotpool-bench --bin compare -- --workload memory --out /tmp/memplot
 //! ```
 //!
 //! Writes `target/hotpool-report/report.md`, `results.json` and SVG plots
@@ -21,6 +23,8 @@ mod measure;
 #[path = "../benches/common/pool_kernels.rs"]
 mod pool_kernels;
 mod report;
+mod rss;
+mod svg;
 #[cfg(test)]
 mod tests;
 mod workloads;
@@ -46,11 +50,15 @@ struct Options {
     /// Hidden: `--cell ID THREADS CONTESTANT N` measures one contestant's
     /// memory in this (child) process.
     cell: Option<(String, usize, String, u64)>,
+    /// Hidden: `--memory-cell CONTESTANT BLOCKS MIXED HOLD_MS IDLE_MS`
+    /// runs one allocator's burst in this (child) process.
+    memory_cell: Option<(String, rss::Burst)>,
 }
 
 const USAGE: &str =
     "usage: compare [--quick] [--threads 1,2,4] [--workload NAME]... [--out DIR] [--json]
-  --quick          short run (fewer sizes, repetitions and shorter ones)
+  --quick          short run (fewer sizes, repetitions and shorter ones; smaller
+                   memory bursts and 3 s idle instead of 30 s)
   --threads LIST   thread counts of the threaded workloads (default 1,2,4,8)
   --workload NAME  only workloads whose id is NAME or starts with NAME/ (repeatable)
   --out DIR        where the report goes (default target/hotpool-report)
@@ -94,6 +102,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         json: false,
         threads: vec![1, 2, 4, 8],
         cell: None,
+        memory_cell: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -112,6 +121,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                 let name = value("--cell")?;
                 let n = value("--cell")?.parse().map_err(|_| "--cell: bad count")?;
                 o.cell = Some((id, threads, name, n));
+            }
+            "--memory-cell" => {
+                let name = value("--memory-cell")?;
+                let rest = (0..4)
+                    .map(|_| value("--memory-cell"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                o.memory_cell = Some((name, rss::Burst::parse(&rest)?));
             }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
@@ -195,6 +211,28 @@ fn memory_of(id: &str, threads: usize, name: &str, n: u64) -> Result<Memory, Str
             peak_kib,
         }),
         _ => Err(format!("child printed '{text}'")),
+    }
+}
+
+/// Memory over time of every allocator on memory workload `id`, each in
+/// a child process running `--memory-cell`.
+fn run_memory(id: &str, burst: &rss::Burst, bar: &ProgressBar, out: &mut Results) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            bar.println(format!("{id}: cannot re-execute this program: {e}"));
+            return;
+        }
+    };
+    for name in rss::CONTESTANTS {
+        bar.set_message(format!("{id}: {name} in a child process"));
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--memory-cell", name]).args(burst.args());
+        match rss::measure(cmd, id, name, burst) {
+            Ok(run) => out.rss.push(run),
+            Err(e) => bar.println(format!("{id} / {name}: no memory figures: {e}")),
+        }
+        bar.inc(1);
     }
 }
 
@@ -282,17 +320,28 @@ fn main() {
         }
         return;
     }
+    if let Some((name, burst)) = &o.memory_cell {
+        if let Err(e) = rss::child(name, burst) {
+            eprintln!("compare --memory-cell: {e}");
+            std::process::exit(1)
+        }
+        return;
+    }
     let started = Instant::now();
     let plan = Plan {
         quick: o.quick,
         threads: o.threads.clone(),
     };
-    let infos: Vec<_> = workloads::infos(&plan)
-        .into_iter()
+    let all_infos = || {
+        workloads::infos(&plan)
+            .into_iter()
+            .chain(rss::infos(o.quick))
+    };
+    let infos: Vec<_> = all_infos()
         .filter(|i| selected(&i.id, &o.workloads))
         .collect();
     if infos.is_empty() {
-        let all: Vec<String> = workloads::infos(&plan).into_iter().map(|i| i.id).collect();
+        let all: Vec<String> = all_infos().map(|i| i.id).collect();
         usage(&format!(
             "no workload matches; the workloads are: {}",
             all.join(", ")
@@ -313,10 +362,14 @@ fn main() {
         timings: Vec::new(),
         memory: Vec::new(),
         latency: Vec::new(),
+        rss: Vec::new(),
     };
     let steps: usize = infos
         .iter()
-        .map(|i| workloads::threads_of(&i.id, &plan).len() + 1)
+        .map(|i| match rss::Burst::of(&i.id, o.quick) {
+            Some(_) => rss::CONTESTANTS.len(),
+            None => workloads::threads_of(&i.id, &plan).len() + 1,
+        })
         .sum();
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
@@ -325,6 +378,10 @@ fn main() {
             .progress_chars("=> "),
     );
     for info in &infos {
+        if let Some(burst) = rss::Burst::of(&info.id, o.quick) {
+            run_memory(&info.id, &burst, &bar, &mut results);
+            continue;
+        }
         let threads = workloads::threads_of(&info.id, &plan);
         run_workload(&info.id, &threads, &set, &bar, &mut results);
     }

@@ -10,6 +10,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::measure::{median, spread_pct, Machine};
+use crate::rss::{RssRun, AFTER_S};
+use crate::svg::{Plot, Series};
 use crate::workloads::Info;
 
 /// Contestants whose score is within this factor of the best one's are
@@ -96,6 +98,8 @@ pub struct Results {
     pub memory: Vec<Memory>,
     /// Latency percentiles.
     pub latency: Vec<Latency>,
+    /// Memory over time, per memory workload and allocator.
+    pub rss: Vec<RssRun>,
 }
 
 /// One contestant's line in a workload's table.
@@ -496,6 +500,90 @@ fn latency_plot(dir: &Path, id: &str, lat: &[&Latency]) -> io::Result<PathBuf> {
     Ok(path)
 }
 
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("-".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+/// The table of a memory workload: per allocator, RSS before the burst,
+/// at the peak and at each of [`AFTER_S`] after the frees ended, MiB.
+pub fn rss_markdown(runs: &[&RssRun]) -> String {
+    let mut s = String::from("| allocator | before the burst | peak |");
+    for a in AFTER_S {
+        let _ = write!(s, " {a:.0} s after the frees |");
+    }
+    s.push_str(" frees took, ms |\n|---|---|---|");
+    s.push_str(&"---|".repeat(AFTER_S.len() + 1));
+    s.push('\n');
+    for r in runs {
+        let _ = write!(
+            s,
+            "| {} | {} | {} |",
+            r.contestant,
+            mib(r.before_kib()),
+            mib(r.peak_kib())
+        );
+        for a in AFTER_S {
+            let _ = write!(s, " {} |", mib(r.after_kib(a)));
+        }
+        let _ = writeln!(s, " {:.0} |", (r.freed_s - r.free_s) * 1000.0);
+    }
+    s
+}
+
+/// The memory-over-time plot of one workload: RSS against seconds since
+/// the burst started, a line per allocator, the frees shaded and each
+/// allocator's start and end of the frees circled on its line.
+pub fn rss_plot(id: &str, runs: &[&RssRun]) -> String {
+    let on_line = |r: &RssRun, t: f64| {
+        let i = r.samples.partition_point(|s| s.0 < t);
+        r.samples
+            .get(i.min(r.samples.len().saturating_sub(1)))
+            .map(|s| (t, s.1 as f64 / 1024.0))
+    };
+    let series = runs
+        .iter()
+        .map(|r| Series {
+            name: r.contestant.clone(),
+            points: r
+                .samples
+                .iter()
+                .map(|&(t, k)| (t, k as f64 / 1024.0))
+                .collect(),
+            marks: [r.free_s, r.freed_s]
+                .into_iter()
+                .filter_map(|t| on_line(r, t))
+                .collect(),
+        })
+        .collect();
+    let spans = match runs.first() {
+        Some(first) => {
+            let (a, b) = runs
+                .iter()
+                .fold((first.free_s, first.freed_s), |(a, b), r| {
+                    (a.min(r.free_s), b.max(r.freed_s))
+                });
+            vec![(a, b, "frees".to_string())]
+        }
+        None => Vec::new(),
+    };
+    let about = runs.first().map_or(String::new(), |r| {
+        format!(
+            ": {} blocks, {} s idle",
+            r.burst.blocks,
+            r.burst.idle_ms / 1000
+        )
+    });
+    Plot {
+        title: format!("{id}: resident memory over time{about}"),
+        x_desc: "seconds since the burst started (circles: each allocator's frees begin, end)"
+            .into(),
+        y_desc: "RSS, MiB".into(),
+        spans,
+        series,
+    }
+    .render()
+}
+
 /// Writes `report.md`, `results.json` and the plots into `dir`; returns
 /// the files written and the headline table.
 pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> {
@@ -504,7 +592,12 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
     let mut files = Vec::new();
     let mut md = String::new();
     let m = &r.machine;
-    let head = headline(&tables);
+    // The summary: the headline table if anything was timed.
+    let mut head = if tables.is_empty() {
+        String::new()
+    } else {
+        headline(&tables)
+    };
     let _ = write!(
         md,
         "# hotpool: allocators and pools compared\n\n\
@@ -528,8 +621,13 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
          - Latency: batches of operations timed with `Instant`; a timer read pair costs {:.0} ns \
          (median), included in every batch time, not subtracted.\n\
          - Recommendation rule: the contestants whose score is within {:.0}% of the best are \
-         contenders; of several, the one whose peak RSS grew least is recommended.\n\n\
-         ## Summary\n\n{head}\n",
+         contenders; of several, the one whose peak RSS grew least is recommended.\n\
+         - Memory over time (workloads `memory/...`): each allocator runs in a child process \
+         (this program re-executed) that calls it explicitly through `GlobalAlloc` for a burst \
+         whose blocks chain themselves (no other bookkeeping), then frees it and makes no \
+         allocator call at all; this process samples the child's RSS from `/proc/PID/statm` \
+         and ends the child after the idle period.\n\n\
+         ## Summary\n\n{}\n",
         r.command,
         r.seconds,
         m.cpu,
@@ -541,6 +639,11 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
         r.reps,
         r.timer_overhead_ns,
         (CONTENDER - 1.0) * 100.0,
+        if head.is_empty() {
+            "Nothing timed in this run.\n"
+        } else {
+            head.as_str()
+        },
     );
     md.push_str("## Workloads\n\n");
     for t in &tables {
@@ -589,6 +692,30 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
             let _ = write!(md, "\n![latency of {}]({})\n\n", t.info.id, file_name(&p));
             files.push(p);
         }
+    }
+    let memory: Vec<&Info> = r
+        .workloads
+        .iter()
+        .filter(|i| r.rss.iter().any(|x| x.workload == i.id))
+        .collect();
+    if !memory.is_empty() {
+        md.push_str("## Memory over time\n\n");
+    }
+    for info in memory {
+        let runs: Vec<&RssRun> = r.rss.iter().filter(|x| x.workload == info.id).collect();
+        let p = dir.join(format!("{}.svg", slug(&info.id)));
+        std::fs::write(&p, rss_plot(&info.id, &runs))?;
+        let table = rss_markdown(&runs);
+        let _ = write!(
+            md,
+            "### {}\n\n{}.\n\nRSS in MiB:\n\n{table}\n![memory over time of {}]({})\n\n",
+            info.id,
+            info.about,
+            info.id,
+            file_name(&p)
+        );
+        let _ = write!(head, "\n{}, RSS in MiB:\n\n{table}", info.id);
+        files.push(p);
     }
     let report = dir.join("report.md");
     std::fs::write(&report, md)?;

@@ -1,10 +1,15 @@
 //! Tests of the report generator on synthetic results, of the command
-//! line, and a smoke run of every workload and contestant.
+//! line, a smoke run of every workload and contestant, and a real run of
+//! the memory-over-time measurement.
 
 use std::path::PathBuf;
 
 use crate::measure::{median, percentile, spread_pct, status_kib, Machine};
-use crate::report::{analyse, headline, write_all, Latency, Memory, Results, Timing};
+use crate::report::{
+    analyse, headline, rss_markdown, rss_plot, write_all, Latency, Memory, Results, Timing,
+};
+use crate::rss::{Burst, RssRun, CONTESTANTS};
+use crate::svg;
 use crate::workloads::{self, Info, Plan};
 
 fn info(id: &str) -> Info {
@@ -35,8 +40,36 @@ fn memory(workload: &str, contestant: &str, growth_kib: u64) -> Memory {
     }
 }
 
+/// A memory-over-time run of 3.5 s: RSS `base` MiB before the burst,
+/// rising by `rise` MiB over the burst (0-0.5 s), held until the frees
+/// (0.7-0.8 s), then `kept` MiB over the base, sampled every 0.1 s.
+fn rss_run(contestant: &str, base: u64, rise: u64, kept: u64) -> RssRun {
+    let samples = (-3..=43)
+        .map(|i| {
+            let t = f64::from(i) / 10.0;
+            let mib = match i {
+                ..=-1 => base,
+                0..=5 => base + rise * i as u64 / 5,
+                6..=7 => base + rise,
+                _ => base + kept,
+            };
+            (t, mib * 1024)
+        })
+        .collect();
+    RssRun {
+        workload: "memory/64".into(),
+        contestant: contestant.into(),
+        burst: Burst::of("memory/64", true).unwrap(),
+        hold_s: 0.5,
+        free_s: 0.7,
+        freed_s: 0.8,
+        samples,
+    }
+}
+
 /// Two workloads: `pair/64` at 1 and 2 threads with latency figures,
-/// `churn` at one thread count; `hotpool::Pool` is fastest on `pair/64`.
+/// `churn` at one thread count; `hotpool::Pool` is fastest on `pair/64`;
+/// and a memory-over-time workload.
 fn synthetic() -> Results {
     let lat = |c: &str, p50| Latency {
         workload: "pair/64".into(),
@@ -60,7 +93,7 @@ fn synthetic() -> Results {
         rep_ms: 10,
         timer_overhead_ns: 20.0,
         seconds: 1.0,
-        workloads: vec![info("pair/64"), info("churn")],
+        workloads: vec![info("pair/64"), info("churn"), info("memory/64")],
         timings: vec![
             timing("pair/64", "hotpool::Pool", 1, &[2.0, 2.2, 2.1]),
             timing("pair/64", "hotpool::Pool", 2, &[1.0, 1.1, 1.2]),
@@ -80,6 +113,12 @@ fn synthetic() -> Results {
             memory("churn", "system", 1024),
         ],
         latency: vec![lat("hotpool::Pool", 2.0), lat("system", 6.0)],
+        rss: vec![
+            rss_run("HotAlloc", 2, 300, 0),
+            rss_run("system", 1, 320, 300),
+            rss_run("mimalloc", 2, 280, 250),
+            rss_run("jemalloc", 3, 290, 260),
+        ],
     }
 }
 
@@ -99,6 +138,7 @@ fn report_writes_every_table_and_plot() {
         "results.json",
         "throughput-pair-64.svg",
         "latency-pair-64.svg",
+        "memory-64.svg",
     ] {
         let p = dir.join(f);
         assert!(files.contains(&p), "{f} not listed");
@@ -111,12 +151,15 @@ fn report_writes_every_table_and_plot() {
     assert!(svg.starts_with("<svg") && svg.contains("hotpool::Pool") && svg.contains("mimalloc"));
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("### pair/64") && md.contains("### churn"));
+    assert!(md.contains("## Memory over time\n\n### memory/64") && md.contains("(memory-64.svg)"));
     assert!(md.contains("Test CPU (2 logical CPUs available)"));
     assert!(
         md.contains("| hotpool::Pool | 2.0 | 6.0 | 20.0 |"),
         "latency table:\n{md}"
     );
-    assert!(md.contains(&head));
+    // The summary: the headline table, then each memory table.
+    let (timed, memory) = head.split_once("\nmemory/64, RSS in MiB:\n\n").unwrap();
+    assert!(md.contains(timed) && md.contains(memory) && memory.starts_with("| allocator |"));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(json["timings"].as_array().unwrap().len(), 9);
@@ -235,6 +278,217 @@ fn command_line() {
     assert!(crate::selected("pair/64", &["pair".into()]));
     assert!(!crate::selected("pair/64", &["pa".into()]));
     assert!(crate::selected("router", &["router".into()]));
+    assert!(crate::selected("memory/mixed", &["memory".into()]));
+    let o = crate::parse(args("--memory-cell jemalloc 4096 1 20 3000")).unwrap();
+    let (name, b) = o.memory_cell.unwrap();
+    assert_eq!(name, "jemalloc");
+    assert_eq!(
+        b,
+        Burst {
+            blocks: 4096,
+            mixed: true,
+            hold_ms: 20,
+            idle_ms: 3000
+        }
+    );
+    assert_eq!(Burst::parse(&b.args()).unwrap(), b);
+    assert!(crate::parse(args("--memory-cell system 10 0 x 5"))
+        .unwrap_err()
+        .contains("argument 4"));
+    assert_eq!(Burst::of("memory/64", false).unwrap().idle_ms, 30_000);
+    assert_eq!(Burst::of("memory/64", true).unwrap().idle_ms, 3_000);
+    assert_eq!(Burst::of("pair/64", true), None);
+}
+
+#[test]
+fn mixed_sizes_cover_16_bytes_to_1_kib() {
+    let mut seen = [0u32; 6];
+    let mut r = 1u64;
+    for _ in 0..6000 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let size = crate::rss::mixed_size(r);
+        assert!((16..1024).contains(&size), "{size}");
+        seen[(size / 16).ilog2() as usize] += 1;
+    }
+    assert!(seen.iter().all(|&n| n > 500), "{seen:?}");
+}
+
+/// The value of attribute `name` in tag text `tag`.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let len = tag[start..].find('"')?;
+    Some(&tag[start..start + len])
+}
+
+/// Checks that `text` is well-formed SVG as far as the plot goes: tags
+/// balance, every line point and circle lies inside the `viewBox`.
+/// Returns the names of the series lines.
+fn check_svg(text: &str) -> Vec<String> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut names = Vec::new();
+    let mut view = None;
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let close = rest[open..].find('>').expect("every tag is closed") + open;
+        let tag = &rest[open + 1..close];
+        rest = &rest[close + 1..];
+        assert!(!tag.contains('<'), "'<' inside tag {tag}");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop(), Some(name.trim()), "unbalanced </{name}>");
+            continue;
+        }
+        let name = tag.split_whitespace().next().expect("a tag name");
+        if stack.is_empty() {
+            assert_eq!(name, "svg", "the root is not <svg>");
+            assert!(view.is_none(), "a second root element");
+            let v: Vec<f64> = attr(tag, "viewBox")
+                .expect("a viewBox")
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            view = Some((v[0], v[1], v[0] + v[2], v[1] + v[3]));
+        }
+        let (x0, y0, x1, y1) = view.expect("inside <svg>");
+        let inside = |x: f64, y: f64| (x0..=x1).contains(&x) && (y0..=y1).contains(&y);
+        if name == "polyline" && attr(tag, "class") == Some("series") {
+            names.push(attr(tag, "data-name").expect("a series name").to_string());
+            let points = attr(tag, "points").expect("points");
+            assert!(points.split(' ').count() >= 2, "a line of one point");
+            for p in points.split(' ') {
+                let (x, y) = p.split_once(',').expect("x,y");
+                let (x, y) = (x.parse().unwrap(), y.parse().unwrap());
+                assert!(inside(x, y), "point {p} outside the viewBox");
+            }
+        }
+        if name == "circle" {
+            let c = |a| attr(tag, a).expect("circle centre").parse().unwrap();
+            assert!(
+                inside(c("cx"), c("cy")),
+                "circle outside the viewBox: {tag}"
+            );
+        }
+        if !tag.ends_with('/') {
+            stack.push(name);
+        }
+    }
+    assert!(stack.is_empty(), "unclosed tags: {stack:?}");
+    assert!(rest.trim().is_empty(), "text after the root: {rest}");
+    names
+}
+
+#[test]
+fn memory_plot_is_well_formed() {
+    let r = synthetic();
+    let runs: Vec<&RssRun> = r.rss.iter().collect();
+    let text = rss_plot("memory/64", &runs);
+    assert_eq!(check_svg(&text), CONTESTANTS);
+    // Each allocator's frees are circled at its start and end, the frees shaded.
+    assert_eq!(
+        text.matches("<circle class=\"mark\"").count(),
+        2 * runs.len()
+    );
+    assert_eq!(text.matches("<rect class=\"span\"").count(), 1);
+    // Escaping keeps a name with markup characters well-formed.
+    let plot = svg::Plot {
+        title: "a < b & c".into(),
+        x_desc: "x".into(),
+        y_desc: "y".into(),
+        spans: vec![(1.0, 2.0, "<span>".into())],
+        series: vec![svg::Series {
+            name: "\"quoted\" <name>".into(),
+            points: vec![(0.0, 0.0), (3.0, 5.0)],
+            marks: vec![(3.0, 5.0)],
+        }],
+    };
+    assert_eq!(
+        check_svg(&plot.render()),
+        ["&quot;quoted&quot; &lt;name&gt;"]
+    );
+}
+
+#[test]
+fn memory_table_has_a_row_per_allocator() {
+    let r = synthetic();
+    let runs: Vec<&RssRun> = r.rss.iter().collect();
+    let table = rss_markdown(&runs);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2 + CONTESTANTS.len(), "{table}");
+    let cells = |l: &str| -> Vec<String> {
+        l.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        cells(lines[0]),
+        [
+            "allocator",
+            "before the burst",
+            "peak",
+            "0 s after the frees",
+            "1 s after the frees",
+            "10 s after the frees",
+            "30 s after the frees",
+            "frees took, ms"
+        ]
+    );
+    for (line, name) in lines[2..].iter().zip(CONTESTANTS) {
+        assert_eq!(cells(line).len(), 8, "{line}");
+        assert_eq!(cells(line)[0], name);
+    }
+    // system: 1 MiB before, 321 at the peak, 301 after; the run ended
+    // 3.5 s after the frees, so no 10 s or 30 s figure.
+    assert_eq!(
+        cells(lines[3]),
+        ["system", "1.0", "321.0", "301.0", "301.0", "-", "-", "100"]
+    );
+}
+
+/// A real run of the memory measurement: this test binary, re-executed,
+/// runs [`memory_child`] with a burst of 256 Ki blocks of 64 B through
+/// `HotAlloc`; its RSS must rise by half the burst's bytes at least.
+#[test]
+fn memory_run_rises_during_the_burst() {
+    let b = Burst {
+        blocks: 1 << 18,
+        mixed: false,
+        hold_ms: 100,
+        idle_ms: 300,
+    };
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["tests::memory_child", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_VAR, format!("HotAlloc {}", b.args().join(" ")));
+    let run = crate::rss::measure(cmd, "memory/64", "HotAlloc", &b).expect("a run");
+    assert!(0.0 < run.hold_s && run.hold_s <= run.free_s && run.free_s <= run.freed_s);
+    assert!(run.samples.windows(2).all(|w| w[0].0 < w[1].0));
+    let before = run.before_kib().expect("samples before the burst");
+    let held = run
+        .samples
+        .iter()
+        .filter(|s| (0.0..=run.free_s).contains(&s.0))
+        .map(|s| s.1)
+        .max()
+        .expect("samples during the burst and the hold");
+    assert!(
+        held >= before + (b.blocks * 64 / 1024) / 2,
+        "RSS {before} KiB before the burst, {held} KiB after it"
+    );
+    assert!(run.after_kib(0.3).is_some(), "the idle period was sampled");
+}
+
+const CHILD_VAR: &str = "HOTPOOL_BENCH_MEMORY_CELL";
+
+/// The child half of [`memory_run_rises_during_the_burst`]: the burst
+/// its parent describes in [`CHILD_VAR`].
+#[test]
+#[ignore = "the child process of memory_run_rises_during_the_burst, which runs it"]
+fn memory_child() {
+    let spec = std::env::var(CHILD_VAR).expect("run by memory_run_rises_during_the_burst");
+    let args: Vec<String> = spec.split_whitespace().map(String::from).collect();
+    let burst = Burst::parse(&args[1..]).unwrap();
+    crate::rss::child(&args[0], &burst).unwrap();
 }
 
 /// One cell's memory is measured the way a child process does it; every
