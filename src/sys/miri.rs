@@ -63,11 +63,18 @@ impl Table {
     }
 }
 
-/// `len` zeroed bytes aligned to `align` (a power of two).
+/// The largest mapping handed out. The kernel refuses a mapping it cannot
+/// serve with an error; Miri instead stops the program when its host cannot
+/// serve an allocation, so larger requests are refused here (no test under
+/// Miri needs more).
+const MAX_MAP: usize = 1 << 30;
+
+/// `len` zeroed bytes aligned to `align` (a power of two); `None` for an
+/// empty or too large request, as the kernel refuses one.
 pub(super) fn map(len: usize, align: usize) -> Option<NonNull<u8>> {
     let layout = Layout::from_size_align(len, align).ok()?;
     let mut t = table();
-    if t.used == SLOTS || len == 0 {
+    if t.used == SLOTS || len == 0 || len > MAX_MAP {
         return None;
     }
     // SAFETY: `layout` has a non-zero size.
