@@ -2,8 +2,8 @@
 //! ptr_eq}`, `Shared::{make_mut, unwrap_or_clone, new_cyclic, pin,
 //! try_new, try_new_in}`, `From<Box<T>>` and `From<Pooled<T>>`.
 //!
-//! Tests that count handle-table slots take `SERIAL`: the table is
-//! process-wide.
+//! Every test takes `SERIAL`: the handle table is process-wide, and a
+//! test that counts its slots must not see another test's objects.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,6 +44,7 @@ impl Drop for Tracked<'_> {
 
 #[test]
 fn weak_bits_round_trip_through_an_atomic() {
+    let _g = serial();
     static SLOT: AtomicU64 = AtomicU64::new(0);
     let a = Shared::new(String::from("peer"));
     let w = Shared::downgrade(&a);
@@ -91,6 +92,7 @@ fn weak_bits_round_trip_through_an_atomic() {
 
 #[test]
 fn from_bits_rejects_values_no_weak_has() {
+    let _g = serial();
     // A stamp is `generation << 5 | segment`; segment 0 has 64 slots,
     // segments 0..=25 exist and 31 is the one of `Weak::new` (offset 0).
     let cases: [u64; 5] = [
@@ -112,6 +114,7 @@ fn from_bits_rejects_values_no_weak_has() {
 
 #[test]
 fn weak_ptr_eq_names_the_object_not_the_value() {
+    let _g = serial();
     let a = Shared::new(1);
     let b = Shared::new(1);
     let (wa, wb) = (Shared::downgrade(&a), Shared::downgrade(&b));
@@ -125,6 +128,7 @@ fn weak_ptr_eq_names_the_object_not_the_value() {
 
 #[test]
 fn make_mut_borrows_in_place_when_unique() {
+    let _g = serial();
     let (clones, drops) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let mut a = Shared::new(Tracked {
         clones: &clones,
@@ -142,6 +146,7 @@ fn make_mut_borrows_in_place_when_unique() {
 
 #[test]
 fn make_mut_clones_when_shared() {
+    let _g = serial();
     let (clones, drops) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let mut a = Shared::new(Tracked {
         clones: &clones,
@@ -166,6 +171,7 @@ fn make_mut_clones_when_shared() {
 
 #[test]
 fn make_mut_disassociates_weaks_without_cloning() {
+    let _g = serial();
     let (clones, drops) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let mut a = Shared::new(Tracked {
         clones: &clones,
@@ -190,6 +196,7 @@ fn make_mut_disassociates_weaks_without_cloning() {
 
 #[test]
 fn make_mut_keeps_pooled_values_in_their_pool() {
+    let _g = serial();
     static POOL: Pool<[u64; 8]> = Pool::new();
     let mut a = Shared::new_in([1; 8], &POOL);
     let b = a.clone();
@@ -207,6 +214,7 @@ fn make_mut_keeps_pooled_values_in_their_pool() {
 
 #[test]
 fn unwrap_or_clone_moves_when_unique() {
+    let _g = serial();
     let (clones, drops) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let a = Shared::new(Tracked {
         clones: &clones,
@@ -227,6 +235,7 @@ fn unwrap_or_clone_moves_when_unique() {
 
 #[test]
 fn new_cyclic_weak_upgrades_only_after_construction() {
+    let _g = serial();
     struct Node {
         me: Weak<Node>,
         during: bool,
@@ -245,6 +254,7 @@ fn new_cyclic_weak_upgrades_only_after_construction() {
 
 #[test]
 fn new_cyclic_counts_as_weak_made() {
+    let _g = serial();
     let mut a = Shared::new_cyclic(|_| 5u32);
     assert!(Shared::get_mut(&mut a).is_none());
     *Shared::make_mut(&mut a) += 1;
@@ -274,6 +284,7 @@ fn new_cyclic_panic_leaves_a_dead_weak_and_no_slot_in_use() {
 
 #[test]
 fn pin_never_moves_the_value() {
+    let _g = serial();
     let p = Shared::pin(String::from("fixed"));
     let q = p.clone();
     let addr: *const String = &*p;
@@ -284,6 +295,7 @@ fn pin_never_moves_the_value() {
 
 #[test]
 fn from_box_and_from_pooled_take_over_the_memory() {
+    let _g = serial();
     let b = Box::new([3u8; 32]);
     let addr: *const [u8; 32] = &*b;
     let s = Shared::from(b);
@@ -304,6 +316,7 @@ fn from_box_and_from_pooled_take_over_the_memory() {
 
 #[test]
 fn try_new_and_try_new_in_succeed_like_new() {
+    let _g = serial();
     let a = Shared::try_new(String::from("x")).unwrap();
     assert_eq!(*a, "x");
     let z = Shared::try_new(()).unwrap();
