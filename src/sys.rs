@@ -511,6 +511,17 @@ pub(crate) fn catch_signal(sig: i32, handler: extern "C" fn(i32)) -> Result<(), 
 pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
     // Uninitialised: `pthread_t` is an integer on glibc, a pointer on musl.
     let mut tid = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
+    // The thread starts with every signal blocked (it inherits the mask in
+    // force at creation), so that no signal meant for the program's own
+    // threads is delivered to one of ours.
+    let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `all` is a valid out-pointer that sigfillset initialises;
+    // `old` receives the calling thread's mask.
+    let masked = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr()) == 0
+    };
     // SAFETY: `tid` is a valid out-pointer; default attributes (null), a
     // valid entry point and argument.
     let rc = unsafe {
@@ -521,6 +532,10 @@ pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c
             core::ptr::null_mut(),
         )
     };
+    if masked {
+        // SAFETY: `old` was written by the successful pthread_sigmask above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut()) };
+    }
     if rc != 0 {
         return false;
     }
