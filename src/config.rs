@@ -7,7 +7,7 @@
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
 //! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
-//! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
+//! | `background_thread` | bool | `true` | a thread of the allocator's own, started at the first frees, purges expired pages (and idle pools) even when the program is idle; with `false` threads purge on their own allocator calls only |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
 //! | `stats_signal` | signal name (`SIGUSR2`, `USR2`) or number | none | Linux, once the arena has started: print [`crate::arena::stats_print`] (arena, pools, handles) and a line `___ end of hotpool statistics ___` to stderr each time the process gets this signal. A signal the program already handles or ignores is left alone (one warning); `SIGKILL`, `SIGSTOP` and fault signals are refused. Printed by a thread of hotpool's; a fork child's signal prints nothing |
 //! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type, without allocating (with `leak_backtrace`, the stacks' symbols allocate); `debug`: only in debug builds |
@@ -42,7 +42,8 @@ pub struct ArenaConf {
     pub tcache_max: usize,
     /// Milliseconds before dirty pages are purged; 0 at once, negative never.
     pub decay_ms: i64,
-    /// Whether a background thread purges expired pages.
+    /// Whether a background thread purges expired pages (started lazily;
+    /// off under Miri and loom, whose models run no threads of ours).
     pub background_thread: bool,
     /// Whether statistics are printed to stderr at exit.
     pub stats_print: bool,
@@ -68,7 +69,7 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     tcache: true,
     tcache_max: 32768,
     decay_ms: 10_000,
-    background_thread: false,
+    background_thread: !cfg!(any(miri, loom)),
     stats_print: false,
     stats_signal: 0,
     leak_report: false,

@@ -100,11 +100,12 @@ fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<No
     huge_publish(base, obj, keep - off)
 }
 
-/// Unmaps a huge block.
+/// Frees a huge block: with `keep`, a chunk-aligned mapping is kept for
+/// reuse until `decay_ms` passes; otherwise it is unmapped at once.
 ///
 /// # Safety
 /// `h` is the header of a live huge block no one uses any more.
-pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
+pub(crate) unsafe fn huge_free(h: *mut HugeHeader, keep: bool) {
     // SAFETY: per the contract.
     let (base, len, usable) = unsafe {
         super::registry::remove_huge(h);
@@ -117,7 +118,7 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
     }
     HUGE_BYTES.fetch_sub(usable, Relaxed);
     let now = sys::now_ms();
-    let kept = if base as usize % CHUNK == 0 {
+    let kept = if keep && base as usize % CHUNK == 0 {
         super::huge_cache::put(base as usize, len, now, decay_ms())
     } else {
         None

@@ -6,7 +6,7 @@ use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
 
 use super::heap::Arena;
-use super::purge::{set_background_thread, BG_RUNNING, BG_WANTED};
+use super::purge::{BG_RUNNING, BG_WANTED};
 use super::tcache;
 use crate::config::{self, ArenaConf};
 use crate::sys;
@@ -164,10 +164,9 @@ fn init_slow() -> bool {
         sys::at_exit(print_at_exit);
     }
     *CONF.lock() = conf;
+    // Wanted, started lazily (`purge::start_lazily`).
+    BG_WANTED.store(conf.background_thread, Relaxed);
     STATE.store(2, Release);
-    if conf.background_thread {
-        set_background_thread(true);
-    }
     super::stats::start_signal_report();
     made > 0
 }
@@ -206,9 +205,14 @@ unsafe extern "C" fn fork_parent() {
 unsafe extern "C" fn fork_child() {
     // SAFETY: same handler as the parent's; the child has one thread.
     unsafe { fork_parent() };
-    // The purge thread does not exist in the child.
+    // The purge thread does not exist in the child: runs it was purging go
+    // back on the dirty lists, and a wanted purger starts again lazily.
     BG_RUNNING.store(false, Relaxed);
-    BG_WANTED.store(false, Relaxed);
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_child();
+        }
+    }
 }
 
 /// Under loom, first thing in every model execution: the allocator starts

@@ -96,6 +96,7 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+pub(crate) use purge::set_idle_hook;
 pub(crate) use stats::{set_handle_report_hook, set_report_hook, start_signal_report};
 pub use stats::{ArenaStats, ClassStats};
 
@@ -599,16 +600,22 @@ pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
     huge::huge_alloc(size, align, false, false)
 }
 
-/// Frees a block from [`alloc_chunk`] as a huge block: unmapped, or kept
-/// mapped for reuse until `decay_ms` passes (see the module docs).
+/// Frees a block from [`alloc_chunk`] as a huge block: with `keep`, kept
+/// mapped for reuse until `decay_ms` passes (see the module docs), else
+/// unmapped at once (a pool trimmed because it went idle).
 ///
 /// # Safety
 ///
 /// `ptr` must come from [`alloc_chunk`] and not be used afterwards.
-pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>) {
-    // SAFETY: the caller's contract; chunks are huge blocks, never seen by
-    // the debug checks.
-    unsafe { free::free_unchecked(ptr.as_ptr()) }
+pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>, keep: bool) {
+    // SAFETY: the caller's contract: a live huge block of ours, never seen
+    // by the debug checks.
+    unsafe {
+        match chunk::lookup(ptr.as_ptr()) {
+            chunk::Owner::Huge(h) => huge::huge_free(h, keep),
+            chunk::Owner::Run(_) => free::free_unchecked(ptr.as_ptr()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -620,7 +627,7 @@ mod tests {
         // SAFETY: the chunk is ours, written in bounds, freed once.
         unsafe {
             p.as_ptr().write_bytes(7, 1 << 20);
-            super::dealloc_chunk(p);
+            super::dealloc_chunk(p, true);
         }
     }
 }

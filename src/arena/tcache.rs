@@ -341,15 +341,18 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
     }
 }
 
-/// Every 256 slow-path events, purge expired dirty pages of our arena.
+/// Every 256 slow-path events: start the background purger if it is
+/// wanted and not running yet (here, where no lock is held), else purge
+/// expired dirty pages of our arena.
 fn tick(tc: *mut Tcache) {
     // SAFETY: `tc` is the calling thread's live cache; `events` and `arena`
     // are only touched by it.
     unsafe {
         (*tc).events = (*tc).events.wrapping_add(1);
-        if (*tc).events % 256 == 0 {
-            (*(*tc).arena).decay_tick();
-            huge::huge_purge(crate::sys::now_ms());
+        if (*tc).events % 256 == 0 && !super::purge::start_lazily() {
+            let now = crate::sys::now_ms();
+            (*(*tc).arena).decay_inline(now);
+            huge::huge_purge(now);
         }
     }
 }

@@ -331,7 +331,7 @@ impl<T> Pool<T> {
         unsafe {
             (*p).new_epoch();
             local::flush_current(p);
-            Inner::trim_central(p, false);
+            Inner::trim_central(p, false, true);
         }
     }
 
@@ -392,7 +392,7 @@ impl<T> Drop for Pool<T> {
                 (*p).hot.0.closed.store(true, Ordering::Release);
                 (*p).new_epoch();
                 local::flush_current(p);
-                Inner::trim_central(p, true);
+                Inner::trim_central(p, true, true);
             }
         }
     }
