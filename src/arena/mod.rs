@@ -600,6 +600,12 @@ pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
     huge::huge_alloc(size, align, false, false)
 }
 
+/// Unmaps the freed huge mappings the arena keeps for reuse (what
+/// [`trim`] does to them), for a pool's trim.
+pub(crate) fn unmap_kept() {
+    huge::huge_purge(u64::MAX);
+}
+
 /// Frees a block from [`alloc_chunk`] as a huge block: with `keep`, kept
 /// mapped for reuse until `decay_ms` passes (see the module docs), else
 /// unmapped at once (a pool trimmed because it went idle).

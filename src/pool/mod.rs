@@ -305,9 +305,10 @@ impl<T> Pool<T> {
     /// Gives memory back: empties the depot and the calling thread's free
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
-    /// the backing allocator (with [`Backing::Os`], straight to the OS; with
-    /// the default [`Backing::Arena`], as freed huge blocks of the arena,
-    /// unmapped or kept for reuse until `decay_ms` passes).
+    /// the OS at once (with the default [`Backing::Arena`] too: a trim asks
+    /// for the memory back, so the arena does not keep these chunks for
+    /// reuse, and unmaps the huge mappings it kept, where chunks this pool
+    /// freed earlier may be; with [`Backing::System`], to `malloc`).
     ///
     /// Another thread notices the request at its next free into the pool or
     /// when its list runs dry; allocations in between may still reuse
@@ -328,11 +329,21 @@ impl<T> Pool<T> {
             return;
         }
         // SAFETY: the handle keeps the pool alive for the whole call.
-        unsafe {
+        let backing = unsafe {
+            let backing = (*p).hot.0.config.backing;
             (*p).new_epoch();
             local::flush_current(p);
-            Inner::trim_central(p, false, true);
+            Inner::trim_central(p, false, false);
+            backing
+        };
+        // Chunks this pool released earlier (as its objects came back) may
+        // sit among the arena's kept huge mappings.
+        #[cfg(target_os = "linux")]
+        if matches!(backing, Backing::Arena) {
+            crate::arena::unmap_kept();
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = backing;
     }
 
     /// Runs `f` while holding this pool's central lock (the depot's), as a
