@@ -23,7 +23,7 @@
 //!        |  freed runs are dirty; after `decay_ms` (or on trim) their pages
 //!        v  go back with madvise(MADV_DONTNEED); free chunks unmap on trim
 //!  OS: chunks, huge objects (> 1 MiB or alignment > 256 KiB) mapped directly;
-//!      the last two freed huge mappings (16 MiB in all) are kept for reuse
+//!      up to eight freed huge mappings (64 MiB in all) are kept for reuse
 //!      until `decay_ms` passes
 //! ```
 //!
@@ -49,11 +49,12 @@
 //! * Memory goes back to the OS: free pages are purged `decay_ms` after
 //!   they were freed (checked on allocator activity, or by the background
 //!   thread); [`trim`] purges everything now and unmaps wholly free chunks.
-//!   A freed huge object is unmapped at once, unless it is one of the last
-//!   two (16 MiB in all), which stay mapped for the next huge request until
-//!   `decay_ms` passes (counted as `dirty`).
+//!   A freed huge object is unmapped at once, unless the cache of freed
+//!   huge mappings (eight, 64 MiB in all) keeps it for the next huge
+//!   request until `decay_ms` passes (counted as `dirty`).
 //! * After `fork` the child can allocate (every lock is held across the
-//!   fork); the background thread does not exist in the child.
+//!   fork); the background thread does not exist in the child, and starts
+//!   again there lazily.
 //! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
 //!   handlers must hold them without guards.
 //!
