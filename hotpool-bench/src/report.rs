@@ -695,7 +695,8 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
          allocator, then each repetition starts one child per contestant, in turn, which runs \
          the work once untimed and once timed and reports its VmHWM; the figure is the median \
          child's. This program's global allocator dispatches on a choice made once per process \
-         (one predictable branch per call, the same for every contestant).\n\
+         (a jump through a table per call, always to the same place; the same for every \
+         contestant).\n\
          - Peak RSS growth: each (workload, contestant) runs once more, alone, in a child process \
          (this program re-executed), at the largest thread count with the work of one \
          repetition; the figure is the child's VmHWM after the run minus its VmHWM before it.\n\
