@@ -43,9 +43,13 @@
 //!   space) on page metadata; only the entries of pages in use are touched,
 //!   so the resident cost is a fraction of that.
 //! * A thread cache holds at most 128 objects per class (fewer for big
-//!   classes; 8 for large classes up to `tcache_max`); it is flushed when
-//!   the thread exits and by [`trim`] on the calling thread. Other threads'
-//!   cached objects stay theirs until they flush.
+//!   classes; 8 for large classes up to `tcache_max`, at most half the
+//!   budget per class) and at most `tcache_bytes` (128 KiB by default) in
+//!   all, whether or not the thread still calls: a thread that goes quiet
+//!   holds no more. Classes left unused give back 3/4 of their unused
+//!   objects every 256 slow-path events of the thread (incremental GC). A
+//!   cache is flushed when the thread exits and by [`trim`] on the calling
+//!   thread; other threads' cached objects stay theirs until then.
 //! * Memory goes back to the OS: free pages are purged `decay_ms` after
 //!   they were freed (checked on allocator activity, or by the background
 //!   thread); [`trim`] purges everything now and unmaps wholly free chunks.
@@ -67,6 +71,7 @@
 //! | `mapped` | bytes mapped: chunks, huge mappings, metadata |
 //! | `metadata` | bytes of metadata: base blocks, chunk headers |
 //! | `dirty` | bytes of free pages not yet purged, kept huge mappings included |
+//! | `tcache_bytes` | bytes of free objects in threads' caches (at most `tcache_bytes` of the config per thread) |
 //! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects |
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].

@@ -56,6 +56,16 @@ pub struct ArenaStats {
     pub dirty: usize,
     /// Pages purged, cumulative, in bytes.
     pub purged: u64,
+    /// Bytes of free objects held in threads' caches (class sizes), all
+    /// threads together; each thread holds at most `tcache_bytes` (see
+    /// [`crate::config`]). Counted as free in `allocated` and `classes`,
+    /// as part of `active` (their slabs and runs are in use).
+    ///
+    /// ```
+    /// let s = hotpool::arena::stats();
+    /// assert!(s.tcache_bytes <= s.active);
+    /// ```
+    pub tcache_bytes: usize,
     /// Arenas in use.
     pub narenas: usize,
     /// Huge allocations made, cumulative.
@@ -110,6 +120,7 @@ pub(crate) fn collect() -> ArenaStats {
         metadata,
         dirty,
         purged,
+        tcache_bytes: tcache::cached_bytes(),
         narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
@@ -125,8 +136,13 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let _ = writeln!(t, "___ hotpool arena statistics ___");
     let _ = writeln!(
         t,
-        "config: narenas:{} tcache:{} tcache_max:{} decay_ms:{} background_thread:{}",
-        conf.narenas, conf.tcache, conf.tcache_max, conf.decay_ms, conf.background_thread
+        "config: narenas:{} tcache:{} tcache_max:{} tcache_bytes:{} decay_ms:{} background_thread:{}",
+        conf.narenas,
+        conf.tcache,
+        conf.tcache_max,
+        conf.tcache_bytes,
+        conf.decay_ms,
+        conf.background_thread
     );
     for (name, v) in [
         ("allocated", s.allocated),
@@ -135,6 +151,7 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
         ("mapped", s.mapped),
         ("metadata", s.metadata),
         ("dirty", s.dirty),
+        ("tcache", s.tcache_bytes),
     ] {
         let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
     }
@@ -201,8 +218,8 @@ pub(crate) fn stats_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
-        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.narenas,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.narenas,
         s.huge_nmalloc, s.huge_nfree
     );
     for (i, c) in s.classes.iter().enumerate() {
