@@ -6,8 +6,8 @@
 //! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the one with the fewest threads |
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
 //! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
-//! | `tcache_bytes` | 0..=67108864 | 131072 (128 KiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |
-//! | `pool_thread_bytes` | 0..=1073741824 | 131072 (128 KiB) | bytes of free objects one thread may hold in the free lists of all pools together; 0 caches nothing |
+//! | `tcache_bytes` | 0..=67108864 | 196608 (192 KiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |
+//! | `pool_thread_bytes` | 0..=1073741824 | 65536 (64 KiB) | bytes of free objects one thread may hold in the free lists of all pools together; 0 caches nothing |
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
 //! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
@@ -73,8 +73,8 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     narenas: 0,
     tcache: true,
     tcache_max: 32768,
-    tcache_bytes: 128 << 10,
-    pool_thread_bytes: 128 << 10,
+    tcache_bytes: 192 << 10,
+    pool_thread_bytes: 64 << 10,
     decay_ms: 10_000,
     background_thread: false,
     stats_print: false,

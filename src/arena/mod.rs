@@ -44,7 +44,7 @@
 //!   so the resident cost is a fraction of that.
 //! * A thread cache holds at most 128 objects per class (fewer for big
 //!   classes; 8 for large classes up to `tcache_max`, at most half the
-//!   budget per class) and at most `tcache_bytes` (128 KiB by default) in
+//!   budget per class) and at most `tcache_bytes` (192 KiB by default) in
 //!   all, whether or not the thread still calls: a thread that goes quiet
 //!   holds no more. Classes left unused give back 3/4 of their unused
 //!   objects every 256 slow-path events of the thread (incremental GC). A
@@ -72,7 +72,7 @@
 //! | `metadata` | bytes of metadata: base blocks, chunk headers |
 //! | `dirty` | bytes of free pages not yet purged, kept huge mappings included |
 //! | `tcache_bytes` | bytes of free objects in threads' caches (at most `tcache_bytes` of the config per thread) |
-//! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects |
+//! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects; `cached`: free objects in threads' caches |
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].
 

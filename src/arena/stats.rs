@@ -30,6 +30,8 @@ pub struct ClassStats {
     pub nfree: u64,
     /// Objects users hold now (`nmalloc - nfree`).
     pub current: u64,
+    /// Free objects held in threads' caches (counted as freed in `nfree`).
+    pub cached: u64,
 }
 
 /// A snapshot of the arena allocator; see [`crate::arena`] for the table of
@@ -93,6 +95,8 @@ pub(crate) fn collect() -> ArenaStats {
         purged += a.purged_pages.load(Relaxed) * PAGE as u64;
     }
     tcache::sum_counts(&mut nmalloc, &mut nfree);
+    let mut cached = [0u64; NCLASSES];
+    tcache::sum_cached(&mut cached);
     let classes: Vec<ClassStats> = (0..NCLASSES)
         .map(|c| ClassStats {
             size: CLASS_SIZE[c],
@@ -100,6 +104,7 @@ pub(crate) fn collect() -> ArenaStats {
             nmalloc: nmalloc[c],
             nfree: nfree[c],
             current: nmalloc[c].saturating_sub(nfree[c]),
+            cached: cached[c],
         })
         .collect();
     let huge = HUGE_BYTES.load(Relaxed);
@@ -120,7 +125,9 @@ pub(crate) fn collect() -> ArenaStats {
         metadata,
         dirty,
         purged,
-        tcache_bytes: tcache::cached_bytes(),
+        tcache_bytes: (0..NCLASSES)
+            .map(|c| cached[c] as usize * CLASS_SIZE[c])
+            .sum(),
         narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
@@ -225,13 +232,14 @@ pub(crate) fn stats_json() -> String {
     for (i, c) in s.classes.iter().enumerate() {
         let _ = write!(
             t,
-            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{}}}",
+            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{},\"cached\":{}}}",
             if i == 0 { "" } else { "," },
             c.size,
             c.small,
             c.nmalloc,
             c.nfree,
-            c.current
+            c.current,
+            c.cached
         );
     }
     t.push_str("]}");

@@ -7,7 +7,7 @@
 //! * free pushes onto the *freeing* thread's stack, whichever thread
 //!   allocated; when full, the older half is flushed to the owning arenas'
 //!   bins, each under that bin's lock. No global lock anywhere.
-//! * a thread's cache holds at most `tcache_bytes` (128 KiB by default) of
+//! * a thread's cache holds at most `tcache_bytes` (192 KiB by default) of
 //!   free objects, all classes together, by construction: each class's
 //!   bound (`max`, what the free fast path compares with) is a *grant* of
 //!   `max * size` bytes from that budget, and the grants never add up to
@@ -638,21 +638,19 @@ pub(crate) fn sum_counts(nmalloc: &mut [u64; NCLASSES], nfree: &mut [u64; NCLASS
     }
 }
 
-/// Bytes of free objects in every thread's cache (class sizes).
-pub(crate) fn cached_bytes() -> usize {
+/// Adds the free objects in every thread's cache, per class, into `out`.
+pub(crate) fn sum_cached(out: &mut [u64; NCLASSES]) {
     let reg = REGISTRY.lock();
-    let mut bytes = 0;
     let mut tc = reg.all;
     while !tc.is_null() {
         // SAFETY: caches live forever; the heights are atomics.
         unsafe {
             for (c, bin) in (*tc).counts.iter().enumerate() {
-                bytes += bin.n.load(Relaxed) as usize * CLASS_SIZE[c];
+                out[c] += u64::from(bin.n.load(Relaxed));
             }
             tc = (*tc).next_all;
         }
     }
-    bytes
 }
 
 /// Under loom: forgets the previous execution's caches.

@@ -38,8 +38,10 @@
 //! * No per-object header: an object takes its size rounded up to its
 //!   alignment. Each chunk (1 MiB or more) spends one cache line plus one bit
 //!   per slot on its header: 0.3% for 64-byte objects.
-//! * Free objects cached per thread are bounded by `local_max` per pool;
-//!   they are not counted as in use, and a trim reclaims them.
+//! * Free objects cached per thread are bounded by `local_max` per pool
+//!   and by a byte budget across all pools (`pool_thread_bytes`, 64 KiB by
+//!   default; [`set_thread_bytes`]): a thread that goes quiet holds at most
+//!   that much. They are not counted as in use, and a trim reclaims them.
 //! * Zero-sized types take no memory and never touch the pool.
 //! * Pools are found from object addresses, so each `Pooled<T>` is one
 //!   pointer. Unsized `Pooled<dyn Trait>` and `Pooled<[T]>` are made with
@@ -411,6 +413,30 @@ pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
 
 /// Reports a free that cannot be valid and aborts before memory is corrupted.
 #[cold]
+/// Sets the byte budget of each thread's free lists, all pools together
+/// (objects times slot size); `HOTPOOL_CONF=pool_thread_bytes:N` sets it at
+/// start-up, 64 KiB by default. A list that runs dry always gets a batch's
+/// worth, taken from the thread's other lists if need be (so a bound below
+/// one batch of a pool costs that pool a trip to its depot more often);
+/// with a budget below one slot, that pool's objects bypass the lists. A
+/// lower budget applies to a thread at its next list growth, when other
+/// lists give back what exceeds it. Use it to trade memory held by idle
+/// threads against trips to the depots; [`PoolConfig::local_max`] still
+/// bounds each list.
+///
+/// ```
+/// use hotpool::Pool;
+/// static P: Pool<[u8; 1024]> = Pool::new();
+/// hotpool::pool::set_thread_bytes(16 << 10);
+/// let burst: Vec<_> = (0..1000).map(|_| P.alloc([0; 1024])).collect();
+/// drop(burst);
+/// assert!(P.stats().local_free * 1024 <= 16 << 10);
+/// hotpool::pool::set_thread_bytes(64 << 10);
+/// ```
+pub fn set_thread_bytes(bytes: usize) {
+    local::set_thread_bytes(bytes);
+}
+
 pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! {
     crate::report::abort_with(format_args!(
         "hotpool: invalid free: the `{type_name}` at {obj:p} {what}"
