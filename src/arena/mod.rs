@@ -43,10 +43,9 @@
 //!   space) on page metadata; only the entries of pages in use are touched,
 //!   so the resident cost is a fraction of that.
 //! * A thread cache holds at most 128 objects per class (fewer for big
-//!   classes; 8 for large classes up to `tcache_max`, at most half the
-//!   budget per class) and at most `tcache_bytes` (192 KiB by default) in
-//!   all, whether or not the thread still calls: a thread that goes quiet
-//!   holds no more. Classes left unused give back 3/4 of their unused
+//!   classes; 8 for large classes up to `tcache_max`) and at most
+//!   `tcache_bytes` (192 KiB by default) in all, whether or not the thread
+//!   still calls: a thread that goes quiet holds no more. Classes left unused give back 3/4 of their unused
 //!   objects every 256 slow-path events of the thread (incremental GC). A
 //!   cache is flushed when the thread exits and by [`trim`] on the calling
 //!   thread; other threads' cached objects stay theirs until then.
