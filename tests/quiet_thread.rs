@@ -1,14 +1,14 @@
 //! A thread that goes quiet holds little: its arena cache and its pool
 //! lists are bounded by byte budgets (`tcache_bytes` + `pool_thread_bytes`,
-//! 256 KiB together by default) whatever it did before, and a class it
-//! stops using gives its cached objects back over the GC events of its
-//! other work. Linux only (the arena).
+//! 256 KiB together by default) whatever it did before, and a size class
+//! or a pool it stops using gives its cached objects back over the GC
+//! events of its other work. Linux only (the arena).
 #![cfg(target_os = "linux")]
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::{mpsc, Mutex, MutexGuard};
 
-use hotpool::{arena, config, HotAlloc, Pool};
+use hotpool::{arena, config, HotAlloc, Pool, PoolConfig};
 
 /// The tests read process-wide figures: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -147,6 +147,42 @@ fn a_class_left_unused_shrinks_over_gc_events_while_another_is_used() {
         assert_eq!(*seen.last().unwrap(), 0, "{seen:?}");
         // The class in use keeps its cache.
         assert!(cached(14336) > 0);
+    })
+    .join()
+    .unwrap();
+}
+
+static IDLE_POOL: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().batch(32));
+static BUSY_POOL: Pool<[u8; 64]> = Pool::with_config(PoolConfig::new().batch(4).local_max(8));
+
+#[test]
+fn a_pool_list_left_unused_shrinks_over_gc_events_while_another_is_used() {
+    let _g = serial();
+    std::thread::spawn(|| {
+        let burst: Vec<_> = (0..100).map(|i| IDLE_POOL.alloc([i as u8; 64])).collect();
+        drop(burst);
+        let start = IDLE_POOL.stats().local_free;
+        assert!(start > 0);
+        let mut seen = vec![start];
+        for _ in 0..2000 {
+            // Runs of 40 objects through a list of at most 8, moved 4 at a
+            // time: slow-path events.
+            let run: Vec<_> = (0..40).map(|i| BUSY_POOL.alloc([i as u8; 64])).collect();
+            drop(run);
+            let now = IDLE_POOL.stats().local_free;
+            if now != *seen.last().unwrap() {
+                seen.push(now);
+            }
+            if now == 0 {
+                break;
+            }
+        }
+        assert!(seen.windows(2).all(|w| w[1] < w[0]), "{seen:?}");
+        assert!(seen.len() >= 3, "{seen:?}");
+        assert_eq!(*seen.last().unwrap(), 0, "{seen:?}");
+        // What the idle list gave back went to its pool's depot.
+        assert!(IDLE_POOL.stats().depot_free >= start);
+        assert!(BUSY_POOL.stats().local_free > 0);
     })
     .join()
     .unwrap();

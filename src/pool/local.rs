@@ -18,12 +18,21 @@
 //! construction: an entry's `bound` (what the free fast path compares with,
 //! as it compared with the stack's capacity before) is a *grant* of
 //! `bound * slot` bytes from that budget, and the grants never add up to
-//! more. Grants are made on the slow paths only: a list that runs dry gets
-//! at least one batch's worth, taking from the largest other grant (halved,
-//! its objects above the new bound moved to their depot) when the budget is
-//! spent; a full list grows from what is left, up to `local_max`, else moves
-//! a batch to the depot as before. A thread that stops calling holds at most
+//! more. Grants are made on the slow paths only: a list that runs dry or
+//! overflows grows from what is left of the budget, up to a batch (dry) or
+//! `local_max` (full; else it moves a batch to the depot as before); a list
+//! without a grant that finds the budget spent halves the largest other
+//! grant (the objects above the new bound go to their depot). A list whose
+//! bound is below a batch refills that many objects at a time. A thread that stops calling holds at most
 //! its budget, whatever it did before.
+//!
+//! Lists left unused shrink gradually (the arena's incremental GC): every
+//! [`GC_EVENTS`] slow-path events of a thread, each of its lists gives 3/4
+//! of its low-water mark (the objects at the bottom of its stack that no
+//! allocation reached since the last event) back to its pool, and its grant
+//! shrinks by as much. The allocation fast path pops only above the mark
+//! (the compare it made with 0 is now made with the mark); reaching the
+//! mark takes the slow path, which lowers it.
 //!
 //! Other threads read an entry's `stamp` and `len` (atomics) for statistics;
 //! everything else is touched only by the owning thread.
@@ -39,6 +48,9 @@ use crate::error::AllocError;
 use crate::sync::stat::{AtomicU64, AtomicUsize};
 use crate::sync::{const_thread_local, Ordering, Wait};
 
+/// Slow-path events of a thread between two GC events.
+const GC_EVENTS: u32 = 256;
+
 /// Pool ids served from the thread-local block without indirection.
 /// (Fewer under loom, where every entry is state the model carries.)
 pub(crate) const INLINE: usize = if cfg!(loom) { 4 } else { 32 };
@@ -49,6 +61,9 @@ pub(crate) struct Entry {
     stamp: AtomicU64,
     /// Objects on the stack.
     len: AtomicUsize,
+    /// Low-water mark of `len` since the last GC event: the bottom `low`
+    /// objects were not reached since. At most `len`.
+    low: Cell<usize>,
     /// Capacity of `slots`.
     cap: Cell<usize>,
     /// The free path's bound, at most `cap`: the entry's grant from the
@@ -79,6 +94,8 @@ pub(crate) struct ThreadCache {
     /// Bytes granted to the entries: the sum of their `grant`, at most the
     /// budget (unless [`set_thread_bytes`] lowered it since).
     granted: Cell<usize>,
+    /// Slow-path events, for the GC.
+    events: Cell<u32>,
 }
 
 /// The per-thread byte budget of all pools' lists; `usize::MAX` until read
@@ -191,6 +208,7 @@ impl Entry {
         Entry {
             stamp: AtomicU64::new(0),
             len: AtomicUsize::new(0),
+            low: Cell::new(0),
             cap: Cell::new(0),
             bound: Cell::new(0),
             grant: Cell::new(0),
@@ -234,6 +252,7 @@ impl Entry {
 
     /// Hands every cached object back to the pool it belongs to.
     fn flush(&self, to_depot: bool) {
+        self.low.set(0);
         let n = self.len.swap(0, Ordering::Relaxed);
         if n > 0 {
             // SAFETY: the entry held n free objects of `inner`, which keep it
@@ -252,6 +271,51 @@ impl ThreadCache {
             last_free: Cell::new(ptr::null()),
             retired: Cell::new(false),
             granted: Cell::new(0),
+            events: Cell::new(0),
+        }
+    }
+
+    /// Counts a slow-path event; every [`GC_EVENTS`], runs the GC.
+    fn tick(&self) {
+        let events = self.events.get().wrapping_add(1);
+        self.events.set(events);
+        if events % GC_EVENTS == 0 {
+            self.gc();
+        }
+    }
+
+    /// The GC event: every list hands 3/4 of its low-water mark (rounded
+    /// up), its oldest objects, back to its pool, and its grant shrinks by
+    /// as much; then the marks restart at the lengths.
+    fn gc(&self) {
+        for e in self.entries() {
+            let low = e.low.get();
+            if low > 0 {
+                let k = low - low / 4;
+                let n = e.len.load(Ordering::Relaxed);
+                let inner = e.inner.get();
+                // SAFETY: the entry holds n >= low > 0 objects of `inner`,
+                // which keep it alive.
+                let current = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
+                let to_depot = current == e.stamp.load(Ordering::Relaxed);
+                let slots = e.slots.get();
+                e.len.store(n - k, Ordering::Relaxed);
+                // SAFETY: the bottom k entries are free objects of `inner`,
+                // now off the stack (the rest, if any, keep `inner` alive;
+                // it is not used after the call otherwise); then the n - k
+                // above them move down, inside the stack.
+                unsafe {
+                    Inner::put(inner, slots, k, to_depot);
+                    ptr::copy(slots.add(k), slots, n - k);
+                }
+                // `k <= n <= bound`: the grant shrinks by k objects.
+                let (bound, grant) = (e.bound.get(), e.grant.get());
+                let freed = grant / bound * k;
+                e.bound.set(bound - k);
+                e.grant.set(grant - freed);
+                self.granted.set(self.granted.get() - freed);
+            }
+            e.low.set(e.len.load(Ordering::Relaxed));
         }
     }
 
@@ -269,11 +333,16 @@ impl ThreadCache {
     }
 
     /// Raises `e`'s bound toward `want` objects of `slot` bytes from what is
-    /// left of the thread's budget (growing its storage to match). While
-    /// that cannot reach `need` objects, or the grants exceed a budget
-    /// lowered since they were made, the largest grant of another entry is
-    /// halved, until none is left. Returns the bound.
-    fn grow_bound(&self, e: &Entry, slot: usize, want: usize, need: usize) -> usize {
+    /// left of the thread's budget (growing its storage to match). While an
+    /// entry without a grant finds no room for one object, or the grants
+    /// exceed a budget lowered since they were made, the largest grant of
+    /// another entry is halved, until none is left. Returns the bound.
+    ///
+    /// Only a first grant takes from other entries: growing by taking, when
+    /// the budget is spent, makes caches of a mixed workload take from each
+    /// other at every miss (measured on the arena's caches, which follow the
+    /// same rule).
+    fn grow_bound(&self, e: &Entry, slot: usize, want: usize) -> usize {
         let slot = slot.max(1);
         let budget = thread_bytes();
         let bound = e.bound.get();
@@ -281,6 +350,7 @@ impl ThreadCache {
             return bound;
         }
         let free = |tc: &ThreadCache| budget.saturating_sub(tc.granted.get()) / slot;
+        let need = usize::from(bound == 0);
         while (self.granted.get() > budget || bound + free(self) < need) && self.steal(e) {}
         let new = want.min(bound + free(self));
         if new <= bound {
@@ -313,6 +383,7 @@ impl ThreadCache {
         let n = v.len.load(Ordering::Relaxed);
         if n > new {
             v.len.store(new, Ordering::Relaxed);
+            v.low.set(v.low.get().min(new));
             let inner = v.inner.get();
             // SAFETY: the entry held n > 0 objects of `inner`, which keep it
             // alive until they are handed over here.
@@ -450,8 +521,9 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
                 // No stamp check: an entry holding objects serves the live
                 // pool with this id (its objects keep that pool alive, so the
                 // id cannot have passed to another pool). A trim epoch is
-                // noticed at the next free or when the list runs dry.
-                if n > 0 {
+                // noticed at the next free or when the list runs dry. The
+                // pop stops at the low-water mark (`low <= n`).
+                if n > e.low.get() {
                     e.len.store(n - 1, Ordering::Relaxed);
                     // SAFETY: the stack holds n > 0 initialized entries, each
                     // a free object of the pool with this id, which is ours.
@@ -545,9 +617,8 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
     let (config, slot) = unsafe { (&(*inner).hot.0.config, (*inner).hot.0.geo.slot) };
     let mut n = e.len.load(Ordering::Relaxed);
     if n == 0 {
-        // At least a batch's worth of the budget, taken from other pools'
-        // lists if need be.
-        let bound = tc.grow_bound(e, slot, config.batch, config.batch);
+        tc.tick();
+        let bound = tc.grow_bound(e, slot, config.batch);
         if bound == 0 {
             // The budget cannot hold one object of this pool.
             return alloc_uncached(inner);
@@ -558,6 +629,8 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
     // SAFETY: n > 0 objects on the stack.
     let p = unsafe { *e.slots.get().add(n - 1) };
     e.len.store(n - 1, Ordering::Relaxed);
+    // A pop at the mark (the fast path stopped there) lowers it.
+    e.low.set(e.low.get().min(n - 1));
     // SAFETY: objects are never null.
     Ok(unsafe { NonNull::new_unchecked(p) })
 }
@@ -585,12 +658,13 @@ fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
     }
     // SAFETY: `obj` keeps `inner` alive.
     let (config, slot) = unsafe { (&(*inner).hot.0.config, (*inner).hot.0.geo.slot) };
+    // The GC may shorten the list: its length is read after.
+    tc.tick();
     let mut n = e.len.load(Ordering::Relaxed);
     if n == e.bound.get() {
-        // Grow toward `local_max` from what is left of the budget (taking
-        // from other pools' lists only up to one batch).
+        // Grow toward `local_max` from what is left of the budget.
         let want = (n * 2).max(config.batch).min(config.local_max);
-        let bound = tc.grow_bound(e, slot, want, config.batch);
+        let bound = tc.grow_bound(e, slot, want);
         if bound == 0 {
             // The budget cannot hold one object of this pool.
             // SAFETY: a free object of `inner`; `inner` is not used afterwards.
@@ -601,6 +675,7 @@ fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
             let moved = config.batch.min(n);
             n -= moved;
             e.len.store(n, Ordering::Relaxed);
+            e.low.set(e.low.get().min(n));
             // SAFETY: the top `moved` entries are free objects of `inner`,
             // now off the stack; `obj` still keeps `inner` alive.
             unsafe { Inner::put(inner, e.slots.get().add(n), moved, true) };

@@ -411,18 +411,18 @@ pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
     unsafe { (*base.cast::<chunk::ChunkHeader>()).owner }
 }
 
-/// Reports a free that cannot be valid and aborts before memory is corrupted.
-#[cold]
 /// Sets the byte budget of each thread's free lists, all pools together
 /// (objects times slot size); `HOTPOOL_CONF=pool_thread_bytes:N` sets it at
-/// start-up, 64 KiB by default. A list that runs dry always gets a batch's
-/// worth, taken from the thread's other lists if need be (so a bound below
-/// one batch of a pool costs that pool a trip to its depot more often);
-/// with a budget below one slot, that pool's objects bypass the lists. A
-/// lower budget applies to a thread at its next list growth, when other
-/// lists give back what exceeds it. Use it to trade memory held by idle
-/// threads against trips to the depots; [`PoolConfig::local_max`] still
-/// bounds each list.
+/// start-up, 64 KiB by default. A list grows from what is left of the
+/// budget when it runs dry or overflows; a list that gets nothing takes
+/// room for one object from the thread's largest list, and one whose bound
+/// is below a batch refills fewer objects per trip to its depot. Lists left
+/// unused give their objects back gradually (every 256 slow-path events of
+/// the thread, 3/4 of what no allocation reached). With a budget below one
+/// slot, that pool's objects bypass the lists. A lower budget applies to a
+/// thread at its next list growth, when other lists give back what exceeds
+/// it. Use it to trade memory held by idle threads against trips to the
+/// depots; [`PoolConfig::local_max`] still bounds each list.
 ///
 /// ```
 /// use hotpool::Pool;
@@ -437,6 +437,8 @@ pub fn set_thread_bytes(bytes: usize) {
     local::set_thread_bytes(bytes);
 }
 
+/// Reports a free that cannot be valid and aborts before memory is corrupted.
+#[cold]
 pub(crate) fn report_bad_free(obj: *const u8, type_name: &str, what: &str) -> ! {
     crate::report::abort_with(format_args!(
         "hotpool: invalid free: the `{type_name}` at {obj:p} {what}"
