@@ -34,6 +34,8 @@ static TCACHE_ON: AtomicBool = AtomicBool::new(true);
 
 static TCACHE_MAX: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_max);
 
+static TCACHE_BYTES: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_bytes);
+
 static STATS_ON: AtomicBool = AtomicBool::new(true);
 
 pub(super) static CONF: crate::arena::lock::SpinLock<ArenaConf> =
@@ -54,6 +56,17 @@ pub(crate) fn tcache_enabled() -> bool {
 
 pub(crate) fn tcache_max() -> usize {
     TCACHE_MAX.load(Relaxed)
+}
+
+/// Bytes of free objects a thread's cache may hold (`tcache_bytes`).
+pub(crate) fn tcache_bytes() -> usize {
+    TCACHE_BYTES.load(Relaxed)
+}
+
+/// Sets `tcache_bytes` for thread caches made from now on.
+pub(crate) fn set_tcache_bytes(bytes: usize) {
+    TCACHE_BYTES.store(bytes, Relaxed);
+    CONF.lock().tcache_bytes = bytes;
 }
 
 #[inline(always)]
@@ -154,6 +167,7 @@ fn init_slow() -> bool {
     DECAY_MS.store(conf.decay_ms, Relaxed);
     TCACHE_ON.store(conf.tcache, Relaxed);
     TCACHE_MAX.store(conf.tcache_max, Relaxed);
+    TCACHE_BYTES.store(conf.tcache_bytes, Relaxed);
     if let Some(k) = sys::thread_key_create(tcache::thread_exit) {
         KEY.store(k as usize, Relaxed);
     } else {
@@ -233,6 +247,7 @@ pub(crate) fn loom_reset() {
     DECAY_MS.store(config::DEFAULT.decay_ms, Relaxed);
     TCACHE_ON.store(true, Relaxed);
     TCACHE_MAX.store(config::DEFAULT.tcache_max, Relaxed);
+    TCACHE_BYTES.store(config::DEFAULT.tcache_bytes, Relaxed);
     STATS_ON.store(true, Relaxed);
     *CONF.lock() = config::DEFAULT;
     STATE.store(0, Release);

@@ -38,8 +38,10 @@
 //! * No per-object header: an object takes its size rounded up to its
 //!   alignment. Each chunk (1 MiB or more) spends one cache line plus one bit
 //!   per slot on its header: 0.3% for 64-byte objects.
-//! * Free objects cached per thread are bounded by `local_max` per pool;
-//!   they are not counted as in use, and a trim reclaims them.
+//! * Free objects cached per thread are bounded by `local_max` per pool
+//!   and by a byte budget across all pools (`pool_thread_bytes`, 64 KiB by
+//!   default; [`set_thread_bytes`]): a thread that goes quiet holds at most
+//!   that much. They are not counted as in use, and a trim reclaims them.
 //! * Zero-sized types take no memory and never touch the pool.
 //! * Pools are found from object addresses, so each `Pooled<T>` is one
 //!   pointer. Unsized `Pooled<dyn Trait>` and `Pooled<[T]>` are made with
@@ -418,6 +420,32 @@ impl<T> Drop for Pool<T> {
 pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
     // SAFETY: per the contract, a chunk header is at `base`.
     unsafe { (*base.cast::<chunk::ChunkHeader>()).owner }
+}
+
+/// Sets the byte budget of each thread's free lists, all pools together
+/// (objects times slot size); `HOTPOOL_CONF=pool_thread_bytes:N` sets it at
+/// start-up, 8 MiB by default. A list grows from what is left of the
+/// budget when it runs dry or overflows; a list that gets nothing takes
+/// room for one object from the thread's largest list, and one whose bound
+/// is below a batch refills fewer objects per trip to its depot. Lists left
+/// unused give their objects back gradually (every 256 slow-path events of
+/// the thread, 3/4 of what no allocation reached). With a budget below one
+/// slot, that pool's objects bypass the lists. A lower budget applies to a
+/// thread at its next list growth, when other lists give back what exceeds
+/// it. Use it to trade memory held by idle threads against trips to the
+/// depots; [`PoolConfig::local_max`] still bounds each list.
+///
+/// ```
+/// use hotpool::Pool;
+/// static P: Pool<[u8; 1024]> = Pool::new();
+/// hotpool::pool::set_thread_bytes(16 << 10);
+/// let burst: Vec<_> = (0..1000).map(|_| P.alloc([0; 1024])).collect();
+/// drop(burst);
+/// assert!(P.stats().local_free * 1024 <= 16 << 10);
+/// hotpool::pool::set_thread_bytes(8 << 20);
+/// ```
+pub fn set_thread_bytes(bytes: usize) {
+    local::set_thread_bytes(bytes);
 }
 
 /// Reports a free that cannot be valid and aborts before memory is corrupted.
