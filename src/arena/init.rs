@@ -220,8 +220,17 @@ unsafe extern "C" fn fork_child() {
     // SAFETY: same handler as the parent's; the child has one thread.
     unsafe { fork_parent() };
     // The purge thread does not exist in the child: runs it was purging go
-    // back on the dirty lists, and a wanted purger starts again lazily.
+    // back on the dirty lists, and the child purges on its own allocator
+    // calls (as jemalloc's children do). Starting a thread in the child of
+    // a multi-threaded process is what POSIX leaves undefined until exec
+    // (and ThreadSanitizer refuses); `set_background_thread(true)` starts
+    // one where the program knows better.
     BG_RUNNING.store(false, Relaxed);
+    BG_WANTED.store(false, Relaxed);
+    // Not held across fork: a thread of the parent may have held it.
+    if let Some(mut conf) = CONF.try_lock() {
+        conf.background_thread = false;
+    }
     for i in 0..narenas() {
         if let Some(a) = arena(i) {
             a.fork_child();

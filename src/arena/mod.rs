@@ -56,8 +56,9 @@
 //!   huge mappings (eight, 64 MiB in all) keeps it for the next huge
 //!   request until `decay_ms` passes (counted as `dirty`).
 //! * After `fork` the child can allocate (every lock is held across the
-//!   fork); the background thread does not exist in the child, and starts
-//!   again there lazily.
+//!   fork); the background thread does not exist in the child, which
+//!   purges on its own allocator calls unless [`set_background_thread`]
+//!   starts one.
 //! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
 //!   handlers must hold them without guards.
 //!
