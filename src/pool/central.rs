@@ -76,9 +76,13 @@ pub(crate) struct Counters {
     /// and a store), so the background purger can tell an idle pool.
     pub activity: AtomicU64,
     /// The purger's own record (only it writes): the `activity` it last
-    /// saw, since when (ms), and whether it trimmed the pool since.
+    /// saw, since when (ms), and whether it trimmed the pool since. (No
+    /// purger where there is no arena.)
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub idle_seen: AtomicU64,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub idle_since: AtomicU64,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub idle_trimmed: AtomicBool,
 }
 
@@ -476,6 +480,7 @@ impl Inner {
     /// How long (ms) the purger has seen no batch move, or 0 when there was
     /// one since its last look or it trimmed the pool in this idle spell
     /// ([`Inner::mark_trimmed`]). Only the purger thread calls this.
+    #[cfg(target_os = "linux")]
     pub(crate) fn idle_for(&self, now: u64) -> u64 {
         let k = &self.counters.0;
         let seen = k.activity.load(Ordering::Relaxed);
@@ -493,12 +498,14 @@ impl Inner {
     }
 
     /// Records that the purger trimmed this pool in its current idle spell.
+    #[cfg(target_os = "linux")]
     pub(crate) fn mark_trimmed(&self) {
         self.counters.0.idle_trimmed.store(true, Ordering::Relaxed);
     }
 
     /// Takes one more reference unless the last one is gone (a pool that
     /// is being destroyed can still be registered for a moment).
+    #[cfg(target_os = "linux")]
     pub(crate) fn take_ref(&self) -> bool {
         let refs = &self.counters.0.refs;
         let mut n = refs.load(Ordering::Relaxed);

@@ -266,6 +266,9 @@ impl ChunkHeader {
     ) {
         let backing = loom_backing(backing);
         let base = this.cast::<u8>();
+        // Only arena-backed chunks can be kept (the arena is Linux-only).
+        #[cfg(not(target_os = "linux"))]
+        let _ = keep;
         #[cfg(any(feature = "checks", debug_assertions))]
         super::checks::pool_chunk_gone(base);
         match backing {

@@ -88,6 +88,7 @@ pub(crate) fn for_each_pool(wait: Wait, mut f: impl FnMut(&Inner)) {
 }
 
 /// Pools trimmed per pass of [`trim_idle`] (the rest wait for the next).
+#[cfg(target_os = "linux")]
 const IDLE_BATCH: usize = 64;
 
 /// Gives back what idle pools hold: a pool whose central lock has seen no
@@ -96,6 +97,7 @@ const IDLE_BATCH: usize = 64;
 /// the arena's background purger about once a second (registered with
 /// [`crate::arena::set_idle_hook`]); a pool is trimmed once per idle spell.
 /// Objects in threads' lists stay there (they are bounded per thread).
+#[cfg(target_os = "linux")]
 pub(crate) fn trim_idle(now: u64, decay_ms: i64) {
     if decay_ms < 0 {
         return;
