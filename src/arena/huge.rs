@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicUsize, Ordering::*};
 
 use super::alloc::MAX_ALIGN;
 use super::chunk::*;
-use super::init::{decay_ms, stats_enabled};
+use super::init::{decay_ms, prof_enabled, stats_enabled};
 use super::size_class::*;
 use crate::sys;
 
@@ -73,6 +73,9 @@ fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
     HUGE_BYTES.fetch_add(usable, Relaxed);
+    if prof_enabled() {
+        super::prof::on_alloc(obj as *mut u8, usable);
+    }
     NonNull::new(obj as *mut u8)
 }
 
@@ -105,6 +108,10 @@ fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<No
 /// # Safety
 /// `h` is the header of a live huge block no one uses any more.
 pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
+    if prof_enabled() {
+        // SAFETY: per the contract, `h` is a live header.
+        super::prof::on_free(unsafe { (*h).ptr });
+    }
     // SAFETY: per the contract.
     let (base, len, usable) = unsafe {
         super::registry::remove_huge(h);
@@ -181,6 +188,9 @@ pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
         HUGE_BYTES.fetch_sub(have, Relaxed);
         HUGE_MAPPED.fetch_add(want, Relaxed);
         HUGE_MAPPED.fetch_sub(have, Relaxed);
+        if prof_enabled() {
+            super::prof::on_resize((*h).ptr, want);
+        }
     }
     true
 }

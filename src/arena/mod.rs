@@ -84,6 +84,7 @@ mod huge_cache;
 mod init;
 mod large;
 mod lock;
+pub mod prof;
 mod purge;
 mod realloc;
 mod registry;

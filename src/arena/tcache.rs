@@ -107,10 +107,13 @@ fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Relaxed) + 1, Relaxed);
 }
 
-/// Counts an allocation (`alloc`) or free of class `c` in the thread's
-/// cache if it has one, else in `arena`.
+/// Counts an allocation (`alloc`) or free of class `c` at `p` in the
+/// thread's cache if it has one, else in `arena`; tells the profiler if on.
 #[inline]
-pub(crate) fn count(c: usize, alloc: bool, arena: &Arena) {
+pub(crate) fn count(c: usize, alloc: bool, arena: &Arena, p: *mut u8) {
+    if init::prof_enabled() {
+        prof_event(c, alloc, p);
+    }
     if !init::stats_enabled() {
         return;
     }
@@ -235,14 +238,37 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
             bin.n -= 1;
             // SAFETY: as above; `n < SLOTS`.
             let p = unsafe { *(*tc).stacks[c].get_unchecked(bin.n as usize) };
-            if init::stats_enabled() {
+            let e = init::events();
+            if e > 0 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
+            } else if e < 0 {
+                cold_count(c, true, p);
             }
             return p;
         }
     }
     alloc_slow(c)
+}
+
+/// The fast paths' count when the profiler is on.
+#[cold]
+#[inline(never)]
+fn cold_count(c: usize, alloc: bool, p: *mut u8) {
+    prof_event(c, alloc, p);
+    if init::stats_enabled() {
+        // SAFETY: called by the fast paths with this thread's live cache.
+        let tc = unsafe { &*current() };
+        bump(if alloc { &tc.nmalloc[c] } else { &tc.nfree[c] });
+    }
+}
+
+fn prof_event(c: usize, alloc: bool, p: *mut u8) {
+    if alloc {
+        super::prof::on_alloc(p, CLASS_SIZE[c]);
+    } else {
+        super::prof::on_free(p);
+    }
 }
 
 #[cold]
@@ -264,13 +290,13 @@ fn alloc_slow(c: usize) -> *mut u8 {
             }
             bin.n = got as u32 - 1;
             let p = items[bin.n as usize];
-            count(c, true, arena);
+            count(c, true, arena, p);
             return p;
         }
     }
     let p = alloc::alloc_direct(arena, c);
     if !p.is_null() {
-        count(c, true, arena);
+        count(c, true, arena, p);
     }
     p
 }
@@ -289,9 +315,12 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
             // SAFETY: as above; `n < max <= SLOTS`.
             unsafe { *(*tc).stacks[c].get_unchecked_mut(bin.n as usize) = p };
             bin.n += 1;
-            if init::stats_enabled() {
+            let e = init::events();
+            if e > 0 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
+            } else if e < 0 {
+                cold_count(c, false, p);
             }
             return;
         }
@@ -329,14 +358,14 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             items[bin.n as usize] = p;
             bin.n += 1;
             // SAFETY: the cache's arena lives forever.
-            count(c, false, unsafe { &*(*tc).arena });
+            count(c, false, unsafe { &*(*tc).arena }, p);
             return;
         }
     }
     // SAFETY: forwarded contract.
     unsafe {
         let owner = chunk::owner_arena(p);
-        count(c, false, owner);
+        count(c, false, owner, p);
         flush(c, &[p]);
     }
 }
