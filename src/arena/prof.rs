@@ -192,45 +192,74 @@ fn draw(rng: &mut u64, period: u64) -> i64 {
     (bytes as i64).max(1)
 }
 
-/// An allocation of `size` bytes at `p` (profiler on): counts it against
-/// the thread's bytes to the next sample and records it when they run out.
-///
-/// Never inlined, nor are [`sample`] and [`capture`]: the stack walk skips
-/// exactly these three frames.
-#[inline(never)]
+/// An allocation of `size` bytes at `p` (profiler on) on a path without
+/// a counter of its own: counts it against the thread's bytes to the next
+/// sample and records it when they run out.
 pub(crate) fn on_alloc(p: *mut u8, size: usize) {
     // `try_with`: a thread's last allocations may run after its
     // thread-locals are gone; they are not sampled.
-    let due = THREAD.try_with(|t| {
+    let _ = THREAD.try_with(|t| {
         let mut s = t.get();
-        if s.busy {
-            return false;
-        }
-        if !s.seeded {
-            s.rng = (t as *const _ as u64) ^ sys::now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            s.left = draw(&mut s.rng, period());
-            s.seeded = true;
-        }
         s.left -= size as i64;
-        let due = s.left <= 0;
-        if due {
-            s.left = draw(&mut s.rng, period());
-        }
-        s.busy = due;
-        t.set(s);
-        due
-    });
-    if due == Ok(true) {
-        sample(p, size);
-        let _ = THREAD.try_with(|t| {
-            let mut s = t.get();
-            s.busy = false;
+        if s.left <= 0 {
             t.set(s);
-        });
-    }
+            s.left = due(p, size, s.left);
+            s = ThreadState {
+                left: s.left,
+                ..t.get()
+            };
+        }
+        t.set(s);
+    });
 }
 
-/// Captures the stack of [`on_alloc`]'s caller and records the sample.
+/// A counter of bytes to the next sample ran out (`left <= 0`) at the
+/// allocation of `size` bytes at `p`: samples it, unless the counter was
+/// not drawn yet (it was 0 before this allocation: a new thread), and
+/// returns the counter's new value, the bytes to the next sample. The
+/// thread cache's fast path calls it with its own counter, other paths
+/// through [`on_alloc`]: each counter is a Poisson process over the bytes
+/// it sees, so every byte is sampled at the same rate.
+///
+/// Never inlined, nor are [`sample`] and [`capture`]: the stack walk skips
+/// exactly these three frames.
+#[cold]
+#[inline(never)]
+pub(crate) fn due(p: *mut u8, size: usize, left: i64) -> i64 {
+    let Ok(mut s) = THREAD.try_with(Cell::get) else {
+        return period() as i64;
+    };
+    if !s.seeded {
+        s.rng = (&raw const s as u64) ^ sys::now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        s.seeded = true;
+    }
+    let mut next = draw(&mut s.rng, period());
+    if left + size as i64 == 0 {
+        // The counter's first draw: this allocation is sampled only if it
+        // crosses the drawn point.
+        next -= size as i64;
+        if next > 0 {
+            let _ = THREAD.try_with(|t| t.set(s));
+            return next;
+        }
+        next = draw(&mut s.rng, period());
+    }
+    if s.busy {
+        let _ = THREAD.try_with(|t| t.set(s));
+        return next;
+    }
+    s.busy = true;
+    let _ = THREAD.try_with(|t| t.set(s));
+    sample(p, size);
+    let _ = THREAD.try_with(|t| {
+        let mut s = t.get();
+        s.busy = false;
+        t.set(s);
+    });
+    next
+}
+
+/// Captures the stack of [`due`]'s caller and records the sample.
 #[inline(never)]
 fn sample(p: *mut u8, size: usize) {
     let mut frames = [0usize; MAX_DEPTH];
@@ -238,16 +267,25 @@ fn sample(p: *mut u8, size: usize) {
     record(p as usize, size, &frames[..depth]);
 }
 
+#[inline(always)]
 fn bucket(p: usize) -> usize {
     ((p as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
 }
 
+/// Whether `p` may be a live sample: false for most pointers that are
+/// not, true for every one that is (read by the free fast path).
+#[inline(always)]
+pub(crate) fn maybe_sampled(p: *mut u8) -> bool {
+    // SAFETY: `bucket` is below the filter's length.
+    unsafe { FILTER.get_unchecked(bucket(p as usize)) }.load(Relaxed) != 0
+}
+
 /// A free of `p` (profiler on): forgets `p` if it was sampled.
 pub(crate) fn on_free(p: *mut u8) {
-    let p = p as usize;
-    if FILTER[bucket(p)].load(Relaxed) == 0 {
+    if !maybe_sampled(p) {
         return;
     }
+    let p = p as usize;
     let mut t = TABLES.lock();
     if let Some(live) = t.remove(p) {
         FILTER[bucket(p)].fetch_sub(1, Relaxed);
@@ -315,7 +353,7 @@ extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut libc::c_void) -> i32
 }
 
 /// Return addresses of the calling stack, innermost first, without
-/// `capture`, [`sample`] and [`on_alloc`]; returns how many.
+/// `capture`, [`sample`] and [`due`]; returns how many.
 #[inline(never)]
 fn capture(frames: &mut [usize; MAX_DEPTH]) -> usize {
     let mut w = Walk {

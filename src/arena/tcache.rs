@@ -58,6 +58,9 @@ pub(crate) struct Tcache {
     /// Caches of exited threads, for reuse.
     next_free: *mut Tcache,
     events: u32,
+    /// Bytes this cache hands out before the heap profiler's next sample
+    /// (`prof:true`; 0: not drawn yet).
+    prof_left: i64,
 }
 
 /// Every cache, and counts merged from retired ones.
@@ -111,11 +114,15 @@ fn bump(counter: &AtomicU64) {
 /// thread's cache if it has one, else in `arena`; tells the profiler if on.
 #[inline]
 pub(crate) fn count(c: usize, alloc: bool, arena: &Arena, p: *mut u8) {
-    if init::prof_enabled() {
+    let e = init::events();
+    if e <= 0 {
+        if e == 0 {
+            return;
+        }
         prof_event(c, alloc, p);
-    }
-    if !init::stats_enabled() {
-        return;
+        if !init::stats_enabled() {
+            return;
+        }
     }
     let tc = current();
     if live(tc) {
@@ -243,7 +250,8 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
             } else if e < 0 {
-                cold_count(c, true, p);
+                // SAFETY: as above.
+                unsafe { prof_alloc(tc, c, p) };
             }
             return p;
         }
@@ -251,15 +259,41 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
     alloc_slow(c)
 }
 
-/// The fast paths' count when the profiler is on.
+/// The allocation fast path's count when the profiler is on: the bytes
+/// to the next sample are counted in the cache itself. Out of line, as
+/// [`prof_free`]: the fast paths then compile as they did before the
+/// profiler existed (no added instruction with `prof:false`).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
 #[cold]
 #[inline(never)]
-fn cold_count(c: usize, alloc: bool, p: *mut u8) {
-    prof_event(c, alloc, p);
+unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) {
+    // SAFETY: per the contract.
+    let tc = unsafe { &mut *tc };
+    let left = tc.prof_left - CLASS_SIZE[c] as i64;
+    tc.prof_left = left;
+    if left <= 0 {
+        tc.prof_left = super::prof::due(p, CLASS_SIZE[c], left);
+    }
     if init::stats_enabled() {
-        // SAFETY: called by the fast paths with this thread's live cache.
-        let tc = unsafe { &*current() };
-        bump(if alloc { &tc.nmalloc[c] } else { &tc.nfree[c] });
+        bump(&tc.nmalloc[c]);
+    }
+}
+
+/// The free fast path's count when the profiler is on.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
+#[cold]
+#[inline(never)]
+unsafe fn prof_free(tc: *mut Tcache, c: usize, p: *mut u8) {
+    if super::prof::maybe_sampled(p) {
+        super::prof::on_free(p);
+    }
+    if init::stats_enabled() {
+        // SAFETY: per the contract.
+        bump(unsafe { &(*tc).nfree[c] });
     }
 }
 
@@ -320,7 +354,8 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
             } else if e < 0 {
-                cold_count(c, false, p);
+                // SAFETY: as above.
+                unsafe { prof_free(tc, c, p) };
             }
             return;
         }
