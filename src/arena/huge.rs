@@ -34,6 +34,9 @@ pub(crate) fn huge_alloc(
     if !align.is_power_of_two() || align > MAX_ALIGN {
         return None;
     }
+    // A program's first allocation may be huge: the configuration (the
+    // profiler) applies to it too.
+    super::init::ensure_init();
     let usable = size.max(1).checked_add(PAGE - 1)? & !(PAGE - 1);
     if align < CHUNK {
         if let Some(p) = huge_reuse(usable, align.max(PAGE), zero, growing) {
