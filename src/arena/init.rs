@@ -191,6 +191,9 @@ fn init_slow() -> bool {
         if conf.prof_final {
             sys::at_exit(super::prof::dump_at_exit);
         }
+        if conf.leak_report {
+            crate::debug::set_heap_leak_report(super::prof::print_live_sites);
+        }
     }
     *CONF.lock() = conf;
     STATE.store(2, Release);

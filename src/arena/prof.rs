@@ -648,6 +648,91 @@ pub fn live_sites() -> Vec<Site> {
     sites
 }
 
+/// Frames of a site the leak report shows.
+const REPORT_FRAMES: usize = 24;
+
+/// One heap site of the leak report: a line with the estimated objects
+/// and bytes, then up to [`REPORT_FRAMES`] return addresses, each with its
+/// module and offset (for `addr2line -e <module> <offset>`) and the
+/// nearest exported symbol when the dynamic linker knows one. Allocates
+/// nothing.
+pub(crate) fn write_site(
+    out: &mut impl core::fmt::Write,
+    objects: u64,
+    bytes: u64,
+    frames: &[usize],
+) -> core::fmt::Result {
+    writeln!(
+        out,
+        "hotpool: leak: about {objects} heap objects ({bytes} bytes, from samples) still live, allocated at:"
+    )?;
+    for &ip in frames.iter().take(REPORT_FRAMES) {
+        write!(out, "    {ip:#018x}")?;
+        // SAFETY: an all-zero Dl_info is a valid out-value.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        // SAFETY: `dladdr` only reads the loader's tables and fills `info`.
+        if unsafe { libc::dladdr(ip as *const libc::c_void, &mut info) } != 0 {
+            if !info.dli_fname.is_null() {
+                // SAFETY: a NUL-terminated name owned by the loader.
+                let name = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
+                let module = name.to_str().unwrap_or("?");
+                write!(out, " {module}+{:#x}", ip - info.dli_fbase as usize)?;
+            }
+            if !info.dli_sname.is_null() {
+                // SAFETY: as above.
+                let sym = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) };
+                write!(
+                    out,
+                    " ({}+{:#x})",
+                    sym.to_str().unwrap_or("?"),
+                    ip - info.dli_saddr as usize
+                )?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The heap half of the exit-time leak report (`leak_report:true` with
+/// `prof:true`): every site with live samples, most bytes first, through
+/// [`crate::report::Stream`]. Allocates nothing: it finds the sites in
+/// order with one pass over the stacks per site.
+pub(crate) fn print_live_sites() {
+    let mut out = crate::report::Stream::new();
+    let mut after: Option<(u64, usize)> = None;
+    loop {
+        // The site with the most bytes below `after`, as (bytes, record).
+        let mut best: Option<(u64, usize, u64)> = None;
+        {
+            let t = TABLES.lock();
+            let mut s = t.stacks;
+            while !s.is_null() {
+                // SAFETY: stacks live forever; the lock is held.
+                let st = unsafe { &*s };
+                if st.cur_objs > 0 {
+                    let k = scale(st.cur_objs, st.cur_bytes);
+                    let key = ((st.cur_bytes as f64 * k) as u64, s as usize);
+                    let below = after.is_none_or(|a| key < a);
+                    if below && best.is_none_or(|b| key > (b.0, b.1)) {
+                        best = Some((key.0, key.1, (st.cur_objs as f64 * k) as u64));
+                    }
+                }
+                s = st.next;
+            }
+        }
+        let Some((bytes, rec, objects)) = best else {
+            break;
+        };
+        after = Some((bytes, rec));
+        // SAFETY: a stack record lives forever and its frames never change.
+        let st = unsafe { &*(rec as *const Stack) };
+        // A `Stream` never fails.
+        let _ = write_site(&mut out, objects, bytes, &st.frames[..st.depth]);
+        out.flush();
+    }
+}
+
 // ---- dumps ---------------------------------------------------------------
 
 /// A buffer on the stack in front of a writer: the dump formats into it
