@@ -28,6 +28,9 @@
 //! microseconds) and a lock. Memory: 560 bytes per distinct stack (never
 //! freed), 24 bytes per live sample.
 //!
+//! A dump holds the profiler's lock while it writes the stacks (not the
+//! mappings), so threads that take a sample meanwhile wait for it.
+//!
 //! Limits: Linux only; an allocation made while the profiler captures or
 //! records one (by the unwinder) is never sampled; a stack deeper than
 //! [`MAX_DEPTH`] frames keeps its innermost frames; the frames of the
