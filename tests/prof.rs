@@ -289,3 +289,53 @@ fn dump_is_an_error_while_the_profiler_is_off() {
     let err = hotpool::prof::dump(std::env::temp_dir().join("never.heap")).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
 }
+
+#[test]
+#[ignore = "the child process of statistics_count_every_call_while_profiling"]
+fn child_counts_classes() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let class = |size: usize| {
+        hotpool::arena::stats()
+            .classes
+            .into_iter()
+            .find(|c| c.size >= size)
+            .unwrap()
+    };
+    // A small class and a large one kept in thread caches, by the layout
+    // path (`dealloc`) and the C path (`arena::free`).
+    for size in [64, 20_000] {
+        let before = class(size);
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..1000 {
+            // SAFETY: a valid layout; freed once below with it.
+            let p = unsafe { GLOBAL.alloc(layout) };
+            // SAFETY: as above.
+            unsafe { GLOBAL.dealloc(black_box(p), layout) };
+            let q = hotpool::arena::try_alloc(size, 8).unwrap();
+            // SAFETY: `q` is live and freed once.
+            unsafe { hotpool::arena::free(black_box(q)) };
+        }
+        let after = class(size);
+        assert!(
+            after.nmalloc - before.nmalloc >= 2000,
+            "{size}: {before:?} -> {after:?}"
+        );
+        assert!(
+            after.nfree - before.nfree >= 2000,
+            "{size}: {before:?} -> {after:?}"
+        );
+        assert_eq!(after.current, before.current, "{size}");
+    }
+}
+
+#[test]
+fn statistics_count_every_call_while_profiling() {
+    let dir = temp_dir("stats");
+    let out = run_child("child_counts_classes", "prof:true,lg_prof_sample:10", &dir);
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
