@@ -1056,6 +1056,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "opens /proc/self/maps, which Miri's isolation refuses")]
     fn profile_text_has_jeprof_shape() {
         let mut v = Vec::new();
         write_profile(&mut v).unwrap();
