@@ -94,6 +94,7 @@ static HEAP_LEAK_REPORT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// after the pools' leaks at exit, and makes sure the exit hook is armed
 /// when `leak_report` is on (a program under `LD_PRELOAD` has no pools to
 /// read the mode).
+#[cfg(target_os = "linux")]
 pub(crate) fn set_heap_leak_report(report: fn()) {
     HEAP_LEAK_REPORT.store(report as *mut (), Release);
     mode();

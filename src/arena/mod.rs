@@ -93,6 +93,7 @@ mod size_class;
 mod stats;
 mod tcache;
 mod tls;
+mod unwind;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
