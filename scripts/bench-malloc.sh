@@ -30,8 +30,9 @@ benches=(
   "xthread 2 8000000"
   "churn 200000 15000000"
   "strbuild 40000"
+  "large 1000"
 )
-for b in larson xthread churn strbuild; do
+for b in larson xthread churn strbuild large; do
   cc -O2 -pthread -o "$work/$b" "hotpool-malloc/bench/$b.c"
 done
 

@@ -202,7 +202,25 @@ else
   fail "stats_signal in a fork child: $out"
 fi
 
-# 8. HOTPOOL_CONF=prof:true: a C program built with default flags keeps
+# 8. Memory returns while the program is idle, with default settings: a
+# C program frees 4 Mi blocks of 64 B and sleeps decay_ms + 2 s (12 s)
+# without calling the allocator; resident memory must come back within
+# max(10%, 4 MiB) + 256 KiB of where it was before the burst. glibc's
+# figure is printed for comparison (it keeps the burst).
+cc -O2 -Wall -o "$work/idle_return" hotpool-malloc/tests/c/idle_return.c
+"$work/idle_return" >"$work/idle.glibc" &
+glibc_pid=$!
+read -r _ before _ peak _ after < <(LD_PRELOAD="$lib" "$work/idle_return")
+wait "$glibc_pid"
+read -r _ gb _ gp _ ga <"$work/idle.glibc"
+allowed=$(( (before / 10 > 4096 ? before / 10 : 4096) + 256 ))
+if (( after - before <= allowed )); then
+  pass "idle return: RSS ${before} KiB, peak ${peak}, 12 s after the frees ${after} (+$((after - before)) KiB, allowed +${allowed}); glibc: +$((ga - gb)) KiB"
+else
+  fail "idle return: RSS ${before} KiB, peak ${peak}, 12 s after the frees ${after} (+$((after - before)) KiB, allowed +${allowed})"
+fi
+
+# 9. HOTPOOL_CONF=prof:true: a C program built with default flags keeps
 # 80 MiB live from three functions (60/30/10 of the bytes); the heap profile
 # written at exit (prof_final) gives each its share within 5 points, read
 # back with jemalloc's jeprof (Debian: libjemalloc-dev).

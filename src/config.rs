@@ -6,8 +6,10 @@
 //! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the one with the fewest threads |
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
 //! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
+//! | `tcache_bytes` | 0..=67108864 | 1048576 (1 MiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |
+//! | `pool_thread_bytes` | 0..=1073741824 | 8388608 (8 MiB) | bytes of free objects one thread may hold in the free lists of all pools together; 0 caches nothing |
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
-//! | `background_thread` | bool | `false` | a thread purges expired pages even when the program is idle |
+//! | `background_thread` | bool | `true` | a thread of the allocator's own, started at the first frees, purges expired pages (and idle pools) even when the program is idle; with `false` threads purge on their own allocator calls only |
 //! | `stats_print` | bool | `false` | print [`crate::arena::stats_print`] to stderr at exit |
 //! | `stats_signal` | signal name (`SIGUSR2`, `USR2`) or number | none | Linux, once the arena has started: print [`crate::arena::stats_print`] (arena, pools, handles) and a line `___ end of hotpool statistics ___` to stderr each time the process gets this signal. A signal the program already handles or ignores is left alone (one warning); `SIGKILL`, `SIGSTOP` and fault signals are refused. Printed by a thread of hotpool's; a fork child's signal prints nothing |
 //! | `leak_report` | bool or `debug` | `false` | print [`crate::stats::leaks`] to stderr at exit, one line per leaking pool type, without allocating (with `leak_backtrace`, the stacks' symbols allocate); `debug`: only in debug builds |
@@ -45,9 +47,14 @@ pub struct ArenaConf {
     pub tcache: bool,
     /// Largest size kept in thread caches, bytes.
     pub tcache_max: usize,
+    /// Bytes of free objects one thread's arena cache may hold.
+    pub tcache_bytes: usize,
+    /// Bytes of free objects one thread may hold in all pools' free lists.
+    pub pool_thread_bytes: usize,
     /// Milliseconds before dirty pages are purged; 0 at once, negative never.
     pub decay_ms: i64,
-    /// Whether a background thread purges expired pages.
+    /// Whether a background thread purges expired pages (started lazily;
+    /// off under Miri and loom, whose models run no threads of ours).
     pub background_thread: bool,
     /// Whether statistics are printed to stderr at exit.
     pub stats_print: bool,
@@ -126,8 +133,10 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     narenas: 0,
     tcache: true,
     tcache_max: 32768,
+    tcache_bytes: 1 << 20,
+    pool_thread_bytes: 8 << 20,
     decay_ms: 10_000,
-    background_thread: false,
+    background_thread: !cfg!(any(miri, loom)),
     stats_print: false,
     stats_signal: 0,
     leak_report: false,
@@ -278,6 +287,12 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
             b"tcache_max" => int
                 .filter(|n| (0..=65536).contains(n))
                 .map(|n| conf.tcache_max = n as usize),
+            b"tcache_bytes" => int
+                .filter(|n| (0..=64 << 20).contains(n))
+                .map(|n| conf.tcache_bytes = n as usize),
+            b"pool_thread_bytes" => int
+                .filter(|n| (0..=1 << 30).contains(n))
+                .map(|n| conf.pool_thread_bytes = n as usize),
             b"decay_ms" => int.filter(|&n| n >= -1).map(|n| conf.decay_ms = n),
             b"background_thread" => parse_bool(value).map(|b| conf.background_thread = b),
             b"stats_print" => parse_bool(value).map(|b| conf.stats_print = b),
@@ -392,6 +407,37 @@ mod tests {
             ]
         );
         assert!(!c.junk && !c.checks && !c.leak_report);
+    }
+
+    #[test]
+    fn thread_budgets_parse_and_bad_values_warn() {
+        let c = parse(b"tcache_bytes:0,pool_thread_bytes: 1048576 ", &mut |p| {
+            panic!("{p:?}")
+        });
+        assert_eq!((c.tcache_bytes, c.pool_thread_bytes), (0, 1 << 20));
+        let c = parse(
+            b"tcache_bytes:67108864,pool_thread_bytes:1073741824",
+            &mut |p| panic!("{p:?}"),
+        );
+        assert_eq!((c.tcache_bytes, c.pool_thread_bytes), (64 << 20, 1 << 30));
+        let mut bad = Vec::new();
+        let c = parse(
+            b"tcache_bytes:67108865,pool_thread_bytes:-1,tcache_bytes:96k,pool_thread_bytes:",
+            &mut |p| bad.push(p),
+        );
+        assert_eq!(
+            bad,
+            [
+                ConfProblem::BadValue(b"tcache_bytes", b"67108865"),
+                ConfProblem::BadValue(b"pool_thread_bytes", b"-1"),
+                ConfProblem::BadValue(b"tcache_bytes", b"96k"),
+                ConfProblem::BadValue(b"pool_thread_bytes", b""),
+            ]
+        );
+        assert_eq!(
+            (c.tcache_bytes, c.pool_thread_bytes),
+            (DEFAULT.tcache_bytes, DEFAULT.pool_thread_bytes)
+        );
     }
 
     #[cfg(target_os = "linux")]

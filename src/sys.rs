@@ -265,6 +265,37 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
     raw != libc::MAP_FAILED
 }
 
+/// Moves the pages of mapping `old..old+len` to `new..new+len`, which
+/// must be part of another mapping of ours (replaced there), with
+/// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`: resident pages move without
+/// being copied or faulted in again. The old range is unmapped on success;
+/// on failure nothing changed.
+///
+/// # Safety
+///
+/// `old..old+len` is one mapping of ours that nobody uses; `new..new+len`
+/// is within a mapping of ours that nobody uses; both page-aligned.
+#[cfg(target_os = "linux")]
+#[cfg(not(loom))]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
+pub(crate) unsafe fn remap_onto(old: *mut u8, len: usize, new: *mut u8) -> bool {
+    // Miri has no mremap: the caller keeps the fresh pages instead.
+    #[cfg(miri)]
+    return false;
+    // SAFETY: per the contract both ranges are ours and unused; with
+    // MREMAP_FIXED the kernel replaces what was at `new`.
+    let raw = unsafe {
+        libc::mremap(
+            old.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            new.cast::<libc::c_void>(),
+        )
+    };
+    raw != libc::MAP_FAILED
+}
+
 /// Milliseconds of a coarse monotonic clock (vDSO, no system call).
 #[cfg(target_os = "linux")]
 #[cfg(not(loom))]
@@ -511,6 +542,17 @@ pub(crate) fn catch_signal(sig: i32, handler: extern "C" fn(i32)) -> Result<(), 
 pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
     // Uninitialised: `pthread_t` is an integer on glibc, a pointer on musl.
     let mut tid = core::mem::MaybeUninit::<libc::pthread_t>::uninit();
+    // The thread starts with every signal blocked (it inherits the mask in
+    // force at creation), so that no signal meant for the program's own
+    // threads is delivered to one of ours.
+    let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `all` is a valid out-pointer that sigfillset initialises;
+    // `old` receives the calling thread's mask.
+    let masked = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr()) == 0
+    };
     // SAFETY: `tid` is a valid out-pointer; default attributes (null), a
     // valid entry point and argument.
     let rc = unsafe {
@@ -521,6 +563,10 @@ pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c
             core::ptr::null_mut(),
         )
     };
+    if masked {
+        // SAFETY: `old` was written by the successful pthread_sigmask above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut()) };
+    }
     if rc != 0 {
         return false;
     }
@@ -544,6 +590,15 @@ pub(crate) fn spawn_detached(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c
 /// As the real one.
 #[cfg(loom)]
 pub(crate) unsafe fn remap_in_place(_ptr: *mut u8, _old: usize, _new: usize) -> bool {
+    false
+}
+
+/// Under loom: the mapping records would go stale; never moved.
+///
+/// # Safety
+/// As the real one.
+#[cfg(loom)]
+pub(crate) unsafe fn remap_onto(_old: *mut u8, _len: usize, _new: *mut u8) -> bool {
     false
 }
 

@@ -157,6 +157,42 @@ fn large_realloc_grows_in_place_when_room() {
     }
 }
 
+/// Huge blocks that cannot grow where they are move with their pages
+/// (new mappings go below old ones, so a block's neighbour is usually
+/// taken): every byte survives every step.
+#[test]
+fn huge_realloc_moves_pages_and_keeps_content() {
+    let _g = serial();
+    const MIB: usize = 1 << 20;
+    // SAFETY: layouts match each block; each block is freed once.
+    unsafe {
+        let mut blocks: Vec<(*mut u8, usize)> = (0..4)
+            .map(|i| {
+                let p = HotAlloc.alloc(Layout::from_size_align(2 * MIB, 8).unwrap());
+                fill(p, 2 * MIB, i as u8);
+                (p, 2 * MIB)
+            })
+            .collect();
+        for _ in 0..4 {
+            for (i, b) in blocks.iter_mut().enumerate() {
+                let new = b.1 * 2;
+                let q = HotAlloc.realloc(b.0, Layout::from_size_align(b.1, 8).unwrap(), new);
+                assert!(!q.is_null());
+                check(q, b.1, i as u8);
+                fill(q, new, i as u8);
+                *b = (q, new);
+            }
+            let s = arena::stats();
+            let live: usize = blocks.iter().map(|b| b.1).sum();
+            assert!(s.mapped >= live, "{s:?}");
+        }
+        for (i, (p, size)) in blocks.into_iter().enumerate() {
+            check(p, size, i as u8);
+            HotAlloc.dealloc(p, Layout::from_size_align(size, 8).unwrap());
+        }
+    }
+}
+
 #[test]
 fn zero_size_allocator_requests_dangle_aligned() {
     let _g = serial();
@@ -667,6 +703,71 @@ fn a_freed_huge_mapping_is_reused_zeroed_and_trimmed() {
         return;
     }
     let (status, stderr) = run_child("a_freed_huge_mapping_is_reused_zeroed_and_trimmed");
+    assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
+}
+
+/// A kept mapping over twice a request serves it and keeps its tail as a
+/// mapping of its own; a request longer than every kept mapping takes the
+/// longest one's pages at its head (resident, so not faulted in again),
+/// except for `calloc`, which gets fresh zero pages.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
+fn kept_huge_mappings_are_split_and_adopted() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        const MIB: usize = 1 << 20;
+        let big = arena::try_alloc(20 * MIB, 16).unwrap();
+        fill(big.as_ptr(), 20 * MIB, 5);
+        let mapped = arena::stats().mapped;
+        // SAFETY: freed once.
+        unsafe { arena::free(big) };
+        // 4 MiB from the 20 MiB mapping: its 16 MiB tail stays kept.
+        let small = arena::try_alloc(4 * MIB, 16).unwrap();
+        assert_eq!(small, big, "the head of the kept mapping is reused");
+        let s = arena::stats();
+        assert!(s.dirty >= 15 * MIB, "the tail is kept: {s:?}");
+        assert_eq!(s.mapped, mapped, "nothing was unmapped or mapped anew");
+        // A 12 MiB request is served by the kept tail, still holding the
+        // bytes written through the first block.
+        let from_tail = arena::try_alloc(12 * MIB, 16).unwrap();
+        assert_eq!(arena::stats().mapped, mapped);
+        // SAFETY: both blocks are live and written within their bounds.
+        unsafe {
+            fill(small.as_ptr(), 4 * MIB, 6);
+            fill(from_tail.as_ptr(), 12 * MIB, 7);
+            check(small.as_ptr(), 4 * MIB, 6);
+            check(from_tail.as_ptr(), 12 * MIB, 7);
+            arena::free(from_tail);
+        }
+        // A 24 MiB request, longer than anything kept: the kept 16 MiB move
+        // to its head; every byte is usable.
+        let grown = arena::try_alloc(24 * MIB, 16).unwrap();
+        assert!(arena::stats().dirty < MIB, "the kept mapping was adopted");
+        // SAFETY: `grown` holds 24 MiB; freed once.
+        unsafe {
+            fill(grown.as_ptr(), 24 * MIB, 8);
+            check(grown.as_ptr(), 24 * MIB, 8);
+            arena::free(grown);
+        }
+        // calloc never adopts written pages.
+        let zeroed = arena::calloc(1, 32 * MIB).unwrap();
+        // SAFETY: `zeroed` holds 32 MiB.
+        assert!(
+            unsafe { core::slice::from_raw_parts(zeroed.as_ptr(), 32 * MIB) }
+                .iter()
+                .all(|&x| x == 0)
+        );
+        // SAFETY: freed once each.
+        unsafe {
+            arena::free(zeroed);
+            arena::free(small);
+        }
+        eprintln!("child: ok");
+        return;
+    }
+    let (status, stderr) = run_child("kept_huge_mappings_are_split_and_adopted");
     assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
 }
 

@@ -24,40 +24,20 @@
 //! above the freed space and pin it. Linux with glibc only.
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[path = "common/statm.rs"]
+mod statm;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
     use std::alloc::{alloc, dealloc, Layout};
     use std::hint::black_box;
 
+    use super::statm::rss;
     use hotpool::{Shared, Weak};
 
     /// The burst: 4 Mi objects.
     const N: usize = 4 << 20;
     const MIB: usize = 1 << 20;
-
-    /// Resident bytes from `/proc/self/statm`, without allocating.
-    fn rss() -> usize {
-        let mut buf = [0u8; 128];
-        // SAFETY: a NUL-terminated path; `buf` is a valid out-buffer of
-        // its length; the descriptor is closed before returning.
-        let n = unsafe {
-            let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY);
-            assert!(fd >= 0, "cannot open /proc/self/statm");
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            libc::close(fd);
-            n
-        };
-        assert!(n > 0, "cannot read /proc/self/statm");
-        // Second field: resident pages.
-        let resident = buf[..n as usize]
-            .split(|&b| b == b' ')
-            .nth(1)
-            .expect("statm has a second field");
-        let pages = resident
-            .iter()
-            .fold(0usize, |acc, &d| acc * 10 + usize::from(d - b'0'));
-        // SAFETY: sysconf has no preconditions.
-        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-    }
 
     /// The program's next allocation of 1 MiB, touched and freed.
     fn next_allocation() {

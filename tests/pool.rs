@@ -357,15 +357,17 @@ fn thread_exit_moves_its_list_to_the_depot_for_reuse() {
 
 #[test]
 fn trim_asks_other_threads_to_flush() {
-    static P: Pool<[u8; 256]> = Pool::new();
+    // 300 objects of 128 B: within the default per-thread budget of the
+    // lists (64 KiB), so the worker's list keeps them all.
+    static P: Pool<[u8; 128]> = Pool::new();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let worker = thread::spawn(move || {
-        drop((0..300).map(|_| P.alloc([0; 256])).collect::<Vec<_>>());
+        drop((0..300).map(|_| P.alloc([0; 128])).collect::<Vec<_>>());
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         // Next operation on the pool after the trim: the list is flushed.
-        drop(P.alloc([1; 256]));
+        drop(P.alloc([1; 128]));
         done_tx.send(()).unwrap();
         go_rx.recv().unwrap();
     });
@@ -382,7 +384,7 @@ fn trim_asks_other_threads_to_flush() {
     done_rx.recv().unwrap();
     let s = P.stats();
     // Flushed, then one fresh batch taken (and the object freed back to it).
-    let batch = PoolConfig::new().resolve(256).batch;
+    let batch = PoolConfig::new().resolve(128).batch;
     assert!(
         s.local_free <= batch && s.local_free < before,
         "the worker did not flush: {}",

@@ -9,6 +9,11 @@
 //! * `scratch`: 2 threads each alloc/write/free a 64 B object in a loop
 //!   (false sharing would show here).
 //! * `realloc`: a string builder doubling from 16 B to 1 MiB.
+//! * `large`: mimalloc-bench's malloc-large shape: 20 slots, each step
+//!   replaces a random slot's block by a new one of 1-32 MiB and writes a
+//!   byte per page of it (time per replacement).
+//! * `realloc-large`: a buffer doubling by `realloc` from 16 B to 32 MiB,
+//!   every new byte written.
 //!
 //! Before criterion runs, the `memory` part (skipped when a filter that does
 //! not contain "memory" is given, and in `--test`/`--list` mode) runs each
@@ -24,8 +29,9 @@
 mod kernels;
 
 use std::alloc::{GlobalAlloc, System};
+use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use kernels::{churn, larson, lay, realloc_builder, scratch, xmalloc};
@@ -78,6 +84,45 @@ fn xmalloc_rounds<A: GlobalAlloc + Sync>(a: &'static A, rounds: usize, batches: 
     consumer.join().unwrap();
 }
 
+/// Slots of the `large` workload.
+const LARGE_SLOTS: usize = 20;
+
+/// `n` replacements in `LARGE_SLOTS` slots of blocks of 1-32 MiB, each new
+/// block written one byte per page; returns the time they took (filling
+/// the slots first and freeing them at the end are not timed).
+fn large<A: GlobalAlloc>(a: &A, n: u64) -> Duration {
+    const MIB: usize = 1 << 20;
+    let mut seed = 0x5eed_u64;
+    let mut next = || {
+        let size = MIB + (kernels::rng(&mut seed) >> 20) as usize % (31 * MIB);
+        // SAFETY: non-zero size; the block is written one byte per page
+        // within its bounds.
+        unsafe {
+            let p = a.alloc(kernels::lay(size));
+            assert!(!p.is_null());
+            for off in (0..size).step_by(4096) {
+                p.add(off).write(off as u8);
+            }
+            (black_box(p), size)
+        }
+    };
+    let mut slots: Vec<(*mut u8, usize)> = (0..LARGE_SLOTS).map(|_| next()).collect();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let k = (i as usize * 7 + 3) % LARGE_SLOTS;
+        let (p, size) = slots[k];
+        // SAFETY: a live block of `size` bytes, freed once.
+        unsafe { a.dealloc(p, kernels::lay(size)) };
+        slots[k] = next();
+    }
+    let t = t0.elapsed();
+    for (p, size) in slots {
+        // SAFETY: as above.
+        unsafe { a.dealloc(p, kernels::lay(size)) };
+    }
+    t
+}
+
 macro_rules! each {
     ($c:expr, $group:literal, |$a:ident| $body:expr) => {{
         let mut g = $c.benchmark_group($group);
@@ -117,6 +162,9 @@ fn benches(c: &mut Criterion) {
         1 << 20,
         false
     )));
+    each!(c, "arena/large", |a| |b| b.iter_custom(|n| large(a, n)));
+    each!(c, "arena/realloc-large", |a| |b| b
+        .iter(|| realloc_builder(a, 32 << 20, true)));
 }
 
 mod memory {
@@ -124,7 +172,7 @@ mod memory {
 
     /// Set in a child: `workload/allocator` to run.
     const CHILD: &str = "HOTPOOL_ARENA_MEMORY_CHILD";
-    const WORKLOADS: [&str; 4] = ["churn", "larson", "xmalloc", "realloc"];
+    const WORKLOADS: [&str; 5] = ["churn", "larson", "xmalloc", "realloc", "large"];
     const ALLOCATORS: [&str; 4] = ["hotpool", "mimalloc", "jemalloc", "system"];
 
     /// A field of /proc/self/status, in KiB.
@@ -137,13 +185,15 @@ mod memory {
     }
 
     /// The larger working sets: about 128 MiB live for churn, 9 MiB for
-    /// larson, 16 MiB per round for xmalloc, a 64 MiB string for realloc.
+    /// larson, 16 MiB per round for xmalloc, a 64 MiB string for realloc,
+    /// 200 replacements for large (about 330 MiB live).
     fn work<A: GlobalAlloc + Sync>(a: &'static A, workload: &str) {
         match workload {
             "churn" => churn(a, 2_000_000, 65536, churn_size),
             "larson" => drop(larson(a, 2, 2_000_000, 16384)),
             "xmalloc" => xmalloc_rounds(a, 16, 1024),
             "realloc" => realloc_builder(a, 64 << 20, true),
+            "large" => drop(large(a, 200)),
             _ => panic!("unknown workload {workload}"),
         }
     }

@@ -1,13 +1,15 @@
 //! Measures hotpool's pools and allocator against the system allocator,
 //! mimalloc, jemalloc and the pool crates on pool, allocator, weak-handle
-//! and order-book workloads, and the allocators' resident memory through
-//! a burst, its frees and an idle period; writes a report with tables,
-//! plots and recommendations.
+//! and order-book workloads, the seed tutorial's programs with each
+//! allocator as the global allocator, and the allocators' resident memory
+//! through a burst, its frees and an idle period; writes a report with
+//! tables, plots and recommendations.
 //!
 //! ```sh
 //! cargo run --release -p hotpool-bench --bin compare -- --threads 1,2,4,8 --quick
 //! cargo run --release -p hotpool-bench --bin compare -- --workload pair --out /tmp/r --json
 //! cargo run --release -p hotpool-bench --bin compare -- --workload memory --out /tmp/memplot
+//! cargo run --release -p hotpool-bench --bin compare -- --workload seed --out /tmp/seed
 //! ```
 //!
 //! Writes `target/hotpool-report/report.md`, `results.json` and SVG plots
@@ -18,12 +20,14 @@
 
 #[path = "../benches/common/alloc_kernels.rs"]
 mod alloc_kernels;
+mod global;
 mod kernels;
 mod measure;
 #[path = "../benches/common/pool_kernels.rs"]
 mod pool_kernels;
 mod report;
 mod rss;
+mod seed;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -39,6 +43,12 @@ use measure::{percentile, status_kib, Machine};
 use report::{Latency, Memory, Results, Timing};
 use workloads::{Plan, Runner, LATENCY_BATCH};
 
+/// The allocator of every allocation std makes in this program: the
+/// system allocator unless [`global::ENV`] names another (the seed
+/// workloads' child processes).
+#[global_allocator]
+static GLOBAL: global::Dispatch = global::Dispatch;
+
 /// Command-line options.
 #[derive(Debug)]
 struct Options {
@@ -53,6 +63,9 @@ struct Options {
     /// Hidden: `--memory-cell CONTESTANT BLOCKS MIXED HOLD_MS IDLE_MS`
     /// runs one allocator's burst in this (child) process.
     memory_cell: Option<(String, rss::Burst)>,
+    /// Hidden: `--seed-cell ID THREADS N` runs seed workload ID in this
+    /// (child) process on its global allocator.
+    seed_cell: Option<(String, usize, u64)>,
 }
 
 const USAGE: &str =
@@ -103,6 +116,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         threads: vec![1, 2, 4, 8],
         cell: None,
         memory_cell: None,
+        seed_cell: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -128,6 +142,16 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                     .map(|_| value("--memory-cell"))
                     .collect::<Result<Vec<_>, _>>()?;
                 o.memory_cell = Some((name, rss::Burst::parse(&rest)?));
+            }
+            "--seed-cell" => {
+                let id = value("--seed-cell")?;
+                let threads = value("--seed-cell")?
+                    .parse()
+                    .map_err(|_| "--seed-cell: bad threads")?;
+                let n = value("--seed-cell")?
+                    .parse()
+                    .map_err(|_| "--seed-cell: bad count")?;
+                o.seed_cell = Some((id, threads, n));
             }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
@@ -296,6 +320,75 @@ fn run_workload(id: &str, threads: &[usize], set: &Settings, bar: &ProgressBar, 
     bar.inc(1);
 }
 
+/// Every contestant's time and peak RSS on seed workload `k`, each run in
+/// child processes (`--seed-cell`) with it as the global allocator: per
+/// thread count, the work is sized here (on the system allocator), then
+/// each repetition starts one child per contestant, in turn.
+fn run_seed(
+    k: seed::Kind,
+    threads: &[usize],
+    set: &Settings,
+    bar: &ProgressBar,
+    out: &mut Results,
+) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            bar.println(format!("{}: cannot re-execute this program: {e}", k.id()));
+            return;
+        }
+    };
+    for &th in threads {
+        bar.set_message(format!("{} @ {th} threads", k.id()));
+        let n = calibrate(&mut seed::runner(k, th), set.rep);
+        let mut runs: Vec<Vec<seed::ChildRun>> = vec![Vec::new(); global::Target::ALL.len()];
+        for _ in 0..set.reps {
+            for (i, t) in global::Target::ALL.into_iter().enumerate() {
+                let mut cmd = Command::new(&exe);
+                cmd.args(["--seed-cell", k.id(), &th.to_string(), &n.to_string()]);
+                match seed::measure(cmd, t) {
+                    Ok(r) => runs[i].push(r),
+                    Err(e) => bar.println(format!("{} / {}: {e}", k.id(), t.name())),
+                }
+            }
+            bar.inc(1);
+        }
+        let sums: Vec<u64> = runs.iter().flatten().map(|r| r.outcome.checksum).collect();
+        if sums.windows(2).any(|w| w[0] != w[1]) {
+            bar.println(format!(
+                "{} @ {th}: checksums differ between allocators: {sums:?}",
+                k.id()
+            ));
+        }
+        for (t, rs) in global::Target::ALL.into_iter().zip(runs) {
+            if rs.is_empty() {
+                continue;
+            }
+            out.timings.push(Timing {
+                workload: k.id().into(),
+                contestant: t.name().into(),
+                threads: th,
+                ops: rs[0].outcome.ops,
+                ns_per_op: rs
+                    .iter()
+                    .map(|r| r.outcome.elapsed.as_nanos() as f64 / r.outcome.ops as f64)
+                    .collect(),
+            });
+            // The child of the median peak.
+            let mut by_peak: Vec<&seed::ChildRun> = rs.iter().collect();
+            by_peak.sort_by_key(|r| r.peak_kib);
+            let m = by_peak[by_peak.len() / 2];
+            out.memory.push(Memory {
+                workload: k.id().into(),
+                contestant: t.name().into(),
+                threads: th,
+                start_kib: m.start_kib,
+                peak_kib: m.peak_kib,
+            });
+        }
+    }
+}
+
 fn latency(id: &str, contestant: &str, samples: Vec<f64>) -> Latency {
     Latency {
         workload: id.into(),
@@ -320,6 +413,13 @@ fn main() {
         }
         return;
     }
+    if let Some((id, threads, n)) = &o.seed_cell {
+        if let Err(e) = seed::child(id, *threads, *n) {
+            eprintln!("compare --seed-cell: {e}");
+            std::process::exit(1)
+        }
+        return;
+    }
     if let Some((name, burst)) = &o.memory_cell {
         if let Err(e) = rss::child(name, burst) {
             eprintln!("compare --memory-cell: {e}");
@@ -335,6 +435,7 @@ fn main() {
     let all_infos = || {
         workloads::infos(&plan)
             .into_iter()
+            .chain(seed::infos())
             .chain(rss::infos(o.quick))
     };
     let infos: Vec<_> = all_infos()
@@ -366,10 +467,13 @@ fn main() {
     };
     let steps: usize = infos
         .iter()
-        .map(|i| match rss::Burst::of(&i.id, o.quick) {
-            Some(_) => rss::CONTESTANTS.len(),
-            None => workloads::threads_of(&i.id, &plan).len() + 1,
-        })
+        .map(
+            |i| match (rss::Burst::of(&i.id, o.quick), seed::Kind::of(&i.id)) {
+                (Some(_), _) => rss::CONTESTANTS.len(),
+                (None, Some(k)) => k.threads(&plan).len() * set.reps,
+                (None, None) => workloads::threads_of(&i.id, &plan).len() + 1,
+            },
+        )
         .sum();
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
@@ -380,6 +484,10 @@ fn main() {
     for info in &infos {
         if let Some(burst) = rss::Burst::of(&info.id, o.quick) {
             run_memory(&info.id, &burst, &bar, &mut results);
+            continue;
+        }
+        if let Some(k) = seed::Kind::of(&info.id) {
+            run_seed(k, &k.threads(&plan), &set, &bar, &mut results);
             continue;
         }
         let threads = workloads::threads_of(&info.id, &plan);

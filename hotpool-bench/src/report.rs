@@ -173,10 +173,13 @@ pub fn analyse(r: &Results, info: &Info) -> Option<Table> {
                 .collect();
             let logs: Vec<f64> = ratio.iter().flatten().map(|x| x.ln()).collect();
             let score = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+            // Measured at the largest thread count (the seed workloads
+            // measure at each).
             let rss_mib = r
                 .memory
                 .iter()
-                .find(|m| m.workload == info.id && m.contestant == name)
+                .filter(|m| m.workload == info.id && m.contestant == name)
+                .max_by_key(|m| m.threads)
                 .map(Memory::growth_mib);
             Row {
                 contestant: name.to_string(),
@@ -358,6 +361,78 @@ pub fn headline(tables: &[Table]) -> String {
             }
         }
         s.push('\n');
+    }
+    s
+}
+
+/// The contestants of the peak-RSS table: hotpool's allocator, and the
+/// two peers it is held to.
+const PEAK: [&str; 3] = ["HotAlloc", "system", "mimalloc"];
+
+/// hotpool's peak RSS against glibc's and mimalloc's: a row per
+/// (workload, threads) where all three were measured, in workload order,
+/// with the ratio to the lower of the two peaks (and of the two growths)
+/// and HotAlloc's time over the best other general allocator's in the
+/// same cell. Empty when there is no such row.
+pub fn peak_markdown(r: &Results) -> String {
+    let mut s = String::new();
+    for info in &r.workloads {
+        let mut threads: Vec<usize> = r
+            .memory
+            .iter()
+            .filter(|m| m.workload == info.id)
+            .map(|m| m.threads)
+            .collect();
+        threads.sort_unstable();
+        threads.dedup();
+        for th in threads {
+            let mem = |name: &str| {
+                r.memory
+                    .iter()
+                    .find(|m| m.workload == info.id && m.threads == th && m.contestant == name)
+            };
+            let [Some(hot), Some(sys), Some(mi)] = PEAK.map(mem) else {
+                continue;
+            };
+            let time = |name: &str| {
+                r.timings
+                    .iter()
+                    .find(|t| t.workload == info.id && t.threads == th && t.contestant == name)
+                    .map(|t| median(&t.ns_per_op))
+            };
+            let peers = ["system", "mimalloc", "jemalloc"]
+                .into_iter()
+                .filter_map(time)
+                .fold(f64::INFINITY, f64::min);
+            let speed = time("HotAlloc")
+                .filter(|_| peers.is_finite())
+                .map_or("-".to_string(), |h| format!("{:.2}", h / peers));
+            let lower = sys.peak_kib.min(mi.peak_kib) as f64;
+            let lower_growth = sys.growth_mib().min(mi.growth_mib());
+            let growth = if lower_growth > 0.0 {
+                format!("{:.2}", hot.growth_mib() / lower_growth)
+            } else {
+                "-".to_string()
+            };
+            if s.is_empty() {
+                s.push_str(
+                    "| workload | threads | HotAlloc peak, MiB (growth) | system | mimalloc | \
+                     HotAlloc / lower peak | HotAlloc / lower growth | HotAlloc time / best peer |\n\
+                     |---|---|---|---|---|---|---|---|\n",
+                );
+            }
+            let cell =
+                |m: &Memory| format!("{:.1} ({:.1})", m.peak_kib as f64 / 1024.0, m.growth_mib());
+            let _ = writeln!(
+                s,
+                "| {} | {th} | {} | {} | {} | {:.2} | {growth} | {speed} |",
+                info.id,
+                cell(hot),
+                cell(sys),
+                cell(mi),
+                hot.peak_kib as f64 / lower
+            );
+        }
     }
     s
 }
@@ -614,7 +689,14 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
          median. `x best` is the median time over the best median of that column (1.00 = best). \
          The score is the geometric mean of a contestant's `x best` over the thread counts.\n\
          - Allocators are called explicitly (`GlobalAlloc` or allocator-api2), none is installed \
-         as the global allocator.\n\
+         as the global allocator, except in the seed workloads (`seed/...`): those are plain std \
+         programs, run in a child process per contestant (this program re-executed) whose \
+         global allocator the contestant is; per thread count the work is sized on the system \
+         allocator, then each repetition starts one child per contestant, in turn, which runs \
+         the work once untimed and once timed and reports its VmHWM; the figure is the median \
+         child's. This program's global allocator dispatches on a choice made once per process \
+         (a jump through a table per call, always to the same place; the same for every \
+         contestant).\n\
          - Peak RSS growth: each (workload, contestant) runs once more, alone, in a child process \
          (this program re-executed), at the largest thread count with the work of one \
          repetition; the figure is the child's VmHWM after the run minus its VmHWM before it.\n\
@@ -716,6 +798,18 @@ pub fn write_all(r: &Results, dir: &Path) -> io::Result<(Vec<PathBuf>, String)> 
         );
         let _ = write!(head, "\n{}, RSS in MiB:\n\n{table}", info.id);
         files.push(p);
+    }
+    let peaks = peak_markdown(r);
+    if !peaks.is_empty() {
+        let _ = write!(
+            md,
+            "## Peak RSS against glibc and mimalloc\n\n\
+             Peak RSS (VmHWM) of the child processes in MiB, with its growth over the child's \
+             start in parentheses; the ratios are HotAlloc's over the lower of system's and \
+             mimalloc's, and HotAlloc's median time over the best of system, mimalloc and \
+             jemalloc in the same cell.\n\n{peaks}\n"
+        );
+        let _ = write!(head, "\nPeak RSS against glibc and mimalloc:\n\n{peaks}");
     }
     let report = dir.join("report.md");
     std::fs::write(&report, md)?;

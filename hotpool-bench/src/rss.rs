@@ -5,10 +5,9 @@
 //! the report.
 //!
 //! The child calls its allocator explicitly through `GlobalAlloc`, as the
-//! other workloads do: `compare` has one global allocator (the system's),
-//! and making it switchable at run time would put a branch under every
-//! contestant that allocates through `std` in the timed workloads. The
-//! burst keeps no bookkeeping of its own: each block holds the link to the
+//! other workloads do, on the default global allocator (the system's; see
+//! `crate::global`), so the burst's blocks are the only ones its
+//! allocator holds. The burst keeps no bookkeeping of its own: each block holds the link to the
 //! next one and its own size, so the blocks are the only memory the burst
 //! moves, and the child makes no allocation between the marks it prints.
 

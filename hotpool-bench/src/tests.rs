@@ -4,11 +4,14 @@
 
 use std::path::PathBuf;
 
+use crate::global::{self, Target};
 use crate::measure::{median, percentile, spread_pct, status_kib, Machine};
 use crate::report::{
-    analyse, headline, rss_markdown, rss_plot, write_all, Latency, Memory, Results, Timing,
+    analyse, headline, peak_markdown, rss_markdown, rss_plot, write_all, Latency, Memory, Results,
+    Timing,
 };
 use crate::rss::{Burst, RssRun, CONTESTANTS};
+use crate::seed::{self, Kind};
 use crate::svg;
 use crate::workloads::{self, Info, Plan};
 
@@ -292,6 +295,12 @@ fn command_line() {
         }
     );
     assert_eq!(Burst::parse(&b.args()).unwrap(), b);
+    let o = crate::parse(args("--seed-cell seed/trading 1 5000")).unwrap();
+    assert_eq!(o.seed_cell, Some(("seed/trading".into(), 1, 5000)));
+    assert!(crate::parse(args("--seed-cell seed/trading x 5"))
+        .unwrap_err()
+        .contains("bad threads"));
+    assert!(crate::selected("seed/market-data", &["seed".into()]));
     assert!(crate::parse(args("--memory-cell system 10 0 x 5"))
         .unwrap_err()
         .contains("argument 4"));
@@ -562,4 +571,206 @@ fn via_grows_in_place_or_by_copy() {
             .len(),
         0
     );
+}
+
+/// A synthetic run of `seed/market-data` at 1 and 2 threads and `churn`
+/// at 2, with peak RSS of HotAlloc, system and mimalloc (jemalloc timed
+/// only).
+fn synthetic_peaks() -> Results {
+    let mem = |w: &str, c: &str, threads, start_kib, peak_kib| Memory {
+        workload: w.into(),
+        contestant: c.into(),
+        threads,
+        start_kib,
+        peak_kib,
+    };
+    let mut r = synthetic();
+    r.workloads = vec![info("seed/market-data"), info("churn")];
+    r.timings = vec![
+        timing("seed/market-data", "HotAlloc", 1, &[30.0, 31.0, 29.0]),
+        timing("seed/market-data", "system", 1, &[40.0; 3]),
+        timing("seed/market-data", "mimalloc", 1, &[20.0; 3]),
+        timing("seed/market-data", "jemalloc", 1, &[25.0; 3]),
+        timing("seed/market-data", "HotAlloc", 2, &[50.0; 3]),
+        timing("seed/market-data", "system", 2, &[50.0; 3]),
+        timing("seed/market-data", "mimalloc", 2, &[100.0; 3]),
+        timing("churn", "HotAlloc", 2, &[10.0; 3]),
+        timing("churn", "system", 2, &[20.0; 3]),
+    ];
+    r.memory = vec![
+        mem("seed/market-data", "HotAlloc", 1, 4096, 6144),
+        mem("seed/market-data", "system", 1, 4096, 5120),
+        mem("seed/market-data", "mimalloc", 1, 8192, 10240),
+        mem("seed/market-data", "HotAlloc", 2, 4096, 8192),
+        mem("seed/market-data", "system", 2, 4096, 10240),
+        mem("seed/market-data", "mimalloc", 2, 8192, 16384),
+        // No mimalloc figure: no row.
+        mem("churn", "HotAlloc", 2, 2048, 4096),
+        mem("churn", "system", 2, 2048, 4096),
+    ];
+    r
+}
+
+#[test]
+fn peak_table_follows_the_numbers() {
+    let r = synthetic_peaks();
+    let t = peak_markdown(&r);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 4, "{t}");
+    assert!(lines[0].starts_with("| workload | threads | HotAlloc peak"));
+    // T=1: 6 MiB against the lower of 5 and 10 MiB; growth 2 against 1;
+    // time 30 against the best peer's 20.
+    assert_eq!(
+        lines[2],
+        "| seed/market-data | 1 | 6.0 (2.0) | 5.0 (1.0) | 10.0 (2.0) | 1.20 | 2.00 | 1.50 |"
+    );
+    // T=2: no jemalloc timing; the best peer is system's 50.
+    assert_eq!(
+        lines[3],
+        "| seed/market-data | 2 | 8.0 (4.0) | 10.0 (6.0) | 16.0 (8.0) | 0.80 | 0.67 | 1.00 |"
+    );
+    // The workload's table shows the growth at the largest thread count.
+    let md = analyse(&r, &r.workloads[0]).unwrap();
+    let hot = md.rows.iter().find(|x| x.contestant == "HotAlloc").unwrap();
+    assert_eq!(hot.rss_mib, Some(4.0));
+    // The report gets the section, the summary the table.
+    let dir = temp_dir("peaks");
+    let (_, head) = write_all(&r, &dir).unwrap();
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("## Peak RSS against glibc and mimalloc") && report.contains(&t));
+    assert!(head.contains(&t));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Nothing measured, no table.
+    assert_eq!(peak_markdown(&synthetic()), "");
+}
+
+const SEED_VAR: &str = "HOTPOOL_BENCH_SEED_CELL";
+
+/// This test binary re-executed to run `test`, an ignored test below,
+/// with `target` as the global allocator.
+fn seed_command(test: &str, spec: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(SEED_VAR, spec);
+    cmd
+}
+
+/// A child on each global allocator: it reports the allocator it runs
+/// on, and a 64 KiB `Vec` lands in hotpool's arena only under `HotAlloc`
+/// and in glibc's heap only under `system`.
+#[test]
+fn child_allocates_through_the_chosen_allocator() {
+    for t in Target::ALL {
+        let out = seed_command("tests::alloc_child", "")
+            .env(global::ENV, t.name())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {out:?}", t.name());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.find("@alloc ").map(|i| &l[i + 7..]))
+            .unwrap_or_else(|| panic!("no @alloc line in {text}"));
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w[0], t.name());
+        let (arena, glibc): (i64, i64) = (w[1].parse().unwrap(), w[2].parse().unwrap());
+        let big = 64 << 10;
+        assert_eq!(arena >= big, t == Target::HotAlloc, "{line}");
+        assert_eq!(glibc >= big, t == Target::System, "{line}");
+    }
+    // Unset, the default: the system allocator (unless this test's own
+    // environment chose another).
+    if std::env::var_os(global::ENV).is_none() {
+        assert_eq!(global::target(), Target::System);
+    }
+}
+
+/// The child half of [`child_allocates_through_the_chosen_allocator`].
+#[test]
+#[ignore = "the child process of child_allocates_through_the_chosen_allocator, which runs it"]
+fn alloc_child() {
+    // SAFETY: mallinfo2 has no preconditions.
+    let glibc = || unsafe { libc::mallinfo2() }.uordblks as i64;
+    let arena = || hotpool::arena::stats().allocated as i64;
+    let (arena0, glibc0) = (arena(), glibc());
+    let v = std::hint::black_box(vec![7u8; 64 << 10]);
+    let (arena1, glibc1) = (arena(), glibc());
+    println!(
+        "@alloc {} {} {}",
+        global::target().name(),
+        arena1 - arena0,
+        glibc1 - glibc0
+    );
+    drop(v);
+}
+
+/// Each seed workload, run in a child on each allocator (twice: the
+/// child checks that both runs agree), computes the same, and reports a
+/// peak. (Nothing runs here: this process's peak must stay low for
+/// [`smoke`].)
+#[test]
+fn seed_workloads_compute_the_same_under_every_allocator() {
+    let plan = Plan {
+        quick: true,
+        threads: vec![1, 2],
+    };
+    assert_eq!(
+        seed::infos()
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        ["seed/order-book", "seed/market-data", "seed/trading"]
+    );
+    for k in Kind::ALL {
+        let th = *k.threads(&plan).last().unwrap();
+        let n = 3000;
+        let mut sums = Vec::new();
+        for t in Target::ALL {
+            let spec = format!("{} {th} {n}", k.id());
+            let run = seed::measure(seed_command("tests::seed_cell_child", &spec), t)
+                .unwrap_or_else(|e| panic!("{} / {}: {e}", k.id(), t.name()));
+            assert_eq!(run.target, t);
+            assert_eq!(run.outcome.ops, n * th as u64);
+            assert!(run.start_kib > 0 && run.peak_kib >= run.start_kib);
+            sums.push(run.outcome.checksum);
+        }
+        assert!(sums.iter().all(|&x| x == sums[0]), "{}: {sums:?}", k.id());
+    }
+}
+
+/// The child half of [`seed_workloads_compute_the_same_under_every_allocator`]:
+/// the cell its parent names in [`SEED_VAR`], as `--seed-cell` runs it.
+#[test]
+#[ignore = "the child process of seed_workloads_compute_the_same_under_every_allocator"]
+fn seed_cell_child() {
+    let spec = std::env::var(SEED_VAR).expect("run by its parent test");
+    let w: Vec<&str> = spec.split_whitespace().collect();
+    seed::child(w[0], w[1].parse().unwrap(), w[2].parse().unwrap()).unwrap();
+}
+
+/// The order book's map, price levels and live list agree after every
+/// operation of a long random stream, and its depth stays bounded.
+#[test]
+fn order_book_stays_consistent() {
+    let depth = 2000;
+    let mut book = seed::Book::new(depth);
+    let mut r = 7u64;
+    let mut fills = 0u64;
+    for i in 0..30_000u32 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        fills += u64::from(book.step(r >> 3) != 0);
+        if i % 1000 == 0 {
+            let live = book.check();
+            assert!(live <= 2 * depth);
+        }
+    }
+    assert!(book.check() >= depth / 2 && fills > 1000, "fills {fills}");
 }

@@ -67,6 +67,16 @@ pub(crate) unsafe fn arena_freeing(p: *mut u8) {
     }
 }
 
+/// An arena block moved from `p` to `q` with its contents (a huge block
+/// grown by moving its pages), from `old` to `new` usable bytes.
+pub(crate) fn arena_moved(p: *mut u8, q: *mut u8, old: usize, new: usize) {
+    if mode() & CHECKS != 0 {
+        valgrind::freelike(p);
+        valgrind::malloclike(q, new, false);
+        valgrind::make_defined(q, old);
+    }
+}
+
 /// An arena block at `p` was resized in place from `old` to `new` usable bytes.
 pub(crate) fn arena_resized(p: *mut u8, old: usize, new: usize) {
     if mode() & CHECKS != 0 && old != new {

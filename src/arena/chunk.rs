@@ -57,6 +57,10 @@ pub(crate) const RUN_FREE: u8 = 1;
 pub(crate) const RUN_SLAB: u8 = 2;
 /// One large object.
 pub(crate) const RUN_LARGE: u8 = 3;
+/// A free run whose pages are being given back with the run lock released
+/// (in the arena's purging list, in no bucket): allocation cannot take it
+/// and a freed neighbour does not merge with it.
+pub(crate) const RUN_PURGING: u8 = 4;
 
 /// Metadata of the run starting at one page. Free runs are guarded by the
 /// arena's run lock; a slab's free list and counts by its bin's lock;

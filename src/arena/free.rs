@@ -129,7 +129,7 @@ unsafe fn free_run_or_huge(p: *mut u8) {
     match unsafe { lookup(p) } {
         Owner::Huge(h) => {
             // SAFETY: `h` is the header of `p`'s live mapping.
-            unsafe { huge_free(h) }
+            unsafe { huge_free(h, true) }
         }
         Owner::Run(m) => {
             // SAFETY: `m` describes the run holding `p`.

@@ -54,7 +54,62 @@ pub(crate) fn huge_alloc(
         (hdr, hdr + PAGE)
     };
     HUGE_MAPPED.fetch_add(obj + usable - hdr, Relaxed);
+    if align < CHUNK && !zero {
+        adopt_kept(hdr, obj + usable - hdr);
+    }
     huge_publish(hdr, obj, usable)
+}
+
+/// The unused tail `tail..tail + len` of a kept mapping that served a
+/// shorter request: moved to a CHUNK-aligned place of its own and kept
+/// (its pages stay resident for the next request), or unmapped when that
+/// fails or the cache does not take it.
+fn keep_tail(tail: usize, len: usize) {
+    if len >= CHUNK {
+        if let Some(dest) = sys::map_aligned(len, CHUNK, 0) {
+            let dest = dest.as_ptr();
+            // SAFETY: the tail is the unused end of a mapping of ours;
+            // `dest` is a fresh mapping of `len` bytes.
+            if unsafe { sys::remap_onto(tail as *mut u8, len, dest) } {
+                match super::huge_cache::put(dest as usize, len, sys::now_ms(), decay_ms()) {
+                    Some(evicted) => {
+                        HUGE_MAPPED.fetch_sub(evicted, Relaxed);
+                    }
+                    None => {
+                        // SAFETY: the moved tail is ours and unused.
+                        unsafe { sys::unmap_range(dest, len) };
+                        HUGE_MAPPED.fetch_sub(len, Relaxed);
+                    }
+                }
+                return;
+            }
+            // SAFETY: the fresh mapping is ours and unused.
+            unsafe { sys::unmap_range(dest, len) };
+        }
+    }
+    // SAFETY: the tail of a mapping we own and nobody uses.
+    unsafe { sys::unmap_range(tail as *mut u8, len) };
+    HUGE_MAPPED.fetch_sub(len, Relaxed);
+}
+
+/// Moves the resident pages of the longest kept mapping (shorter than
+/// `len`, or it would have been reused whole) to the head of the new
+/// mapping `hdr..hdr + len`, so that only the rest faults in: what glibc
+/// gets by merging freed neighbours in its heap. A new block of 24 MiB
+/// after frees of 16 MiB ones touches 8 MiB of fresh pages, not 24.
+fn adopt_kept(hdr: usize, len: usize) {
+    let Some((base, kept)) = super::huge_cache::take_longest() else {
+        return;
+    };
+    // SAFETY: the kept mapping is ours and unused (taken from the cache
+    // under its lock); `hdr..hdr + kept` lies in the new mapping (kept <
+    // len), which nobody uses yet.
+    let moved = kept < len && unsafe { sys::remap_onto(base as *mut u8, kept, hdr as *mut u8) };
+    if !moved {
+        // SAFETY: as above; the kept mapping is given up.
+        unsafe { sys::unmap_range(base as *mut u8, kept) };
+    }
+    HUGE_MAPPED.fetch_sub(kept, Relaxed);
 }
 
 /// Writes the header of the huge block `hdr..obj + usable` (a mapping of
@@ -89,13 +144,12 @@ fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<No
     let need = off.checked_add(usable)?;
     let (base, len) = super::huge_cache::take(need)?;
     // Keep the whole mapping when the excess is within the quarter steps
-    // of `huge_resize`, or is room for a growing buffer; else unmap it.
-    let keep = if len - need <= need / 3 || growing && len / 4 <= need {
+    // of `huge_resize`, or is room for a growing buffer; else the excess
+    // is kept apart (`keep_tail`) for the next request.
+    let keep = if len - need <= need || growing && len / 4 <= need {
         len
     } else {
-        // SAFETY: the tail of a mapping we own and nobody uses.
-        unsafe { sys::unmap_range((base + need) as *mut u8, len - need) };
-        HUGE_MAPPED.fetch_sub(len - need, Relaxed);
+        keep_tail(base + need, len - need);
         need
     };
     let obj = base + off;
@@ -106,11 +160,12 @@ fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<No
     huge_publish(base, obj, keep - off)
 }
 
-/// Unmaps a huge block.
+/// Frees a huge block: with `keep`, a chunk-aligned mapping is kept for
+/// reuse until `decay_ms` passes; otherwise it is unmapped at once.
 ///
 /// # Safety
 /// `h` is the header of a live huge block no one uses any more.
-pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
+pub(crate) unsafe fn huge_free(h: *mut HugeHeader, keep: bool) {
     if prof_enabled() {
         // SAFETY: per the contract, `h` is a live header.
         super::prof::on_free(unsafe { (*h).ptr });
@@ -127,7 +182,7 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
     }
     HUGE_BYTES.fetch_sub(usable, Relaxed);
     let now = sys::now_ms();
-    let kept = if base as usize % CHUNK == 0 {
+    let kept = if keep && base as usize % CHUNK == 0 {
         super::huge_cache::put(base as usize, len, now, decay_ms())
     } else {
         None
@@ -143,6 +198,76 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader) {
             unsafe { sys::unmap_range(base, len) };
         }
     }
+}
+
+/// Grows huge block `h` to at least `new` bytes by moving its pages to a
+/// longer mapping (`mremap`: the kernel moves them, nothing is copied or
+/// faulted in again), when it cannot grow where it is. Returns the block's
+/// new address; `None` (the block unchanged) when it is not of the common
+/// shape (header at a CHUNK-aligned base) or the system refuses.
+///
+/// # Safety
+/// `h` is the header of a live huge block owned by the caller.
+pub(super) unsafe fn huge_move(h: *mut HugeHeader, new: usize) -> Option<NonNull<u8>> {
+    // SAFETY: per the contract the block and its header are ours.
+    let (base, len, obj, have) = unsafe {
+        (
+            (*h).map_base as usize,
+            (*h).map_len,
+            (*h).ptr as usize,
+            (*h).usable,
+        )
+    };
+    let off = obj - base;
+    let need = new.checked_add(PAGE - 1)? & !(PAGE - 1);
+    if base % CHUNK != 0 || off >= CHUNK || need <= have {
+        return None;
+    }
+    // Grow by at least a quarter, as `huge_resize` does in place.
+    let want = need.max((have + have / 4 + PAGE - 1) & !(PAGE - 1));
+    let mut total = off.checked_add(want)?;
+    // A kept mapping long enough is the best destination: its pages past
+    // the moved ones are resident already.
+    let dest = match super::huge_cache::take(total) {
+        Some((kept, len)) => {
+            if len - total <= total {
+                total = len;
+            } else {
+                keep_tail(kept + total, len - total);
+            }
+            HUGE_MAPPED.fetch_sub(total, Relaxed);
+            kept as *mut u8
+        }
+        None => sys::map_aligned(total, CHUNK, 0)?.as_ptr(),
+    };
+    let want = total - off;
+    // SAFETY: the registry entry is the live block's; it is added again
+    // below at whichever address the block ends up.
+    unsafe { super::registry::remove_huge(h) };
+    // SAFETY: the old mapping is ours and only its owner (the caller) uses
+    // it; `dest` is a fresh mapping of `total >= len` bytes.
+    if !unsafe { sys::remap_onto(base as *mut u8, len, dest) } {
+        super::registry::add_huge(base, obj);
+        // SAFETY: the fresh mapping is ours and unused.
+        unsafe { sys::unmap_range(dest, total) };
+        return None;
+    }
+    HUGE_MAPPED.fetch_add(total - len, Relaxed);
+    HUGE_BYTES.fetch_add(want - have, Relaxed);
+    let h = dest.cast::<HugeHeader>();
+    // SAFETY: the header page moved with the block to `dest`.
+    unsafe {
+        (*h).ptr = dest.add(off);
+        (*h).usable = want;
+        (*h).map_base = dest;
+        (*h).map_len = total;
+    }
+    super::registry::add_huge(dest as usize, dest as usize + off);
+    if prof_enabled() {
+        super::prof::on_free(obj as *mut u8);
+        super::prof::on_alloc(dest.wrapping_add(off), want);
+    }
+    NonNull::new(dest.wrapping_add(off))
 }
 
 /// Unmaps kept huge mappings free for `decay_ms` (all with `u64::MAX`).

@@ -9,6 +9,11 @@
 //! * Only mappings of the common shape are kept: header page at a
 //!   CHUNK-aligned base, object after it (alignment below CHUNK); at most
 //!   [`SLOTS`] of them and [`MAX_BYTES`] in all, the oldest evicted first.
+//! * A request takes the shortest kept mapping long enough; when that is
+//!   over twice the request, the tail is moved (`mremap`, pages stay
+//!   resident) to an aligned place of its own and kept. When none is long
+//!   enough, the longest one's pages are moved to the head of the new
+//!   mapping, so only the rest faults in (`huge::adopt_kept`).
 //! * A kept mapping is unmapped once it has been free for `decay_ms` (at the
 //!   next huge operation, activity tick, background purge or `trim`); with
 //!   `decay_ms` 0 nothing is kept.
@@ -21,11 +26,15 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::lock::SpinLock;
 use crate::sys;
 
-/// Most mappings kept. More slots (4, 8) did not run faster on
-/// `strbuild` and raised its peak RSS by 4-10 MiB.
-const SLOTS: usize = 2;
-/// Most bytes kept in all, and the longest mapping kept.
-const MAX_BYTES: usize = 16 << 20;
+/// Most mappings kept. Eight: a program cycling a few dozen buffers of
+/// 1-32 MiB (`hotpool-malloc/bench/large.c`) finds one to reuse most of the
+/// time; a freed tail of one is kept as its own entry.
+const SLOTS: usize = 8;
+/// Most bytes kept in all, and the longest mapping kept: 64 MiB, the most
+/// free memory glibc keeps at the top of its heap (twice its largest mmap
+/// threshold). On `large.c`, 128 MiB ran no faster and raised peak RSS
+/// above glibc's; 16 MiB (two slots) faulted in every page again.
+const MAX_BYTES: usize = 64 << 20;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -119,6 +128,20 @@ pub(crate) fn take(min_len: usize) -> Option<(usize, usize)> {
     let best = (0..c.n)
         .filter(|&i| c.e[i].len >= min_len)
         .min_by_key(|&i| c.e[i].len)?;
+    let e = c.remove(best);
+    KEPT.store(c.bytes, Relaxed);
+    Some((e.base, e.len))
+}
+
+/// Takes the longest kept mapping, as `(base, len)` (when none is long
+/// enough for a request, its resident pages can still serve the head of a
+/// new mapping: see `huge::adopt_kept`).
+pub(crate) fn take_longest() -> Option<(usize, usize)> {
+    if KEPT.load(Relaxed) == 0 {
+        return None;
+    }
+    let mut c = CACHE.lock();
+    let best = (0..c.n).max_by_key(|&i| c.e[i].len)?;
     let e = c.remove(best);
     KEPT.store(c.bytes, Relaxed);
     Some((e.base, e.len))

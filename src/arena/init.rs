@@ -8,7 +8,7 @@ use core::sync::atomic::{
 };
 
 use super::heap::Arena;
-use super::purge::{set_background_thread, BG_RUNNING, BG_WANTED};
+use super::purge::{BG_RUNNING, BG_WANTED};
 use super::tcache;
 use crate::config::{self, ArenaConf};
 use crate::sys;
@@ -35,6 +35,8 @@ static DECAY_MS: AtomicI64 = AtomicI64::new(config::DEFAULT.decay_ms);
 static TCACHE_ON: AtomicBool = AtomicBool::new(true);
 
 static TCACHE_MAX: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_max);
+
+static TCACHE_BYTES: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_bytes);
 
 static STATS_ON: AtomicBool = AtomicBool::new(true);
 
@@ -63,6 +65,17 @@ pub(crate) fn tcache_enabled() -> bool {
 
 pub(crate) fn tcache_max() -> usize {
     TCACHE_MAX.load(Relaxed)
+}
+
+/// Bytes of free objects a thread's cache may hold (`tcache_bytes`).
+pub(crate) fn tcache_bytes() -> usize {
+    TCACHE_BYTES.load(Relaxed)
+}
+
+/// Sets `tcache_bytes` for thread caches made from now on.
+pub(crate) fn set_tcache_bytes(bytes: usize) {
+    TCACHE_BYTES.store(bytes, Relaxed);
+    CONF.lock().tcache_bytes = bytes;
 }
 
 #[inline(always)]
@@ -177,6 +190,7 @@ fn init_slow() -> bool {
     DECAY_MS.store(conf.decay_ms, Relaxed);
     TCACHE_ON.store(conf.tcache, Relaxed);
     TCACHE_MAX.store(conf.tcache_max, Relaxed);
+    TCACHE_BYTES.store(conf.tcache_bytes, Relaxed);
     if let Some(k) = sys::thread_key_create(tcache::thread_exit) {
         KEY.store(k as usize, Relaxed);
     } else {
@@ -196,10 +210,9 @@ fn init_slow() -> bool {
         }
     }
     *CONF.lock() = conf;
+    // Wanted, started lazily (`purge::start_lazily`).
+    BG_WANTED.store(conf.background_thread, Relaxed);
     STATE.store(2, Release);
-    if conf.background_thread {
-        set_background_thread(true);
-    }
     super::stats::start_signal_report();
     made > 0
 }
@@ -241,9 +254,14 @@ unsafe extern "C" fn fork_parent() {
 unsafe extern "C" fn fork_child() {
     // SAFETY: same handler as the parent's; the child has one thread.
     unsafe { fork_parent() };
-    // The purge thread does not exist in the child.
+    // The purge thread does not exist in the child: runs it was purging go
+    // back on the dirty lists, and a wanted purger starts again lazily.
     BG_RUNNING.store(false, Relaxed);
-    BG_WANTED.store(false, Relaxed);
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.fork_child();
+        }
+    }
 }
 
 /// Under loom, first thing in every model execution: the allocator starts
@@ -264,6 +282,7 @@ pub(crate) fn loom_reset() {
     DECAY_MS.store(config::DEFAULT.decay_ms, Relaxed);
     TCACHE_ON.store(true, Relaxed);
     TCACHE_MAX.store(config::DEFAULT.tcache_max, Relaxed);
+    TCACHE_BYTES.store(config::DEFAULT.tcache_bytes, Relaxed);
     STATS_ON.store(true, Relaxed);
     EVENTS.store(1, Relaxed);
     *CONF.lock() = config::DEFAULT;

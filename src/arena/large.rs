@@ -20,7 +20,8 @@ impl Arena {
         // SAFETY: we hold the run lock.
         let (m, zero) =
             unsafe { self.alloc_run(&mut r, npages, align, RUN_LARGE, class as u8, room) }?;
-        self.purge_expired(&mut r, sys::now_ms(), super::init::decay_ms());
+        drop(r);
+        self.decay_inline(sys::now_ms());
         Some((run_addr(m), zero))
     }
 
@@ -33,7 +34,8 @@ impl Arena {
         let now = sys::now_ms();
         // SAFETY: per the contract; we hold the run lock.
         unsafe { self.free_run(&mut r, m, now) };
-        self.purge_expired(&mut r, now, super::init::decay_ms());
+        drop(r);
+        self.decay_inline(now);
     }
 
     /// Grows large run `m` to `new` pages in place if the run after it is

@@ -23,7 +23,7 @@
 //!        |  freed runs are dirty; after `decay_ms` (or on trim) their pages
 //!        v  go back with madvise(MADV_DONTNEED); free chunks unmap on trim
 //!  OS: chunks, huge objects (> 1 MiB or alignment > 256 KiB) mapped directly;
-//!      the last two freed huge mappings (16 MiB in all) are kept for reuse
+//!      up to eight freed huge mappings (64 MiB in all) are kept for reuse
 //!      until `decay_ms` passes
 //! ```
 //!
@@ -43,17 +43,21 @@
 //!   space) on page metadata; only the entries of pages in use are touched,
 //!   so the resident cost is a fraction of that.
 //! * A thread cache holds at most 128 objects per class (fewer for big
-//!   classes; 8 for large classes up to `tcache_max`); it is flushed when
-//!   the thread exits and by [`trim`] on the calling thread. Other threads'
-//!   cached objects stay theirs until they flush.
+//!   classes; 8 for large classes up to `tcache_max`) and at most
+//!   `tcache_bytes` (1 MiB by default) in all, whether or not the thread
+//!   still calls: a thread that goes quiet holds no more. Classes left unused give back 3/4 of their unused
+//!   objects every 256 slow-path events of the thread (incremental GC). A
+//!   cache is flushed when the thread exits and by [`trim`] on the calling
+//!   thread; other threads' cached objects stay theirs until then.
 //! * Memory goes back to the OS: free pages are purged `decay_ms` after
 //!   they were freed (checked on allocator activity, or by the background
 //!   thread); [`trim`] purges everything now and unmaps wholly free chunks.
-//!   A freed huge object is unmapped at once, unless it is one of the last
-//!   two (16 MiB in all), which stay mapped for the next huge request until
-//!   `decay_ms` passes (counted as `dirty`).
+//!   A freed huge object is unmapped at once, unless the cache of freed
+//!   huge mappings (eight, 64 MiB in all) keeps it for the next huge
+//!   request until `decay_ms` passes (counted as `dirty`).
 //! * After `fork` the child can allocate (every lock is held across the
-//!   fork); the background thread does not exist in the child.
+//!   fork); the background thread does not exist in the child, and starts
+//!   again there lazily.
 //! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
 //!   handlers must hold them without guards.
 //!
@@ -67,7 +71,8 @@
 //! | `mapped` | bytes mapped: chunks, huge mappings, metadata |
 //! | `metadata` | bytes of metadata: base blocks, chunk headers |
 //! | `dirty` | bytes of free pages not yet purged, kept huge mappings included |
-//! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects |
+//! | `tcache_bytes` | bytes of free objects in threads' caches (at most `tcache_bytes` of the config per thread) |
+//! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects; `cached`: free objects in threads' caches |
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].
 
@@ -98,6 +103,7 @@ mod unwind;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
+pub(crate) use purge::set_idle_hook;
 pub(crate) use stats::{set_handle_report_hook, set_report_hook, start_signal_report};
 pub use stats::{ArenaStats, ClassStats};
 
@@ -571,6 +577,25 @@ pub fn set_decay_ms(ms: i64) {
     init::set_decay_ms(ms.max(-1))
 }
 
+/// Sets the byte budget of thread caches made from now on (threads that
+/// call the allocator for the first time, or whose cache is set up again),
+/// at most 64 MiB: what one thread's cache may hold, all size classes
+/// together (`HOTPOOL_CONF=tcache_bytes`). With 192 KiB here and
+/// [`crate::pool::set_thread_bytes`] at 64 KiB, a thread that goes quiet
+/// holds at most 256 KiB of free objects; mixed-size churn then makes more
+/// trips to the arena's bins (hotpool-bench's churn 2.2x slower than at
+/// the default 1 MiB).
+///
+/// ```
+/// hotpool::arena::set_tcache_bytes(192 << 10);
+/// assert_eq!(hotpool::arena::config().tcache_bytes, 192 << 10);
+/// hotpool::arena::set_tcache_bytes(1 << 20);
+/// ```
+pub fn set_tcache_bytes(bytes: usize) {
+    init::ensure_init();
+    init::set_tcache_bytes(bytes.min(64 << 20))
+}
+
 /// Starts or stops the background purge thread (a raw pthread that never
 /// allocates); returns whether it runs. It wakes every `decay_ms / 4`
 /// (10 ms ..= 1 s) and purges expired pages of every arena.
@@ -601,16 +626,28 @@ pub(crate) fn alloc_chunk(size: usize, align: usize) -> Option<NonNull<u8>> {
     huge::huge_alloc(size, align, false, false)
 }
 
-/// Frees a block from [`alloc_chunk`] as a huge block: unmapped, or kept
-/// mapped for reuse until `decay_ms` passes (see the module docs).
+/// Unmaps the freed huge mappings the arena keeps for reuse (what
+/// [`trim`] does to them), for a pool's trim.
+pub(crate) fn unmap_kept() {
+    huge::huge_purge(u64::MAX);
+}
+
+/// Frees a block from [`alloc_chunk`] as a huge block: with `keep`, kept
+/// mapped for reuse until `decay_ms` passes (see the module docs), else
+/// unmapped at once (a pool trimmed because it went idle).
 ///
 /// # Safety
 ///
 /// `ptr` must come from [`alloc_chunk`] and not be used afterwards.
-pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>) {
-    // SAFETY: the caller's contract; chunks are huge blocks, never seen by
-    // the debug checks.
-    unsafe { free::free_unchecked(ptr.as_ptr()) }
+pub(crate) unsafe fn dealloc_chunk(ptr: NonNull<u8>, keep: bool) {
+    // SAFETY: the caller's contract: a live huge block of ours, never seen
+    // by the debug checks.
+    unsafe {
+        match chunk::lookup(ptr.as_ptr()) {
+            chunk::Owner::Huge(h) => huge::huge_free(h, keep),
+            chunk::Owner::Run(_) => free::free_unchecked(ptr.as_ptr()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -622,7 +659,7 @@ mod tests {
         // SAFETY: the chunk is ours, written in bounds, freed once.
         unsafe {
             p.as_ptr().write_bytes(7, 1 << 20);
-            super::dealloc_chunk(p);
+            super::dealloc_chunk(p, true);
         }
     }
 }

@@ -3,10 +3,10 @@
 //! background purge thread.
 
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicBool, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
 
 use super::chunk::*;
-use super::heap::{sub, Arena};
+use super::heap::{add, sub, Arena};
 use super::huge::huge_purge;
 use super::init::{arena, decay_ms, ensure_init, narenas, CONF};
 use super::runs::Runs;
@@ -19,39 +19,158 @@ pub(super) static BG_WANTED: AtomicBool = AtomicBool::new(false);
 
 pub(super) static BG_RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// What a layer above gives back when the program is idle (the pool layer
+/// registers its idle-pool trim, [`set_idle_hook`]); the purger calls it
+/// with the time (ms) and `decay_ms` on each round.
+static IDLE_HOOK: AtomicPtr<()> = AtomicPtr::new(null_mut());
+
+/// Registers `hook` with the background purger (the arena cannot name the
+/// layers above it).
+pub(crate) fn set_idle_hook(hook: fn(u64, i64)) {
+    IDLE_HOOK.store(hook as *mut (), Release);
+}
+
+/// Dirty runs taken per batch: the run lock is released while their pages
+/// are given back, so an allocating thread never waits on `madvise`.
+const PURGE_BATCH: usize = 32;
+
+/// Who purges, which decides how [`Arena::purge_expired`] behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purger {
+    /// An allocating thread on its own events: gives up when the run lock
+    /// is busy, and keeps wholly free chunks mapped for reuse.
+    Inline,
+    /// The background purger or `trim`: waits for the lock, and unmaps a
+    /// chunk whose pages all become clean and free (its header's pages
+    /// would stay resident otherwise).
+    Patient,
+}
+
 impl Arena {
     /// Purges dirty runs freed at least `decay_ms` ago (all of them when
-    /// `decay_ms` is 0; none when negative).
-    pub(crate) fn purge_expired(&self, r: &mut Runs, now: u64, decay_ms: i64) {
+    /// `decay_ms` is 0; none when negative). Expired runs are taken off the
+    /// free lists in batches under the run lock (marked [`RUN_PURGING`], so
+    /// that neither allocation nor a freed neighbour's merge touches them),
+    /// purged with the lock released, then filed as clean free runs.
+    pub(crate) fn purge_expired(&self, now: u64, decay_ms: i64, who: Purger) {
         if decay_ms < 0 {
             return;
         }
-        while !r.dirty_runs.is_empty() {
-            let m = r.dirty_runs.head();
-            // SAFETY: dirty list members are free runs guarded by the lock.
-            if unsafe { (*m).freed_at } + decay_ms as u64 > now {
-                break;
+        let mut wait = who == Purger::Patient;
+        loop {
+            let mut batch = [(null_mut(), 0); PURGE_BATCH];
+            let n = {
+                let mut r = if wait {
+                    self.runs.lock()
+                } else {
+                    match self.runs.try_lock() {
+                        Some(r) => r,
+                        None => return,
+                    }
+                };
+                self.take_expired(&mut r, now, decay_ms, &mut batch)
+            };
+            if n == 0 {
+                return;
             }
-            // SAFETY: as above.
-            unsafe { self.purge_run(r, m) };
+            self.give_back(&batch[..n], who);
+            if n < PURGE_BATCH {
+                return;
+            }
+            wait = true;
         }
     }
 
-    /// # Safety
-    /// `m` is on the dirty list; run lock held.
-    unsafe fn purge_run(&self, r: &mut Runs, m: *mut RunMeta) {
-        // SAFETY: a free run's pages hold no live data; once purged they
-        // merge with clean free neighbours.
-        unsafe {
-            let n = (*m).npages as usize;
-            sys::purge(run_addr(m), n * PAGE);
-            r.dirty_runs.remove(m);
-            r.bucket_remove(m);
-            sub(&self.dirty_pages, n);
-            self.purged_pages
-                .store(self.purged_pages.load(Relaxed) + n as u64, Relaxed);
-            let (run, total) = r.coalesce(m, n, false);
-            r.make_free(run, total, false, 0);
+    /// Purges the runs [`Arena::take_expired`] took, with the run lock
+    /// released, then files them as clean free runs; a chunk that becomes
+    /// one clean free run is unmapped when `who` is [`Purger::Patient`].
+    fn give_back(&self, batch: &[(*mut RunMeta, usize)], who: Purger) {
+        for &(m, npages) in batch {
+            // SAFETY: a run marked purging is free (no live data) and
+            // reserved to us: nothing else reads or writes its pages.
+            unsafe { sys::purge(run_addr(m), npages * PAGE) };
+        }
+        let mut free_chunks = [null_mut::<ChunkHeader>(); PURGE_BATCH];
+        let mut nfree = 0;
+        let mut r = self.runs.lock();
+        let mut pages = 0;
+        for &(m, npages) in batch {
+            // SAFETY: `m` was marked purging by us under the run lock
+            // and is held again; once purged it merges with clean
+            // free neighbours. A chunk that is one clean free run holds
+            // nothing: it leaves the arena's lists under the lock.
+            unsafe {
+                r.purging.remove(m);
+                let (run, total) = r.coalesce(m, npages, false);
+                r.make_free(run, total, false, 0);
+                if who == Purger::Patient && total == USABLE_PAGES {
+                    let c = chunk_of(run);
+                    r.bucket_remove(run);
+                    r.chunks.remove(c);
+                    super::registry::remove_chunk(c.cast());
+                    sub(&self.nchunks, 1);
+                    free_chunks[nfree] = c;
+                    nfree += 1;
+                }
+            }
+            pages += npages as u64;
+        }
+        self.purged_pages
+            .store(self.purged_pages.load(Relaxed) + pages, Relaxed);
+        drop(r);
+        for &c in &free_chunks[..nfree] {
+            // SAFETY: the chunk left every list of the arena above; no
+            // run of it is allocated, so nothing refers to its memory.
+            unsafe { sys::unmap(ptr::NonNull::new_unchecked(c.cast()), CHUNK) };
+        }
+    }
+
+    /// Takes up to a batch of expired dirty runs off the free lists and
+    /// marks them purging; returns how many.
+    fn take_expired(
+        &self,
+        r: &mut Runs,
+        now: u64,
+        decay_ms: i64,
+        batch: &mut [(*mut RunMeta, usize); PURGE_BATCH],
+    ) -> usize {
+        let mut n = 0;
+        while n < PURGE_BATCH && !r.dirty_runs.is_empty() {
+            let m = r.dirty_runs.head();
+            // SAFETY: dirty list members are free runs guarded by the lock.
+            unsafe {
+                if (*m).freed_at + decay_ms as u64 > now {
+                    break;
+                }
+                let npages = (*m).npages as usize;
+                r.dirty_runs.remove(m);
+                r.bucket_remove(m);
+                (*m).state = RUN_PURGING;
+                r.purging.push_back(m);
+                sub(&self.dirty_pages, npages);
+                batch[n] = (m, npages);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Fork child: runs the parent was purging when it forked go back on
+    /// the dirty list (the child has no purging thread to finish them).
+    pub(crate) fn fork_child(&self) {
+        let mut r = self.runs.lock();
+        while !r.purging.is_empty() {
+            let m = r.purging.head();
+            // SAFETY: purging runs are free runs of this arena, reserved by
+            // a thread that does not exist in the child; lock held.
+            unsafe {
+                let npages = (*m).npages as usize;
+                r.purging.remove(m);
+                let (run, total) = r.coalesce(m, npages, true);
+                r.make_free(run, total, true, sys::now_ms());
+                r.dirty_runs.push_back(run);
+                add(&self.dirty_pages, npages);
+            }
         }
     }
 
@@ -66,8 +185,8 @@ impl Arena {
                 unsafe { self.free_run(&mut r, spare, sys::now_ms()) };
             }
         }
+        self.purge_expired(u64::MAX, 0, Purger::Patient);
         let mut r = self.runs.lock();
-        self.purge_expired(&mut r, u64::MAX, 0);
         let mut c = r.chunks.head();
         while !c.is_null() {
             // SAFETY: chunks on the list are mapped and guarded by the lock.
@@ -86,10 +205,14 @@ impl Arena {
         }
     }
 
-    /// Purges expired dirty runs if the run lock is free (activity tick).
-    pub(crate) fn decay_tick(&self) {
-        if let Some(mut r) = self.runs.try_lock() {
-            self.purge_expired(&mut r, sys::now_ms(), decay_ms());
+    /// Purges expired dirty runs on an allocating thread's own events if
+    /// the run lock is free, unless the background purger does it (then an
+    /// allocating thread purges only with `decay_ms:0`, which asks for
+    /// pages to go back at once).
+    pub(crate) fn decay_inline(&self, now: u64) {
+        let d = decay_ms();
+        if d == 0 || !BG_RUNNING.load(Relaxed) {
+            self.purge_expired(now, d, Purger::Inline);
         }
     }
 }
@@ -100,15 +223,29 @@ pub(crate) fn set_background_thread(on: bool) -> bool {
     ensure_init();
     BG_WANTED.store(on, SeqCst);
     CONF.lock().background_thread = on;
-    if !on {
-        return false;
+    on && start()
+}
+
+/// The purger is wanted (`background_thread:true`, the default) but not
+/// started until a thread's cache ticks: the first frees that can leave
+/// dirty pages come through there, and no lock is held at that point.
+/// Returns whether the purger runs (then the caller does not purge).
+pub(crate) fn start_lazily() -> bool {
+    if BG_RUNNING.load(Relaxed) {
+        return true;
     }
+    BG_WANTED.load(Relaxed) && start()
+}
+
+fn start() -> bool {
     if BG_RUNNING.swap(true, SeqCst) {
         return true;
     }
     if sys::spawn_detached(background_main) {
         true
     } else {
+        // No thread (out of threads, or a sandbox that forbids them):
+        // allocating threads keep purging on their own events.
         BG_RUNNING.store(false, SeqCst);
         BG_WANTED.store(false, SeqCst);
         CONF.lock().background_thread = false;
@@ -134,11 +271,17 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
         sys::sleep_ms(nap);
         for i in 0..narenas() {
             if let Some(a) = arena(i) {
-                let mut r = a.runs.lock();
-                a.purge_expired(&mut r, sys::now_ms(), decay_ms());
+                a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
             }
         }
         huge_purge(sys::now_ms());
+        let hook = IDLE_HOOK.load(Acquire);
+        if !hook.is_null() {
+            // SAFETY: only `set_idle_hook` stores here, always a
+            // `fn(u64, i64)`.
+            let hook: fn(u64, i64) = unsafe { core::mem::transmute(hook) };
+            hook(sys::now_ms(), decay_ms());
+        }
     }
 }
 
@@ -154,4 +297,56 @@ pub(crate) fn trim() {
         }
     }
     huge_purge(u64::MAX);
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use core::alloc::{GlobalAlloc, Layout};
+
+    /// A fork while a thread purges outside the run lock: the child (which
+    /// has no such thread) files the runs again as dirty, and the parent's
+    /// purge completes.
+    #[test]
+    fn fork_child_files_again_what_the_parent_was_purging() {
+        let layout = Layout::from_size_align(100 << 10, 8).unwrap();
+        // SAFETY: non-zero layout; the block is written in bounds and
+        // freed once, leaving a dirty large run.
+        unsafe {
+            let p = crate::HotAlloc.alloc(layout);
+            assert!(!p.is_null());
+            p.write_bytes(1, layout.size());
+            crate::HotAlloc.dealloc(p, layout);
+        }
+        let a = tcache::arena().expect("an arena");
+        let mut batch = [(null_mut(), 0); PURGE_BATCH];
+        let n = {
+            let mut r = a.runs.lock();
+            a.take_expired(&mut r, u64::MAX, 0, &mut batch)
+        };
+        assert!(n >= 1, "the freed run is dirty");
+        let pages: usize = batch[..n].iter().map(|b| b.1).sum();
+        let dirty = a.dirty_pages.load(Relaxed);
+        // SAFETY: fork has no preconditions; the child only reads the arena
+        // (after the allocator's fork handlers ran) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let ok =
+                a.runs.lock().purging.is_empty() && a.dirty_pages.load(Relaxed) >= dirty + pages;
+            // SAFETY: leaves the child without running the parent's
+            // destructors or exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child found the runs filed again (status {status:#x})"
+        );
+        let purged = a.purged_pages.load(Relaxed);
+        a.give_back(&batch[..n], Purger::Inline);
+        assert!(a.purged_pages.load(Relaxed) >= purged + pages as u64);
+    }
 }

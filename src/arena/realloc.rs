@@ -9,7 +9,7 @@ use super::chunk::*;
 #[cfg(any(feature = "checks", debug_assertions))]
 use super::free::usable_size;
 use super::free::{free, size_and_class};
-use super::huge::huge_resize;
+use super::huge::{huge_move, huge_resize};
 use super::size_class::*;
 use super::tcache;
 
@@ -52,6 +52,12 @@ unsafe fn resize(
         (Some(a), Some(b)) if a == b => return p,
         // SAFETY: forwarded contract.
         (None, None) if unsafe { resize_checked(p, align, new) } => return p,
+        (None, None) if new > old => {
+            // SAFETY: forwarded contract: `p` is a live large or huge block.
+            if let Some(q) = unsafe { move_huge(p, old, new) } {
+                return q;
+            }
+        }
         _ => {}
     }
     let q = alloc_with(new, align, false, new > old);
@@ -67,6 +73,26 @@ unsafe fn resize(
         }
     }
     q
+}
+
+/// Grows huge block `p` (of `old` bytes) by moving its pages to a longer
+/// mapping ([`huge_move`]); `None` when `p` is not huge or cannot move.
+///
+/// # Safety
+/// `p` is a live large or huge allocation.
+unsafe fn move_huge(p: *mut u8, old: usize, new: usize) -> Option<*mut u8> {
+    // SAFETY: forwarded contract.
+    let Owner::Huge(h) = (unsafe { lookup(p) }) else {
+        return None;
+    };
+    // SAFETY: the header of `p`'s live mapping, owned by the caller.
+    let q = unsafe { huge_move(h, new) }?.as_ptr();
+    #[cfg(any(feature = "checks", debug_assertions))]
+    // SAFETY: `q` is live with its usable size.
+    super::checks::arena_moved(p, q, old, unsafe { usable_size(q) });
+    #[cfg(not(any(feature = "checks", debug_assertions)))]
+    let _ = old;
+    Some(q)
 }
 
 /// [`resize_in_place`], telling the debug checks about the new size.

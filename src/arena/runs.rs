@@ -23,6 +23,9 @@ pub(crate) struct Runs {
     /// Dirty free runs, oldest first (pushed at the back, purged from the
     /// front; a split keeps its remainder in the run's place).
     pub(super) dirty_runs: List<RunMeta, DirtyLink>,
+    /// Runs being purged with the lock released ([`RUN_PURGING`]), so a
+    /// forked child can file them again.
+    pub(super) purging: List<RunMeta, DirtyLink>,
     /// The arena's chunks, newest first.
     pub(super) chunks: List<ChunkHeader>,
 }

@@ -30,6 +30,8 @@ pub struct ClassStats {
     pub nfree: u64,
     /// Objects users hold now (`nmalloc - nfree`).
     pub current: u64,
+    /// Free objects held in threads' caches (counted as freed in `nfree`).
+    pub cached: u64,
 }
 
 /// A snapshot of the arena allocator; see [`crate::arena`] for the table of
@@ -56,6 +58,16 @@ pub struct ArenaStats {
     pub dirty: usize,
     /// Pages purged, cumulative, in bytes.
     pub purged: u64,
+    /// Bytes of free objects held in threads' caches (class sizes), all
+    /// threads together; each thread holds at most `tcache_bytes` (see
+    /// [`crate::config`]). Counted as free in `allocated` and `classes`,
+    /// as part of `active` (their slabs and runs are in use).
+    ///
+    /// ```
+    /// let s = hotpool::arena::stats();
+    /// assert!(s.tcache_bytes <= s.active);
+    /// ```
+    pub tcache_bytes: usize,
     /// Arenas in use.
     pub narenas: usize,
     /// Huge allocations made, cumulative.
@@ -83,6 +95,8 @@ pub(crate) fn collect() -> ArenaStats {
         purged += a.purged_pages.load(Relaxed) * PAGE as u64;
     }
     tcache::sum_counts(&mut nmalloc, &mut nfree);
+    let mut cached = [0u64; NCLASSES];
+    tcache::sum_cached(&mut cached);
     let classes: Vec<ClassStats> = (0..NCLASSES)
         .map(|c| ClassStats {
             size: CLASS_SIZE[c],
@@ -90,6 +104,7 @@ pub(crate) fn collect() -> ArenaStats {
             nmalloc: nmalloc[c],
             nfree: nfree[c],
             current: nmalloc[c].saturating_sub(nfree[c]),
+            cached: cached[c],
         })
         .collect();
     let huge = HUGE_BYTES.load(Relaxed);
@@ -110,6 +125,9 @@ pub(crate) fn collect() -> ArenaStats {
         metadata,
         dirty,
         purged,
+        tcache_bytes: (0..NCLASSES)
+            .map(|c| cached[c] as usize * CLASS_SIZE[c])
+            .sum(),
         narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
@@ -125,8 +143,13 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let _ = writeln!(t, "___ hotpool arena statistics ___");
     let _ = writeln!(
         t,
-        "config: narenas:{} tcache:{} tcache_max:{} decay_ms:{} background_thread:{}",
-        conf.narenas, conf.tcache, conf.tcache_max, conf.decay_ms, conf.background_thread
+        "config: narenas:{} tcache:{} tcache_max:{} tcache_bytes:{} decay_ms:{} background_thread:{}",
+        conf.narenas,
+        conf.tcache,
+        conf.tcache_max,
+        conf.tcache_bytes,
+        conf.decay_ms,
+        conf.background_thread
     );
     for (name, v) in [
         ("allocated", s.allocated),
@@ -135,6 +158,7 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
         ("mapped", s.mapped),
         ("metadata", s.metadata),
         ("dirty", s.dirty),
+        ("tcache", s.tcache_bytes),
     ] {
         let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
     }
@@ -201,20 +225,21 @@ pub(crate) fn stats_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
-        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.narenas,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.narenas,
         s.huge_nmalloc, s.huge_nfree
     );
     for (i, c) in s.classes.iter().enumerate() {
         let _ = write!(
             t,
-            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{}}}",
+            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{},\"cached\":{}}}",
             if i == 0 { "" } else { "," },
             c.size,
             c.small,
             c.nmalloc,
             c.nfree,
-            c.current
+            c.current,
+            c.cached
         );
     }
     t.push_str("]}");

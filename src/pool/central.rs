@@ -72,6 +72,14 @@ pub(crate) struct Counters {
     pub chunks_released: stat::AtomicU64,
     /// One for the pool handle plus one per chunk held.
     pub refs: AtomicUsize,
+    /// Batch moves through the central lock (written under it with a load
+    /// and a store), so the background purger can tell an idle pool.
+    pub activity: AtomicU64,
+    /// The purger's own record (only it writes): the `activity` it last
+    /// saw, since when (ms), and whether it trimmed the pool since.
+    pub idle_seen: AtomicU64,
+    pub idle_since: AtomicU64,
+    pub idle_trimmed: AtomicBool,
 }
 
 struct Central {
@@ -233,6 +241,7 @@ impl Inner {
         let geo = self.hot.0.geo;
         let mut c = self.lock();
         self.alive.used();
+        self.active();
         let have = c.depot.len();
         if have > 0 {
             let n = have.min(want);
@@ -304,6 +313,7 @@ impl Inner {
     fn put_locked(&self, objs: *const *mut u8, n: usize, to_depot: bool) -> usize {
         let mut c = self.lock();
         self.alive.used();
+        self.active();
         let mut done = 0;
         if to_depot && !c.closed {
             let room = self.hot.0.config.depot_max.saturating_sub(c.depot.len());
@@ -330,7 +340,14 @@ impl Inner {
             Released::none()
         };
         drop(c);
-        self.unmap(released)
+        self.unmap(released, true)
+    }
+
+    /// Counts a batch move (central lock held).
+    #[inline]
+    fn active(&self) {
+        let a = &self.counters.0.activity;
+        a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     /// Returns objects to their chunks and unlinks chunks that become wholly
@@ -388,15 +405,17 @@ impl Inner {
     ///
     /// `this` is a live pool; with `close`, the caller owns the handle's
     /// reference and does not use `this` afterwards.
-    pub(crate) unsafe fn trim_central(this: *const Inner, close: bool) {
+    /// With `keep: false` the freed chunks go back to the OS at once (see
+    /// [`ChunkHeader::destroy`]).
+    pub(crate) unsafe fn trim_central(this: *const Inner, close: bool, keep: bool) {
         // SAFETY: alive per the contract until `release` below.
         let inner = unsafe { &*this };
-        let dropped = inner.trim_locked(close) + usize::from(close);
+        let dropped = inner.trim_locked(close, keep) + usize::from(close);
         // SAFETY: `inner` is not used past this point.
         unsafe { Inner::release(this, dropped) };
     }
 
-    fn trim_locked(&self, close: bool) -> usize {
+    fn trim_locked(&self, close: bool, keep: bool) -> usize {
         let mut c = self.lock();
         self.alive.used();
         c.closed |= close;
@@ -422,12 +441,12 @@ impl Inner {
         }
         drop(c);
         drop(depot);
-        self.unmap(released)
+        self.unmap(released, keep)
     }
 
     /// Unmaps released chunks; returns how many references they held, which
     /// the caller must drop with [`Inner::release`].
-    fn unmap(&self, mut released: Released) -> usize {
+    fn unmap(&self, mut released: Released, keep: bool) -> usize {
         let n = released.0.len();
         if n == 0 {
             return 0;
@@ -440,7 +459,7 @@ impl Inner {
             }
             // SAFETY: released chunks are wholly free, ours, and now in no
             // list; nothing references their objects.
-            unsafe { ChunkHeader::destroy(chunk, &geo, self.hot.0.config.backing) };
+            unsafe { ChunkHeader::destroy(chunk, &geo, self.hot.0.config.backing, keep) };
         }
         self.counters.0.chunks.fetch_sub(n, Ordering::AcqRel);
         self.counters
@@ -452,6 +471,44 @@ impl Inner {
             .chunk_free
             .fetch_sub(n * geo.capacity, Ordering::Relaxed);
         n
+    }
+
+    /// How long (ms) the purger has seen no batch move, or 0 when there was
+    /// one since its last look or it trimmed the pool in this idle spell
+    /// ([`Inner::mark_trimmed`]). Only the purger thread calls this.
+    pub(crate) fn idle_for(&self, now: u64) -> u64 {
+        let k = &self.counters.0;
+        let seen = k.activity.load(Ordering::Relaxed);
+        if seen != k.idle_seen.load(Ordering::Relaxed) || k.idle_since.load(Ordering::Relaxed) == 0
+        {
+            k.idle_seen.store(seen, Ordering::Relaxed);
+            k.idle_since.store(now.max(1), Ordering::Relaxed);
+            k.idle_trimmed.store(false, Ordering::Relaxed);
+            return 0;
+        }
+        if k.idle_trimmed.load(Ordering::Relaxed) {
+            return 0;
+        }
+        now.saturating_sub(k.idle_since.load(Ordering::Relaxed))
+    }
+
+    /// Records that the purger trimmed this pool in its current idle spell.
+    pub(crate) fn mark_trimmed(&self) {
+        self.counters.0.idle_trimmed.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes one more reference unless the last one is gone (a pool that
+    /// is being destroyed can still be registered for a moment).
+    pub(crate) fn take_ref(&self) -> bool {
+        let refs = &self.counters.0.refs;
+        let mut n = refs.load(Ordering::Relaxed);
+        while n > 0 {
+            match refs.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
     }
 
     /// Drops `n` references; frees the pool's shared state on the last.

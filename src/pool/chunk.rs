@@ -250,13 +250,20 @@ impl ChunkHeader {
         Ok(header)
     }
 
-    /// Gives a wholly free chunk back to where it came from.
+    /// Gives a wholly free chunk back to where it came from. With `keep:
+    /// false`, an arena-backed chunk goes back to the OS at once rather than
+    /// being kept for reuse (see [`crate::arena`]'s huge blocks).
     ///
     /// # Safety
     ///
     /// `this` was made by [`ChunkHeader::create`] with the same geometry and
     /// backing, is in no list, and no object of it is referenced anywhere.
-    pub(crate) unsafe fn destroy(this: *mut ChunkHeader, geo: &Geometry, backing: super::Backing) {
+    pub(crate) unsafe fn destroy(
+        this: *mut ChunkHeader,
+        geo: &Geometry,
+        backing: super::Backing,
+        keep: bool,
+    ) {
         let backing = loom_backing(backing);
         let base = this.cast::<u8>();
         #[cfg(any(feature = "checks", debug_assertions))]
@@ -271,7 +278,7 @@ impl ChunkHeader {
             // SAFETY: as above; the chunk came from arena::alloc_chunk.
             #[cfg(target_os = "linux")]
             super::Backing::Arena => unsafe {
-                crate::arena::dealloc_chunk(NonNull::new_unchecked(base))
+                crate::arena::dealloc_chunk(NonNull::new_unchecked(base), keep)
             },
             super::Backing::System => {
                 // SAFETY: allocated by System with exactly this layout, which

@@ -13,18 +13,43 @@
 //! is flushed to its old pool. Allocation skips the stamp: an entry that
 //! holds objects keeps their pool, and so its id, alive.
 //!
+//! A thread's lists hold at most `pool_thread_bytes` (8 MiB by default,
+//! [`set_thread_bytes`]) of free objects, all pools together, by
+//! construction: an entry's `bound` (what the free fast path compares with,
+//! as it compared with the stack's capacity before) is a *grant* of
+//! `bound * slot` bytes from that budget, and the grants never add up to
+//! more. Grants are made on the slow paths only: a list that runs dry or
+//! overflows grows from what is left of the budget, up to a batch (dry) or
+//! `local_max` (full; else it moves a batch to the depot as before); a list
+//! without a grant that finds the budget spent halves the largest other
+//! grant (the objects above the new bound go to their depot). A list whose
+//! bound is below a batch refills that many objects at a time. A thread that stops calling holds at most
+//! its budget, whatever it did before.
+//!
+//! Lists left unused shrink gradually (the arena's incremental GC): every
+//! [`GC_EVENTS`] slow-path events of a thread, each of its lists gives 3/4
+//! of its low-water mark (the objects at the bottom of its stack that no
+//! allocation reached since the last event) back to its pool, and its grant
+//! shrinks by as much. The allocation fast path pops only above the mark
+//! (the compare it made with 0 is now made with the mark); reaching the
+//! mark takes the slow path, which lowers it.
+//!
 //! Other threads read an entry's `stamp` and `len` (atomics) for statistics;
 //! everything else is touched only by the owning thread.
 
 use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize as PlainUsize, Ordering::Relaxed};
 
 use super::central::Inner;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
 use crate::sync::stat::{AtomicU64, AtomicUsize};
 use crate::sync::{const_thread_local, Ordering, Wait};
+
+/// Slow-path events of a thread between two GC events.
+const GC_EVENTS: u32 = 256;
 
 /// Pool ids served from the thread-local block without indirection.
 /// (Fewer under loom, where every entry is state the model carries.)
@@ -36,8 +61,16 @@ pub(crate) struct Entry {
     stamp: AtomicU64,
     /// Objects on the stack.
     len: AtomicUsize,
+    /// Low-water mark of `len` since the last GC event: the bottom `low`
+    /// objects were not reached since. At most `len`.
+    low: Cell<usize>,
     /// Capacity of `slots`.
     cap: Cell<usize>,
+    /// The free path's bound, at most `cap`: the entry's grant from the
+    /// thread's byte budget, in objects.
+    bound: Cell<usize>,
+    /// Bytes granted (`bound` times the pool's slot size).
+    grant: Cell<usize>,
     /// The stack of free objects.
     slots: Cell<*mut *mut u8>,
     /// The pool the objects belong to (valid while `len > 0`).
@@ -58,6 +91,33 @@ pub(crate) struct ThreadCache {
     last_free: Cell<*const Entry>,
     /// The thread is exiting: its lists went back and nothing is cached.
     retired: Cell<bool>,
+    /// Bytes granted to the entries: the sum of their `grant`, at most the
+    /// budget (unless [`set_thread_bytes`] lowered it since).
+    granted: Cell<usize>,
+    /// Slow-path events, for the GC.
+    events: Cell<u32>,
+}
+
+/// The per-thread byte budget of all pools' lists; `usize::MAX` until read
+/// from `HOTPOOL_CONF` (`pool_thread_bytes`).
+static THREAD_BYTES: PlainUsize = PlainUsize::new(usize::MAX);
+
+/// The per-thread byte budget of all pools' lists.
+fn thread_bytes() -> usize {
+    let b = THREAD_BYTES.load(Relaxed);
+    if b != usize::MAX {
+        return b;
+    }
+    let conf = crate::config::from_env().pool_thread_bytes;
+    // A setter that ran meanwhile wins.
+    let _ = THREAD_BYTES.compare_exchange(usize::MAX, conf, Relaxed, Relaxed);
+    THREAD_BYTES.load(Relaxed)
+}
+
+/// Sets the per-thread byte budget of all pools' lists (see
+/// [`crate::pool::set_thread_bytes`]).
+pub(crate) fn set_thread_bytes(bytes: usize) {
+    THREAD_BYTES.store(bytes.min(usize::MAX - 1), Relaxed);
 }
 
 /// Entries for pool ids beyond the inline table.
@@ -148,7 +208,10 @@ impl Entry {
         Entry {
             stamp: AtomicU64::new(0),
             len: AtomicUsize::new(0),
+            low: Cell::new(0),
             cap: Cell::new(0),
+            bound: Cell::new(0),
+            grant: Cell::new(0),
             slots: Cell::new(ptr::null_mut()),
             inner: Cell::new(ptr::null()),
         }
@@ -170,8 +233,10 @@ impl Entry {
         self.cap.set(new_cap);
     }
 
-    /// Frees the stack's storage (not the objects on it).
+    /// Frees the stack's storage (not the objects on it); the bound goes
+    /// to 0 with it (the caller returns the grant).
     fn free_slots(&self) {
+        self.bound.set(0);
         let cap = self.cap.replace(0);
         if cap > 0 {
             let raw = ptr::slice_from_raw_parts_mut(
@@ -187,6 +252,7 @@ impl Entry {
 
     /// Hands every cached object back to the pool it belongs to.
     fn flush(&self, to_depot: bool) {
+        self.low.set(0);
         let n = self.len.swap(0, Ordering::Relaxed);
         if n > 0 {
             // SAFETY: the entry held n free objects of `inner`, which keep it
@@ -204,7 +270,135 @@ impl ThreadCache {
             key: Cell::new(0),
             last_free: Cell::new(ptr::null()),
             retired: Cell::new(false),
+            granted: Cell::new(0),
+            events: Cell::new(0),
         }
+    }
+
+    /// Counts a slow-path event; every [`GC_EVENTS`], runs the GC.
+    fn tick(&self) {
+        let events = self.events.get().wrapping_add(1);
+        self.events.set(events);
+        if events % GC_EVENTS == 0 {
+            self.gc();
+        }
+    }
+
+    /// The GC event: every list hands 3/4 of its low-water mark (rounded
+    /// up), its oldest objects, back to its pool, and its grant shrinks by
+    /// as much; then the marks restart at the lengths.
+    fn gc(&self) {
+        for e in self.entries() {
+            let low = e.low.get();
+            if low > 0 {
+                let k = low - low / 4;
+                let n = e.len.load(Ordering::Relaxed);
+                let inner = e.inner.get();
+                // SAFETY: the entry holds n >= low > 0 objects of `inner`,
+                // which keep it alive.
+                let current = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
+                let to_depot = current == e.stamp.load(Ordering::Relaxed);
+                let slots = e.slots.get();
+                e.len.store(n - k, Ordering::Relaxed);
+                // SAFETY: the bottom k entries are free objects of `inner`,
+                // now off the stack (the rest, if any, keep `inner` alive;
+                // it is not used after the call otherwise); then the n - k
+                // above them move down, inside the stack.
+                unsafe {
+                    Inner::put(inner, slots, k, to_depot);
+                    ptr::copy(slots.add(k), slots, n - k);
+                }
+                // `k <= n <= bound`: the grant shrinks by k objects.
+                let (bound, grant) = (e.bound.get(), e.grant.get());
+                let freed = grant / bound * k;
+                e.bound.set(bound - k);
+                e.grant.set(grant - freed);
+                self.granted.set(self.granted.get() - freed);
+            }
+            e.low.set(e.len.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Every entry of this thread (inline ones first).
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.inline
+            .iter()
+            .chain(self.overflow().iter().map(|b| &**b))
+    }
+
+    /// Frees `e`'s storage and returns its grant to the budget.
+    fn release(&self, e: &Entry) {
+        e.free_slots();
+        self.granted.set(self.granted.get() - e.grant.replace(0));
+    }
+
+    /// Raises `e`'s bound toward `want` objects of `slot` bytes from what is
+    /// left of the thread's budget (growing its storage to match). While an
+    /// entry without a grant finds no room for one object, or the grants
+    /// exceed a budget lowered since they were made, the largest grant of
+    /// another entry is halved, until none is left. Returns the bound.
+    ///
+    /// Only a first grant takes from other entries: growing by taking, when
+    /// the budget is spent, makes caches of a mixed workload take from each
+    /// other at every miss (measured on the arena's caches, which follow the
+    /// same rule).
+    fn grow_bound(&self, e: &Entry, slot: usize, want: usize) -> usize {
+        let slot = slot.max(1);
+        let budget = thread_bytes();
+        let bound = e.bound.get();
+        if bound >= want {
+            return bound;
+        }
+        let free = |tc: &ThreadCache| budget.saturating_sub(tc.granted.get()) / slot;
+        let need = usize::from(bound == 0);
+        while (self.granted.get() > budget || bound + free(self) < need) && self.steal(e) {}
+        let new = want.min(bound + free(self));
+        if new <= bound {
+            return bound;
+        }
+        if e.cap.get() < new {
+            e.grow(new);
+        }
+        let add = (new - bound) * slot;
+        e.grant.set(e.grant.get() + add);
+        self.granted.set(self.granted.get() + add);
+        e.bound.set(new);
+        new
+    }
+
+    /// Halves the largest grant of an entry other than `keep`, moving its
+    /// objects above the new bound to their pool; false if no other entry
+    /// holds a grant.
+    fn steal(&self, keep: &Entry) -> bool {
+        let Some(v) = self
+            .entries()
+            .filter(|e| !ptr::eq(*e, keep) && e.grant.get() > 0)
+            .max_by_key(|e| e.grant.get())
+        else {
+            return false;
+        };
+        let (bound, grant) = (v.bound.get(), v.grant.get());
+        let slot = grant / bound;
+        let new = bound / 2;
+        let n = v.len.load(Ordering::Relaxed);
+        if n > new {
+            v.len.store(new, Ordering::Relaxed);
+            v.low.set(v.low.get().min(new));
+            let inner = v.inner.get();
+            // SAFETY: the entry held n > 0 objects of `inner`, which keep it
+            // alive until they are handed over here.
+            let current = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
+            // A stale entry (trimmed pool) sends its objects to the chunks,
+            // as `bind` would.
+            let to_depot = current == v.stamp.load(Ordering::Relaxed);
+            // SAFETY: the top n - new entries are free objects of `inner`,
+            // now off the stack.
+            unsafe { Inner::put(inner, v.slots.get().add(new), n - new, to_depot) };
+        }
+        v.bound.set(new);
+        v.grant.set(new * slot);
+        self.granted.set(self.granted.get() - (grant - new * slot));
+        true
     }
 
     /// Registers the thread (once); false if it is exiting and must not
@@ -242,14 +436,10 @@ impl ThreadCache {
     fn retire(&self) {
         self.retired.set(true);
         self.last_free.set(ptr::null());
-        for e in self
-            .inline
-            .iter()
-            .chain(self.overflow().iter().map(|b| &**b))
-        {
+        for e in self.entries() {
             if e.stamp.load(Ordering::Relaxed) != 0 {
                 e.flush(true);
-                e.free_slots();
+                self.release(e);
                 e.stamp.store(0, Ordering::Relaxed);
             }
         }
@@ -303,7 +493,8 @@ impl ThreadCache {
         if old != current {
             e.flush(false);
             if old >> 32 != current >> 32 {
-                e.free_slots();
+                // Another pool (maybe of another slot size): a new grant.
+                self.release(e);
             }
             e.inner.set(inner);
             e.stamp.store(current, Ordering::Relaxed);
@@ -330,8 +521,9 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
                 // No stamp check: an entry holding objects serves the live
                 // pool with this id (its objects keep that pool alive, so the
                 // id cannot have passed to another pool). A trim epoch is
-                // noticed at the next free or when the list runs dry.
-                if n > 0 {
+                // noticed at the next free or when the list runs dry. The
+                // pop stops at the low-water mark (`low <= n`).
+                if n > e.low.get() {
                     e.len.store(n - 1, Ordering::Relaxed);
                     // SAFETY: the stack holds n > 0 initialized entries, each
                     // a free object of the pool with this id, which is ours.
@@ -392,7 +584,7 @@ unsafe fn push(e: &Entry, inner: *const Inner, obj: NonNull<u8>) -> bool {
     let n = e.len.load(Ordering::Relaxed);
     // SAFETY: alive per the contract.
     let stamp = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
-    if n < e.cap.get() && e.stamp.load(Ordering::Relaxed) == stamp {
+    if n < e.bound.get() && e.stamp.load(Ordering::Relaxed) == stamp {
         // SAFETY: n < cap, inside the stack.
         unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
         e.len.store(n + 1, Ordering::Relaxed);
@@ -422,19 +614,23 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
         return alloc_uncached(inner);
     }
     // SAFETY: alive per the caller's contract.
-    let config = unsafe { &(*inner).hot.0.config };
+    let (config, slot) = unsafe { (&(*inner).hot.0.config, (*inner).hot.0.geo.slot) };
     let mut n = e.len.load(Ordering::Relaxed);
     if n == 0 {
-        let want = config.batch;
-        if e.cap.get() < want {
-            e.grow(want.max(e.cap.get() * 2).min(config.local_max));
+        tc.tick();
+        let bound = tc.grow_bound(e, slot, config.batch);
+        if bound == 0 {
+            // The budget cannot hold one object of this pool.
+            return alloc_uncached(inner);
         }
-        // SAFETY: alive per the contract; the stack has room for `want`.
-        n = unsafe { Inner::refill(inner, e.slots.get(), want) }?;
+        // SAFETY: alive per the contract; the stack has room for `bound`.
+        n = unsafe { Inner::refill(inner, e.slots.get(), config.batch.min(bound)) }?;
     }
     // SAFETY: n > 0 objects on the stack.
     let p = unsafe { *e.slots.get().add(n - 1) };
     e.len.store(n - 1, Ordering::Relaxed);
+    // A pop at the mark (the fast path stopped there) lowers it.
+    e.low.set(e.low.get().min(n - 1));
     // SAFETY: objects are never null.
     Ok(unsafe { NonNull::new_unchecked(p) })
 }
@@ -461,21 +657,31 @@ fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
         return;
     }
     // SAFETY: `obj` keeps `inner` alive.
-    let config = unsafe { &(*inner).hot.0.config };
+    let (config, slot) = unsafe { (&(*inner).hot.0.config, (*inner).hot.0.geo.slot) };
+    // The GC may shorten the list: its length is read after.
+    tc.tick();
     let mut n = e.len.load(Ordering::Relaxed);
-    if n == e.cap.get() {
-        if e.cap.get() < config.local_max {
-            e.grow((e.cap.get() * 2).max(config.batch).min(config.local_max));
-        } else {
+    if n == e.bound.get() {
+        // Grow toward `local_max` from what is left of the budget.
+        let want = (n * 2).max(config.batch).min(config.local_max);
+        let bound = tc.grow_bound(e, slot, want);
+        if bound == 0 {
+            // The budget cannot hold one object of this pool.
+            // SAFETY: a free object of `inner`; `inner` is not used afterwards.
+            unsafe { Inner::put(inner, &obj.as_ptr(), 1, true) };
+            return;
+        }
+        if n == bound {
             let moved = config.batch.min(n);
             n -= moved;
             e.len.store(n, Ordering::Relaxed);
+            e.low.set(e.low.get().min(n));
             // SAFETY: the top `moved` entries are free objects of `inner`,
             // now off the stack; `obj` still keeps `inner` alive.
             unsafe { Inner::put(inner, e.slots.get().add(n), moved, true) };
         }
     }
-    // SAFETY: n < cap after the above.
+    // SAFETY: n < bound <= cap after the above.
     unsafe { e.slots.get().add(n).write(obj.as_ptr()) };
     e.len.store(n + 1, Ordering::Relaxed);
 }

@@ -38,8 +38,10 @@
 //! * No per-object header: an object takes its size rounded up to its
 //!   alignment. Each chunk (1 MiB or more) spends one cache line plus one bit
 //!   per slot on its header: 0.3% for 64-byte objects.
-//! * Free objects cached per thread are bounded by `local_max` per pool;
-//!   they are not counted as in use, and a trim reclaims them.
+//! * Free objects cached per thread are bounded by `local_max` per pool
+//!   and by a byte budget across all pools (`pool_thread_bytes`, 64 KiB by
+//!   default; [`set_thread_bytes`]): a thread that goes quiet holds at most
+//!   that much. They are not counted as in use, and a trim reclaims them.
 //! * Zero-sized types take no memory and never touch the pool.
 //! * Pools are found from object addresses, so each `Pooled<T>` is one
 //!   pointer. Unsized `Pooled<dyn Trait>` and `Pooled<[T]>` are made with
@@ -305,9 +307,10 @@ impl<T> Pool<T> {
     /// Gives memory back: empties the depot and the calling thread's free
     /// list into the chunks, asks every other thread to flush its list at its
     /// next operation on this pool, and returns every wholly free chunk to
-    /// the backing allocator (with [`Backing::Os`], straight to the OS; with
-    /// the default [`Backing::Arena`], as freed huge blocks of the arena,
-    /// unmapped or kept for reuse until `decay_ms` passes).
+    /// the OS at once (with the default [`Backing::Arena`] too: a trim asks
+    /// for the memory back, so the arena does not keep these chunks for
+    /// reuse, and unmaps the huge mappings it kept, where chunks this pool
+    /// freed earlier may be; with [`Backing::System`], to `malloc`).
     ///
     /// Another thread notices the request at its next free into the pool or
     /// when its list runs dry; allocations in between may still reuse
@@ -328,11 +331,21 @@ impl<T> Pool<T> {
             return;
         }
         // SAFETY: the handle keeps the pool alive for the whole call.
-        unsafe {
+        let backing = unsafe {
+            let backing = (*p).hot.0.config.backing;
             (*p).new_epoch();
             local::flush_current(p);
-            Inner::trim_central(p, false);
+            Inner::trim_central(p, false, false);
+            backing
+        };
+        // Chunks this pool released earlier (as its objects came back) may
+        // sit among the arena's kept huge mappings.
+        #[cfg(target_os = "linux")]
+        if matches!(backing, Backing::Arena) {
+            crate::arena::unmap_kept();
         }
+        #[cfg(not(target_os = "linux"))]
+        let _ = backing;
     }
 
     /// Runs `f` while holding this pool's central lock (the depot's), as a
@@ -392,7 +405,7 @@ impl<T> Drop for Pool<T> {
                 (*p).hot.0.closed.store(true, Ordering::Release);
                 (*p).new_epoch();
                 local::flush_current(p);
-                Inner::trim_central(p, true);
+                Inner::trim_central(p, true, true);
             }
         }
     }
@@ -407,6 +420,32 @@ impl<T> Drop for Pool<T> {
 pub(crate) unsafe fn chunk_owner(base: *const u8) -> *const Inner {
     // SAFETY: per the contract, a chunk header is at `base`.
     unsafe { (*base.cast::<chunk::ChunkHeader>()).owner }
+}
+
+/// Sets the byte budget of each thread's free lists, all pools together
+/// (objects times slot size); `HOTPOOL_CONF=pool_thread_bytes:N` sets it at
+/// start-up, 8 MiB by default. A list grows from what is left of the
+/// budget when it runs dry or overflows; a list that gets nothing takes
+/// room for one object from the thread's largest list, and one whose bound
+/// is below a batch refills fewer objects per trip to its depot. Lists left
+/// unused give their objects back gradually (every 256 slow-path events of
+/// the thread, 3/4 of what no allocation reached). With a budget below one
+/// slot, that pool's objects bypass the lists. A lower budget applies to a
+/// thread at its next list growth, when other lists give back what exceeds
+/// it. Use it to trade memory held by idle threads against trips to the
+/// depots; [`PoolConfig::local_max`] still bounds each list.
+///
+/// ```
+/// use hotpool::Pool;
+/// static P: Pool<[u8; 1024]> = Pool::new();
+/// hotpool::pool::set_thread_bytes(16 << 10);
+/// let burst: Vec<_> = (0..1000).map(|_| P.alloc([0; 1024])).collect();
+/// drop(burst);
+/// assert!(P.stats().local_free * 1024 <= 16 << 10);
+/// hotpool::pool::set_thread_bytes(8 << 20);
+/// ```
+pub fn set_thread_bytes(bytes: usize) {
+    local::set_thread_bytes(bytes);
 }
 
 /// Reports a free that cannot be valid and aborts before memory is corrupted.

@@ -87,6 +87,38 @@ pub(crate) fn for_each_pool(wait: Wait, mut f: impl FnMut(&Inner)) {
     }
 }
 
+/// Pools trimmed per pass of [`trim_idle`] (the rest wait for the next).
+const IDLE_BATCH: usize = 64;
+
+/// Gives back what idle pools hold: a pool whose central lock has seen no
+/// batch move for `decay_ms` has its depot emptied into its chunks and its
+/// wholly free chunks (spares too) returned to the OS at once. Called by
+/// the arena's background purger about once a second (registered with
+/// [`crate::arena::set_idle_hook`]); a pool is trimmed once per idle spell.
+/// Objects in threads' lists stay there (they are bounded per thread).
+pub(crate) fn trim_idle(now: u64, decay_ms: i64) {
+    if decay_ms < 0 {
+        return;
+    }
+    let mut picked = [core::ptr::null::<Inner>(); IDLE_BATCH];
+    let mut n = 0;
+    for_each_pool(Wait::Park, |p| {
+        if n < IDLE_BATCH && p.idle_for(now) >= decay_ms.max(1) as u64 && p.take_ref() {
+            p.mark_trimmed();
+            picked[n] = p;
+            n += 1;
+        }
+    });
+    for &p in &picked[..n] {
+        // SAFETY: `take_ref` gave us a reference, so the pool is alive until
+        // we release it; trimming keeps the pool open.
+        unsafe {
+            Inner::trim_central(p, false, false);
+            Inner::release(p, 1);
+        }
+    }
+}
+
 /// Takes the pool registry's lock, then every registered pool's central
 /// lock, then the thread registry's lock, keeping them without guards (the
 /// prepare handler of a fork, see `fork.rs`).

@@ -452,6 +452,7 @@ pub(crate) fn register_reports() {
     #[cfg(target_os = "linux")]
     {
         crate::arena::set_report_hook(write_report);
+        crate::arena::set_idle_hook(super::registry::trim_idle);
         crate::arena::start_signal_report();
     }
     crate::debug::set_leak_report(print_leaks);
