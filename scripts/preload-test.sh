@@ -220,6 +220,35 @@ else
   fail "idle return: RSS ${before} KiB, peak ${peak}, 12 s after the frees ${after} (+$((after - before)) KiB, allowed +${allowed})"
 fi
 
+# 9. HOTPOOL_CONF=prof:true: a C program built with default flags keeps
+# 80 MiB live from three functions (60/30/10 of the bytes); the heap profile
+# written at exit (prof_final) gives each its share within 5 points, read
+# back with jemalloc's jeprof (Debian: libjemalloc-dev).
+cc -O2 -Wall -o "$work/prof_split" hotpool-malloc/tests/c/prof_split.c
+if ! command -v jeprof >/dev/null; then
+  printf 'skip  prof_split.c: jeprof not found (apt-get install libjemalloc-dev)\n'
+elif ! HOTPOOL_CONF="prof:true,lg_prof_sample:14,prof_final:true,prof_prefix:$work/cprof" \
+    LD_PRELOAD="$lib" "$work/prof_split" >/dev/null; then
+  fail "prof_split.c under prof:true did not run"
+else
+  dumps=("$work"/cprof.*.heap)
+  if [[ ${#dumps[@]} != 1 || ! -s ${dumps[0]} ]]; then
+    fail "prof_final: want one dump, got: ${dumps[*]}"
+  elif ! jeprof --text --nodefraction=0 "$work/prof_split" "${dumps[0]}" >"$work/jeprof.txt" 2>"$work/jeprof.err"; then
+    fail "jeprof --text failed: $(tail -3 "$work/jeprof.err")"
+  elif shares="$(awk '
+      $6 ~ /sixty_percent_site/ { s = $5 } $6 ~ /thirty_percent_site/ { t = $5 }
+      $6 ~ /ten_percent_site/ { e = $5 }
+      END { gsub("%", "", s); gsub("%", "", t); gsub("%", "", e)
+            ok = (s != "" && t != "" && e != "" && (s-60)^2 <= 25 && (t-30)^2 <= 25 && (e-10)^2 <= 25)
+            printf "%s/%s/%s%%", s, t, e; exit !ok }' "$work/jeprof.txt")"; then
+    pass "prof_split.c: jeprof attributes live bytes $shares (want 60/30/10 +- 5)"
+  else
+    fail "prof_split.c: jeprof shares $shares, want 60/30/10 +- 5:"
+    head -20 "$work/jeprof.txt"
+  fi
+fi
+
 if [[ $failed != 0 ]]; then
   echo "preload-test: FAILED"
   exit 1

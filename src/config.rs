@@ -16,6 +16,11 @@
 //! | `leak_backtrace` | bool | `false` | record where each pool object was allocated, shown by the leak report (slow: pools bypass their thread caches) |
 //! | `junk` | bool | `false` | needs the `checks` cfg: fill freed pool objects and arena blocks with a poison pattern, check it when a pool object is reused |
 //! | `checks` | bool | `false` | needs the `checks` cfg: detect double and foreign frees through the raw APIs, tell valgrind about blocks |
+//! | `prof` | bool | `false` | Linux: sample arena allocations with their stacks for heap profiles ([`crate::prof`]) |
+//! | `lg_prof_sample` | 0..=40 | 19 | mean bytes between samples, as a power of two (2^19 = 512 KiB) |
+//! | `prof_prefix` | 1 to 64 bytes | `hotpool` | start of the names of numbered dumps: `<prefix>.<pid>.<seq>.heap` (may hold a directory) |
+//! | `prof_final` | bool | `false` | with `prof`: write a numbered dump at exit |
+//! | `prof_signal` | signal, as `stats_signal` | none | with `prof`: write a numbered dump each time the process gets this signal (written by the `stats_signal` thread) |
 //!
 //! The `checks` cfg is the `checks` cargo feature or a debug build; without
 //! it `junk` and `checks` are ignored with a warning. See the README's
@@ -63,6 +68,60 @@ pub struct ArenaConf {
     pub junk: bool,
     /// Whether frees through raw APIs are validated (needs the `checks` cfg).
     pub checks: bool,
+    /// Whether allocations are sampled for heap profiles.
+    pub prof: bool,
+    /// Mean bytes between samples, as a power of two.
+    pub lg_prof_sample: u8,
+    /// The start of numbered dumps' names.
+    pub prof_prefix: ProfPrefix,
+    /// Whether a numbered dump is written at exit.
+    pub prof_final: bool,
+    /// The signal that writes a numbered dump; 0 for none.
+    pub prof_signal: i32,
+}
+
+/// The `prof_prefix` option: at most [`ProfPrefix::CAP`] bytes, kept
+/// inline so that the configuration stays `Copy` and allocation-free.
+///
+/// ```
+/// let conf = hotpool::config::parse(b"prof_prefix:/tmp/app", &mut |_| {});
+/// assert_eq!(conf.prof_prefix.as_bytes(), b"/tmp/app");
+/// assert_eq!(hotpool::config::DEFAULT.prof_prefix.as_bytes(), b"hotpool");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfPrefix {
+    bytes: [u8; ProfPrefix::CAP],
+    len: u8,
+}
+
+impl ProfPrefix {
+    /// The longest prefix, in bytes.
+    pub const CAP: usize = 64;
+
+    /// A prefix of 1 to [`ProfPrefix::CAP`] bytes without a NUL byte.
+    const fn new(text: &[u8]) -> Option<ProfPrefix> {
+        if text.is_empty() || text.len() > Self::CAP {
+            return None;
+        }
+        let mut bytes = [0; Self::CAP];
+        let mut i = 0;
+        while i < text.len() {
+            if text[i] == 0 {
+                return None;
+            }
+            bytes[i] = text[i];
+            i += 1;
+        }
+        Some(ProfPrefix {
+            bytes,
+            len: text.len() as u8,
+        })
+    }
+
+    /// The prefix.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 /// The defaults.
@@ -84,6 +143,14 @@ pub const DEFAULT: ArenaConf = ArenaConf {
     leak_backtrace: false,
     junk: false,
     checks: false,
+    prof: false,
+    lg_prof_sample: 19,
+    prof_prefix: match ProfPrefix::new(b"hotpool") {
+        Some(p) => p,
+        None => panic!("the default prefix is valid"),
+    },
+    prof_final: false,
+    prof_signal: 0,
 };
 
 /// What was wrong with one item of the configuration string.
@@ -240,6 +307,13 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
             b"leak_backtrace" => parse_bool(value).map(|b| conf.leak_backtrace = b),
             b"junk" => parse_bool(value).map(|b| conf.junk = b),
             b"checks" => parse_bool(value).map(|b| conf.checks = b),
+            b"prof" => parse_bool(value).map(|b| conf.prof = b),
+            b"lg_prof_sample" => int
+                .filter(|n| (0..=40).contains(n))
+                .map(|n| conf.lg_prof_sample = n as u8),
+            b"prof_prefix" => ProfPrefix::new(value).map(|p| conf.prof_prefix = p),
+            b"prof_final" => parse_bool(value).map(|b| conf.prof_final = b),
+            b"prof_signal" => parse_signal(value).map(|n| conf.prof_signal = n),
             _ => {
                 warn(ConfProblem::UnknownKey(key));
                 continue;
@@ -394,6 +468,42 @@ mod tests {
             assert_eq!(c.stats_signal, 0, "{bad}");
             assert_eq!(seen.len(), 1, "{bad}: one warning");
             assert!(seen[0].starts_with("BadValue"), "{bad}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn prof_keys_parse_and_bad_values_warn_once_each() {
+        let c = parse(
+            b"prof:true,lg_prof_sample:14,prof_prefix:/tmp/x,prof_final:1",
+            &mut |p| panic!("{p:?}"),
+        );
+        assert!(c.prof && c.prof_final);
+        assert_eq!(c.lg_prof_sample, 14);
+        assert_eq!(c.prof_prefix.as_bytes(), b"/tmp/x");
+        let long = format!("prof_prefix:{}", "p".repeat(ProfPrefix::CAP + 1));
+        let text = format!(
+            "prof:maybe,lg_prof_sample:41,lg_prof_sample:-1,{long},prof_prefix:,prof_final:yes"
+        );
+        let mut bad = Vec::new();
+        let c = parse(text.as_bytes(), &mut |p| bad.push(format!("{p:?}")));
+        assert_eq!(bad.len(), 6, "{bad:?}");
+        assert!(bad.iter().all(|b| b.starts_with("BadValue")), "{bad:?}");
+        assert_eq!(c, DEFAULT);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn prof_signal_refuses_what_stats_signal_refuses() {
+        let c = parse(b"prof_signal:USR1", &mut |p| panic!("{p:?}"));
+        assert_eq!(c.prof_signal, libc::SIGUSR1);
+        for bad in ["SIGKILL", "SIGSEGV", "SIGFOO", "0"] {
+            let text = format!("prof_signal:{bad}");
+            let mut n = 0;
+            let c = parse(text.as_bytes(), &mut |p| {
+                assert!(matches!(p, ConfProblem::BadValue(b"prof_signal", _)));
+                n += 1;
+            });
+            assert_eq!((c.prof_signal, n), (0, 1), "{bad}");
         }
     }
 

@@ -86,14 +86,30 @@ pub(crate) fn set_leak_report(report: fn()) {
     LEAK_REPORT.store(report as *mut (), Release);
 }
 
+/// The heap half of the leak report: a `fn()` registered by the arena
+/// when its profiler runs ([`set_heap_leak_report`]).
+static HEAP_LEAK_REPORT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the function that prints the heap's live allocation sites
+/// after the pools' leaks at exit, and makes sure the exit hook is armed
+/// when `leak_report` is on (a program under `LD_PRELOAD` has no pools to
+/// read the mode).
+#[cfg(target_os = "linux")]
+pub(crate) fn set_heap_leak_report(report: fn()) {
+    HEAP_LEAK_REPORT.store(report as *mut (), Release);
+    mode();
+}
+
 extern "C" fn print_leaks_at_exit() {
-    let report = LEAK_REPORT.load(Acquire);
-    if !report.is_null() {
-        // SAFETY: `set_leak_report` stores nothing but `fn()` pointers, and
-        // a function pointer survives the round trip through a data pointer
-        // on every platform Rust supports.
-        let report: fn() = unsafe { core::mem::transmute(report) };
-        report();
+    for hook in [&LEAK_REPORT, &HEAP_LEAK_REPORT] {
+        let report = hook.load(Acquire);
+        if !report.is_null() {
+            // SAFETY: the setters store nothing but `fn()` pointers, and a
+            // function pointer survives the round trip through a data
+            // pointer on every platform Rust supports.
+            let report: fn() = unsafe { core::mem::transmute(report) };
+            report();
+        }
     }
 }
 

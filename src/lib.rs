@@ -170,6 +170,9 @@ mod valgrind;
 pub use allocator_api2;
 #[cfg(target_os = "linux")]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub use arena::prof;
+#[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use arena::HotAlloc;
 pub use error::AllocError;
 pub use handle::{Shared, Weak};

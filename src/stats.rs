@@ -34,6 +34,6 @@
 
 mod prometheus;
 
-pub use crate::pool::stats::{leaks, pools, render, render_leaks, report, Leak, PoolStats};
+pub use crate::pool::stats::{leaks, pools, render, render_leaks, report, Leak, PoolStats, HEAP};
 pub use crate::sys::resident_bytes;
 pub use prometheus::prometheus;

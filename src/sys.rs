@@ -466,34 +466,34 @@ pub(crate) fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
-/// Blocks until one byte arrives on `fd`; false at end of file or on an
-/// error other than an interruption.
+/// Blocks until one byte arrives on `fd` and returns it; `None` at end of
+/// file or on an error other than an interruption.
 #[cfg(target_os = "linux")]
-pub(crate) fn read_byte(fd: i32) -> bool {
+pub(crate) fn read_byte(fd: i32) -> Option<u8> {
     let mut b = 0u8;
     loop {
         // SAFETY: `b` is a valid one-byte buffer.
         let n = unsafe { libc::read(fd, (&raw mut b).cast(), 1) };
         if n == 1 {
-            return true;
+            return Some(b);
         }
         // SAFETY: reading the calling thread's errno.
         if n == 0 || unsafe { *libc::__errno_location() } != libc::EINTR {
-            return false;
+            return None;
         }
     }
 }
 
-/// Writes one byte to `fd` from a signal handler: `write(2)` is
+/// Writes the byte `b` to `fd` from a signal handler: `write(2)` is
 /// async-signal-safe, and the interrupted code's `errno` is kept.
 #[cfg(target_os = "linux")]
-pub(crate) fn write_byte_in_handler(fd: i32) {
+pub(crate) fn write_byte_in_handler(fd: i32, b: u8) {
     // SAFETY: the thread's errno location is valid for the thread's life.
     let errno = unsafe { libc::__errno_location() };
     // SAFETY: as above.
     let saved = unsafe { *errno };
     // SAFETY: a valid one-byte buffer; a failed write (full pipe) drops it.
-    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    unsafe { libc::write(fd, [b].as_ptr().cast(), 1) };
     // SAFETY: as above.
     unsafe { *errno = saved };
 }
@@ -674,12 +674,15 @@ mod tests {
         let (read, write) = signal_pipe().unwrap();
         // SAFETY: the calling thread's errno.
         unsafe { *libc::__errno_location() = libc::EAGAIN + 1000 };
-        write_byte_in_handler(write);
+        write_byte_in_handler(write, 7);
         // SAFETY: as above.
         assert_eq!(unsafe { *libc::__errno_location() }, libc::EAGAIN + 1000);
-        assert!(read_byte(read));
+        assert_eq!(read_byte(read), Some(7));
         close(write);
-        assert!(!read_byte(read), "end of file once the write end is closed");
+        assert!(
+            read_byte(read).is_none(),
+            "end of file once the write end is closed"
+        );
         close(read);
     }
 }

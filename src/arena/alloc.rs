@@ -86,7 +86,7 @@ fn alloc_big(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     else {
         return null_mut();
     };
-    tcache::count(c, true, arena);
+    tcache::count(c, true, arena, p);
     if zero && !is_zero {
         // SAFETY: a fresh run of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };

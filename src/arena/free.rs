@@ -151,7 +151,7 @@ unsafe fn free_run_or_huge(p: *mut u8) {
             } else {
                 // SAFETY: `p` is a large run owned by this arena.
                 let a = unsafe { owner_arena(p) };
-                tcache::count(c, false, a);
+                tcache::count(c, false, a, p);
                 // SAFETY: as above.
                 unsafe { a.free_large(m) };
             }

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicUsize, Ordering::*};
 
 use super::alloc::MAX_ALIGN;
 use super::chunk::*;
-use super::init::{decay_ms, stats_enabled};
+use super::init::{decay_ms, prof_enabled, stats_enabled};
 use super::size_class::*;
 use crate::sys;
 
@@ -34,6 +34,9 @@ pub(crate) fn huge_alloc(
     if !align.is_power_of_two() || align > MAX_ALIGN {
         return None;
     }
+    // A program's first allocation may be huge: the configuration (the
+    // profiler) applies to it too.
+    super::init::ensure_init();
     let usable = size.max(1).checked_add(PAGE - 1)? & !(PAGE - 1);
     if align < CHUNK {
         if let Some(p) = huge_reuse(usable, align.max(PAGE), zero, growing) {
@@ -128,6 +131,9 @@ fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
     HUGE_BYTES.fetch_add(usable, Relaxed);
+    if prof_enabled() {
+        super::prof::on_alloc(obj as *mut u8, usable);
+    }
     NonNull::new(obj as *mut u8)
 }
 
@@ -160,6 +166,10 @@ fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<No
 /// # Safety
 /// `h` is the header of a live huge block no one uses any more.
 pub(crate) unsafe fn huge_free(h: *mut HugeHeader, keep: bool) {
+    if prof_enabled() {
+        // SAFETY: per the contract, `h` is a live header.
+        super::prof::on_free(unsafe { (*h).ptr });
+    }
     // SAFETY: per the contract.
     let (base, len, usable) = unsafe {
         super::registry::remove_huge(h);
@@ -253,6 +263,10 @@ pub(super) unsafe fn huge_move(h: *mut HugeHeader, new: usize) -> Option<NonNull
         (*h).map_len = total;
     }
     super::registry::add_huge(dest as usize, dest as usize + off);
+    if prof_enabled() {
+        super::prof::on_free(obj as *mut u8);
+        super::prof::on_alloc(dest.wrapping_add(off), want);
+    }
     NonNull::new(dest.wrapping_add(off))
 }
 
@@ -302,6 +316,9 @@ pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
         HUGE_BYTES.fetch_sub(have, Relaxed);
         HUGE_MAPPED.fetch_add(want, Relaxed);
         HUGE_MAPPED.fetch_sub(have, Relaxed);
+        if prof_enabled() {
+            super::prof::on_resize((*h).ptr, want);
+        }
     }
     true
 }

@@ -3,7 +3,9 @@
 //! handlers, and which arena a new thread joins.
 
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicI8, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*,
+};
 
 use super::heap::Arena;
 use super::purge::{BG_RUNNING, BG_WANTED};
@@ -37,6 +39,13 @@ static TCACHE_MAX: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_max);
 static TCACHE_BYTES: AtomicUsize = AtomicUsize::new(config::DEFAULT.tcache_bytes);
 
 static STATS_ON: AtomicBool = AtomicBool::new(true);
+
+/// What the thread cache's fast paths do after an allocation or a free,
+/// in the one byte they test: 1, count it (statistics on); 0, nothing;
+/// negative, call the cold hook that counts it if statistics are on and
+/// tells the profiler (`prof:true`). One signed compare tells the three
+/// apart, so the profiler adds no instruction to the fast paths.
+static EVENTS: AtomicI8 = AtomicI8::new(1);
 
 pub(super) static CONF: crate::arena::lock::SpinLock<ArenaConf> =
     crate::arena::lock::SpinLock::new(config::DEFAULT);
@@ -76,6 +85,20 @@ pub(crate) fn stats_enabled() -> bool {
 
 pub(crate) fn set_stats_enabled(on: bool) {
     STATS_ON.store(on, Relaxed);
+    // The profiler's setting (negative) stays.
+    let _ = EVENTS.fetch_update(Relaxed, Relaxed, |e| (e >= 0).then_some(on as i8));
+}
+
+/// See [`EVENTS`].
+#[inline(always)]
+pub(crate) fn events() -> i8 {
+    EVENTS.load(Relaxed)
+}
+
+/// Whether the heap profiler samples (`prof:true`).
+#[inline(always)]
+pub(crate) fn prof_enabled() -> bool {
+    events() < 0
 }
 
 pub(crate) fn conf() -> ArenaConf {
@@ -177,6 +200,15 @@ fn init_slow() -> bool {
     if conf.stats_print {
         sys::at_exit(print_at_exit);
     }
+    if conf.prof && super::prof::start(conf.lg_prof_sample) {
+        EVENTS.store(-1, Relaxed);
+        if conf.prof_final {
+            sys::at_exit(super::prof::dump_at_exit);
+        }
+        if conf.leak_report {
+            crate::debug::set_heap_leak_report(super::prof::print_live_sites);
+        }
+    }
     *CONF.lock() = conf;
     // Wanted, started lazily (`purge::start_lazily`).
     BG_WANTED.store(conf.background_thread, Relaxed);
@@ -195,6 +227,8 @@ extern "C" fn print_at_exit() {
 }
 
 unsafe extern "C" fn fork_prepare() {
+    // The profiler's lock first: it allocates metadata under it.
+    super::prof::fork_prepare();
     tcache::REGISTRY.force_lock();
     super::huge_cache::fork_prepare();
     super::base::fork_prepare();
@@ -214,6 +248,7 @@ unsafe extern "C" fn fork_parent() {
     super::base::fork_release();
     super::huge_cache::fork_release();
     tcache::REGISTRY.force_unlock();
+    super::prof::fork_release();
 }
 
 unsafe extern "C" fn fork_child() {
@@ -258,6 +293,7 @@ pub(crate) fn loom_reset() {
     TCACHE_MAX.store(config::DEFAULT.tcache_max, Relaxed);
     TCACHE_BYTES.store(config::DEFAULT.tcache_bytes, Relaxed);
     STATS_ON.store(true, Relaxed);
+    EVENTS.store(1, Relaxed);
     *CONF.lock() = config::DEFAULT;
     STATE.store(0, Release);
 }

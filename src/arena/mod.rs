@@ -90,6 +90,7 @@ mod huge_cache;
 mod init;
 mod large;
 mod lock;
+pub mod prof;
 mod purge;
 mod realloc;
 mod registry;
@@ -98,6 +99,7 @@ mod size_class;
 mod stats;
 mod tcache;
 mod tls;
+mod unwind;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;

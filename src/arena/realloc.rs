@@ -140,8 +140,8 @@ unsafe fn resize_in_place(p: *mut u8, align: usize, new: usize) -> bool {
                     return false;
                 }
                 (*m).class = c as u8;
-                tcache::count(old_c, false, a);
-                tcache::count(c, true, a);
+                tcache::count(old_c, false, a, p);
+                tcache::count(c, true, a, p);
             }
             true
         }

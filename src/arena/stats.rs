@@ -258,13 +258,18 @@ static SIGNAL_WRITE: AtomicI32 = AtomicI32::new(-1);
 /// Whether [`start_signal_report`] ran.
 static SIGNAL_STARTED: AtomicBool = AtomicBool::new(false);
 
-/// `HOTPOOL_CONF=stats_signal:SIG`: the handler of `SIG` only writes one
-/// byte to a pipe (async-signal-safe, no lock, no allocation); a thread of
-/// our own reads it and prints [`stats_print`] and [`SIGNAL_REPORT_END`]
-/// to stderr. It allocates like any thread, never from the interrupted
-/// one, so it waits at worst for a lock until the interrupted thread
-/// resumes. A signal the program already handles or ignores is left alone
-/// with a warning.
+/// What a handler writes to the pipe: which report the thread makes.
+const PRINT_STATS: u8 = b's';
+const DUMP_PROFILE: u8 = b'p';
+
+/// `HOTPOOL_CONF=stats_signal:SIG` (and `prof_signal:SIG` with `prof`): the
+/// handler of `SIG` only writes one byte to a pipe (async-signal-safe, no
+/// lock, no allocation); a thread of our own reads it and prints
+/// [`stats_print`] and [`SIGNAL_REPORT_END`] to stderr, or writes a
+/// numbered heap profile ([`super::prof::dump_next`]). It allocates like
+/// any thread, never from the interrupted one, so it waits at worst for a
+/// lock until the interrupted thread resumes. A signal the program already
+/// handles or ignores is left alone with a warning.
 ///
 /// Does its work once; called when the arena has started (not during its
 /// start-up: creating a thread may allocate) and, through
@@ -272,35 +277,55 @@ static SIGNAL_STARTED: AtomicBool = AtomicBool::new(false);
 /// and the handle layer its table, since a program whose pools take their
 /// chunks straight from the OS never starts the arena.
 pub(crate) fn start_signal_report() {
-    let sig = crate::config::from_env().stats_signal;
-    if sig == 0 || SIGNAL_STARTED.swap(true, AcqRel) {
+    let conf = crate::config::from_env();
+    let prof_sig = if conf.prof { conf.prof_signal } else { 0 };
+    let wanted: [(&str, i32, extern "C" fn(i32)); 2] = [
+        ("stats_signal", conf.stats_signal, on_report_signal),
+        ("prof_signal", prof_sig, on_prof_signal),
+    ];
+    if wanted.iter().all(|w| w.1 == 0) || SIGNAL_STARTED.swap(true, AcqRel) {
         return;
     }
-    let warn = |why: &str| {
+    let warn = |key: &str, sig: i32, why: &str| {
         let mut r = crate::report::Report::new();
-        let _ = writeln!(r, "hotpool: HOTPOOL_CONF: stats_signal: signal {sig} {why}");
+        let _ = writeln!(r, "hotpool: HOTPOOL_CONF: {key}: signal {sig} {why}");
         r.emit();
     };
+    let warn_all = |why: &str| {
+        for &(key, sig, _) in wanted.iter().filter(|w| w.1 != 0) {
+            warn(key, sig, why);
+        }
+    };
     let Some((read, write)) = sys::signal_pipe() else {
-        warn("not used: no pipe for it");
+        warn_all("not used: no pipe for it");
         return;
     };
     SIGNAL_READ.store(read, Release);
     SIGNAL_WRITE.store(write, Release);
     // A signal that arrives before the thread runs waits in the pipe.
-    if let Err(why) = sys::catch_signal(sig, on_report_signal) {
-        warn(match why {
-            sys::NotCaught::Taken => {
-                "already has a handler (or is ignored): left alone, no report on it"
-            }
-            sys::NotCaught::Failed => "not used: sigaction failed",
-        });
+    let mut caught = 0;
+    for &(key, sig, handler) in wanted.iter().filter(|w| w.1 != 0) {
+        match sys::catch_signal(sig, handler) {
+            Ok(()) => caught += 1,
+            Err(why) => warn(
+                key,
+                sig,
+                match why {
+                    sys::NotCaught::Taken => {
+                        "already has a handler (or is ignored): left alone, no report on it"
+                    }
+                    sys::NotCaught::Failed => "not used: sigaction failed",
+                },
+            ),
+        }
+    }
+    if caught == 0 {
         stop_signal_report();
     } else if !sys::spawn_detached(signal_report_main) {
-        warn("not used: no thread to print the report");
+        warn_all("not used: no thread to print the report");
         stop_signal_report();
     } else if !sys::at_fork(fork_nothing, fork_nothing, fork_child) {
-        warn("not used: no fork handler for it");
+        warn_all("not used: no fork handler for it");
         stop_signal_report();
     }
 }
@@ -329,13 +354,24 @@ fn stop_signal_report() {
 extern "C" fn on_report_signal(_: i32) {
     let fd = SIGNAL_WRITE.load(Acquire);
     if fd >= 0 {
-        sys::write_byte_in_handler(fd);
+        sys::write_byte_in_handler(fd, PRINT_STATS);
+    }
+}
+
+extern "C" fn on_prof_signal(_: i32) {
+    let fd = SIGNAL_WRITE.load(Acquire);
+    if fd >= 0 {
+        sys::write_byte_in_handler(fd, DUMP_PROFILE);
     }
 }
 
 extern "C" fn signal_report_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let fd = SIGNAL_READ.load(Acquire);
-    while sys::read_byte(fd) {
+    while let Some(what) = sys::read_byte(fd) {
+        if what == DUMP_PROFILE {
+            super::prof::dump_or_warn("prof_signal");
+            continue;
+        }
         let mut out = Vec::new();
         let _ = stats_print(&mut out);
         out.extend_from_slice(SIGNAL_REPORT_END.as_bytes());

@@ -92,6 +92,9 @@ pub(crate) struct Tcache {
     /// Caches of exited threads, for reuse.
     next_free: *mut Tcache,
     events: u32,
+    /// Bytes this cache hands out before the heap profiler's next sample
+    /// (`prof:true`; 0: not drawn yet).
+    prof_left: i64,
 }
 
 /// Every cache, and counts merged from retired ones.
@@ -141,12 +144,19 @@ fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Relaxed) + 1, Relaxed);
 }
 
-/// Counts an allocation (`alloc`) or free of class `c` in the thread's
-/// cache if it has one, else in `arena`.
+/// Counts an allocation (`alloc`) or free of class `c` at `p` in the
+/// thread's cache if it has one, else in `arena`; tells the profiler if on.
 #[inline]
-pub(crate) fn count(c: usize, alloc: bool, arena: &Arena) {
-    if !init::stats_enabled() {
-        return;
+pub(crate) fn count(c: usize, alloc: bool, arena: &Arena, p: *mut u8) {
+    let e = init::events();
+    if e <= 0 {
+        if e == 0 {
+            return;
+        }
+        prof_event(c, alloc, p);
+        if !init::stats_enabled() {
+            return;
+        }
     }
     let tc = current();
     if live(tc) {
@@ -277,14 +287,73 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
             bin.n.store(n, Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`.
             let p = unsafe { *(*tc).stacks[c].get_unchecked(n as usize) };
-            if init::stats_enabled() {
+            let e = init::events();
+            if e > 0 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
+            } else if e < 0 {
+                // SAFETY: as above.
+                unsafe { prof_alloc(tc, c, p) };
             }
             return p;
         }
     }
     alloc_slow(c)
+}
+
+/// The allocation fast path's count when the profiler is on: the bytes
+/// to the next sample are counted in the cache itself. Out of line, as
+/// [`prof_free`]: the fast paths then compile as they did before the
+/// profiler existed (no added instruction with `prof:false`).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
+#[cold]
+#[inline(never)]
+unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) {
+    // SAFETY: per the contract.
+    let tc = unsafe { &mut *tc };
+    let left = tc.prof_left - CLASS_SIZE[c] as i64;
+    tc.prof_left = left;
+    if left <= 0 {
+        tc.prof_left = super::prof::due(p, CLASS_SIZE[c], left);
+    }
+    if init::stats_enabled() {
+        bump(&tc.nmalloc[c]);
+    }
+}
+
+/// The free fast path's count when the profiler is on. It finds the
+/// class again from the metadata rather than take it from the fast path,
+/// which would then keep it in a register of its own (one instruction
+/// more with the profiler off).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `p` an object of this
+/// allocator, just cached.
+#[cold]
+#[inline(never)]
+unsafe fn prof_free(p: *mut u8, tc: *mut Tcache) {
+    if super::prof::maybe_sampled(p) {
+        super::prof::on_free(p);
+    }
+    if init::stats_enabled() {
+        // SAFETY: per the contract `p` is ours; a cached object's run is live.
+        let c = match unsafe { super::free::size_and_class(p) } {
+            (_, Some(c)) => c,
+            (size, None) => class_of(size),
+        };
+        // SAFETY: per the contract.
+        bump(unsafe { &(*tc).nfree[c] });
+    }
+}
+
+fn prof_event(c: usize, alloc: bool, p: *mut u8) {
+    if alloc {
+        super::prof::on_alloc(p, CLASS_SIZE[c]);
+    } else {
+        super::prof::on_free(p);
+    }
 }
 
 #[cold]
@@ -301,9 +370,13 @@ fn alloc_slow(c: usize) -> *mut u8 {
             bin.n.store(n, Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`.
             let p = unsafe { (*tc).stacks[c][n as usize] };
-            if init::stats_enabled() {
+            let e = init::events();
+            if e > 0 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
+            } else if e < 0 {
+                // SAFETY: as above.
+                unsafe { prof_alloc(tc, c, p) };
             }
             return p;
         }
@@ -328,13 +401,13 @@ fn alloc_slow(c: usize) -> *mut u8 {
             let n = got - 1;
             bin.n.store(n as u32, Relaxed);
             let p = items[n];
-            count(c, true, arena);
+            count(c, true, arena, p);
             return p;
         }
     }
     let p = alloc::alloc_direct(arena, c);
     if !p.is_null() {
-        count(c, true, arena);
+        count(c, true, arena, p);
     }
     p
 }
@@ -354,9 +427,13 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
             // SAFETY: as above; `n < max <= SLOTS`.
             unsafe { *(*tc).stacks[c].get_unchecked_mut(n as usize) = p };
             bin.n.store(n + 1, Relaxed);
-            if init::stats_enabled() {
+            let e = init::events();
+            if e > 0 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
+            } else if e < 0 {
+                // SAFETY: as above; `p` is ours.
+                unsafe { prof_free(p, tc) };
             }
             return;
         }
@@ -398,14 +475,14 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             unsafe { (*tc).stacks[c][n as usize] = p };
             bin.n.store(n + 1, Relaxed);
             // SAFETY: the cache's arena lives forever.
-            count(c, false, unsafe { &*(*tc).arena });
+            count(c, false, unsafe { &*(*tc).arena }, p);
             return;
         }
     }
     // SAFETY: forwarded contract.
     unsafe {
         let owner = chunk::owner_arena(p);
-        count(c, false, owner);
+        count(c, false, owner, p);
         flush(c, &[p]);
     }
 }

@@ -213,12 +213,34 @@ pub struct Leak {
     /// Where they were allocated, `(objects, stack)` with the most frequent
     /// first; empty unless `HOTPOOL_CONF=leak_backtrace:true`.
     pub sites: Vec<(usize, String)>,
+    /// For a heap allocation site ([`HEAP`] as `type_name`, with
+    /// `HOTPOOL_CONF=prof:true`): its return addresses, innermost first;
+    /// `count` and `bytes` are then estimates scaled from the samples.
+    /// Empty for a pool type.
+    pub frames: Vec<usize>,
 }
 
+/// The `type_name` of a [`Leak`] that is a heap allocation site of the
+/// profiler rather than a pool type.
+///
+/// ```
+/// // Heap sites are listed only with HOTPOOL_CONF=prof:true (Linux).
+/// let heap_bytes: usize = hotpool::stats::leaks()
+///     .iter()
+///     .filter(|l| l.type_name == hotpool::stats::HEAP)
+///     .map(|l| l.bytes)
+///     .sum();
+/// # let _ = heap_bytes;
+/// ```
+pub const HEAP: &str = "heap";
+
 /// Every pool type with objects still in use, like the router's pool
-/// finalizer; with `HOTPOOL_CONF=leak_report:true` it is printed to stderr
-/// at exit ([`render_leaks`]). Objects cached free in threads' lists are not
-/// in use. While threads allocate, counts may be off by a batch.
+/// finalizer, then (with `HOTPOOL_CONF=prof:true`, Linux) every heap
+/// allocation site with sampled objects still live, most bytes first
+/// (`type_name` [`HEAP`], estimated counts, [`Leak::frames`]); with
+/// `HOTPOOL_CONF=leak_report:true` both are printed to stderr at exit
+/// ([`render_leaks`]). Objects cached free in threads' lists are not in
+/// use. While threads allocate, counts may be off by a batch.
 ///
 /// ```
 /// static FRAMES: hotpool::Pool<[u16; 3]> = hotpool::Pool::new();
@@ -244,15 +266,26 @@ pub fn leaks() -> Vec<Leak> {
     // By (type name, pool number), the order of the exit-time report
     // (`next_leak`).
     found.sort_by(|a, b| (a.0, a.3).cmp(&(b.0, b.3)));
-    found
+    let pools = found
         .into_iter()
         .map(|(type_name, count, bytes, serial)| Leak {
             type_name,
             count,
             bytes,
             sites: crate::debug::sites_of(serial),
-        })
-        .collect()
+            frames: Vec::new(),
+        });
+    #[cfg(target_os = "linux")]
+    let heap = crate::arena::prof::live_sites().into_iter().map(|s| Leak {
+        type_name: HEAP,
+        count: s.objects as usize,
+        bytes: s.bytes as usize,
+        sites: Vec::new(),
+        frames: s.frames,
+    });
+    #[cfg(not(target_os = "linux"))]
+    let heap = core::iter::empty();
+    pools.chain(heap).collect()
 }
 
 /// A pool with objects in use, as [`next_leak`] finds it.
@@ -299,6 +332,12 @@ fn next_leak(after: Option<(&'static str, u32)>, wait: Wait) -> Option<NextLeak>
 pub fn render_leaks(leaks: &[Leak]) -> String {
     let mut out = String::new();
     for l in leaks {
+        #[cfg(target_os = "linux")]
+        if !l.frames.is_empty() {
+            let _ =
+                crate::arena::prof::write_site(&mut out, l.count as u64, l.bytes as u64, &l.frames);
+            continue;
+        }
         let _ = write_leak(&mut out, l.type_name, l.count, l.bytes, &l.sites);
     }
     out

@@ -1,0 +1,341 @@
+//! `HOTPOOL_CONF=prof:true`: a heap profile that jemalloc's `jeprof` reads
+//! and that attributes live bytes to the right functions.
+//!
+//! A child process (this test binary again, running
+//! `child_keeps_80_mib_live`, with [`HotAlloc`] as its global allocator and
+//! `prof:true,lg_prof_sample:14`) keeps 80 MiB live in blocks of at most
+//! 1 KiB from three functions, 60/30/10 of the bytes, and dumps a profile;
+//! `jeprof --text` must give each function its share within 5 percentage
+//! points. The binary is built with default flags (no frame pointers). If
+//! `jeprof` (Debian: libjemalloc-dev) is missing the test says so and
+//! passes without checking.
+//!
+//! Other children check `prof_signal`, `prof_final`, a dump to a path that
+//! cannot be written (an error in Rust, one line at exit), `fork` while
+//! profiling, and the heap half of the leak report.
+
+#![cfg(target_os = "linux")]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+
+use hotpool::HotAlloc;
+
+#[global_allocator]
+static GLOBAL: HotAlloc = HotAlloc;
+
+const MIB: usize = 1 << 20;
+
+/// Keeps `bytes` live in blocks of `block` bytes filled with `fill`.
+fn blocks(bytes: usize, block: usize, fill: u8) -> Vec<Box<[u8]>> {
+    let mut kept = Vec::with_capacity(bytes / block);
+    for _ in 0..bytes / block {
+        kept.push(black_box(vec![fill; block].into_boxed_slice()));
+    }
+    kept
+}
+
+#[inline(never)]
+fn sixty_percent_site(bytes: usize) -> Vec<Box<[u8]>> {
+    black_box(blocks(bytes, 512, 0x60))
+}
+
+#[inline(never)]
+fn thirty_percent_site(bytes: usize) -> Vec<Box<[u8]>> {
+    black_box(blocks(bytes, 256, 0x30))
+}
+
+#[inline(never)]
+fn ten_percent_site(bytes: usize) -> Vec<Box<[u8]>> {
+    black_box(blocks(bytes, 1024, 0x10))
+}
+
+#[test]
+#[ignore = "the child process of jeprof_attributes_live_bytes_60_30_10"]
+fn child_keeps_80_mib_live() {
+    let path = std::env::var("PROF_TEST_DUMP").unwrap();
+    // Interleaved, so that no function owns a run of fresh pages alone.
+    let mut kept = Vec::new();
+    for _ in 0..8 {
+        kept.push(sixty_percent_site(6 * MIB));
+        kept.push(thirty_percent_site(3 * MIB));
+        kept.push(ten_percent_site(MIB));
+    }
+    // Garbage that is freed again must not show.
+    for _ in 0..4 {
+        drop(black_box(sixty_percent_site(8 * MIB)));
+    }
+    hotpool::prof::dump(&path).unwrap();
+    println!("dumped {path}");
+    drop(kept);
+}
+
+/// The `cum%` column of `jeprof --text`'s line for `function`.
+fn cum_percent(text: &str, function: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 6 && f[5..].join(" ").contains(function))
+            .then(|| f[4].trim_end_matches('%').parse().ok())
+            .flatten()
+    })
+}
+
+#[test]
+fn jeprof_attributes_live_bytes_60_30_10() {
+    if Command::new("jeprof").arg("--version").output().is_err() {
+        eprintln!("jeprof not found (Debian: apt-get install libjemalloc-dev): skipped");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = std::env::temp_dir().join(format!("hotpool-prof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dump = dir.join("test.heap");
+    let out = Command::new(&exe)
+        .args([
+            "child_keeps_80_mib_live",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HOTPOOL_CONF", "prof:true,lg_prof_sample:14")
+        .env("PROF_TEST_DUMP", &dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = jeprof_text(&exe, &dump);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (function, want) in [
+        ("sixty_percent_site", 60.0),
+        ("thirty_percent_site", 30.0),
+        ("ten_percent_site", 10.0),
+    ] {
+        let got = cum_percent(&text, function)
+            .unwrap_or_else(|| panic!("{function} missing from jeprof's output:\n{text}"));
+        assert!(
+            (got - want).abs() <= 5.0,
+            "{function}: {got}% of live bytes, want {want}% +- 5:\n{text}"
+        );
+    }
+}
+
+fn jeprof_text(exe: &Path, dump: &Path) -> String {
+    let out = Command::new("jeprof")
+        .args(["--text", "--nodefraction=0", "--nodecount=1000"])
+        .arg(exe)
+        .arg(dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jeprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the ignored test `name` of this binary as a child with `conf`.
+fn run_child(name: &str, conf: &str, dir: &Path) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .env("HOTPOOL_CONF", conf)
+        .env("PROF_TEST_DIR", dir)
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hotpool-prof-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+#[ignore = "the child process of signal_and_exit_dumps_errors_and_fork"]
+fn child_signals_itself_forks_and_exits() {
+    let dir = std::env::var("PROF_TEST_DIR").unwrap();
+    let kept = sixty_percent_site(MIB);
+    let first = format!("{dir}/sig.{}.0.heap", std::process::id());
+    // SAFETY: raising a signal hotpool handles (prof_signal).
+    assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+    // The dump is written by hotpool's signal thread: wait until its
+    // stacks are all in (the mappings follow them).
+    while !std::fs::read_to_string(&first).is_ok_and(|t| t.contains("MAPPED_LIBRARIES:")) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = hotpool::prof::dump("/nonexistent-hotpool-dir/x.heap").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    // SAFETY: the child only allocates through HotAlloc (fork-safe) and
+    // leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let v = sixty_percent_site(MIB);
+        let code = if v.len() == MIB / 512 { 0 } else { 1 };
+        // SAFETY: ends the fork child without running the parent's exit hooks.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    std::mem::forget(kept);
+}
+
+#[test]
+fn signal_and_exit_dumps_errors_and_fork() {
+    let dir = temp_dir("sig");
+    let conf = format!(
+        "prof:true,lg_prof_sample:12,prof_signal:SIGUSR1,prof_final:true,prof_prefix:{}/sig",
+        dir.display()
+    );
+    let out = run_child("child_signals_itself_forks_and_exits", &conf, &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    let mut dumps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    dumps.sort();
+    // The signal's dump (seq 0) and the exit's (seq 1); the fork child,
+    // which left with `_exit`, wrote none.
+    assert_eq!(dumps.len(), 2, "{dumps:?}");
+    for (seq, name) in dumps.iter().enumerate() {
+        assert!(
+            name.starts_with("sig.") && name.ends_with(&format!(".{seq}.heap")),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(text.starts_with("heap_v2/4096\n  t*: "), "{name}");
+        assert!(text.contains("\n@ 0x"), "{name}: no stack");
+        assert!(text.contains("\nMAPPED_LIBRARIES:\n"), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "the child process of leak_report_lists_heap_sites and prof_final_to_a_bad_path"]
+fn child_leaks_heap_memory() {
+    let leaked = sixty_percent_site(MIB);
+    let heap: usize = hotpool::stats::leaks()
+        .iter()
+        .filter(|l| l.type_name == hotpool::stats::HEAP)
+        .map(|l| l.bytes)
+        .sum();
+    if hotpool::prof::enabled() {
+        assert!(heap > MIB / 2, "{heap} heap bytes listed, 1 MiB live");
+    }
+    std::mem::forget(leaked);
+}
+
+#[test]
+fn leak_report_lists_heap_sites() {
+    let dir = temp_dir("leak");
+    let out = run_child(
+        "child_leaks_heap_memory",
+        "prof:true,lg_prof_sample:12,leak_report:true",
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    let biggest = stderr
+        .lines()
+        .find(|l| l.starts_with("hotpool: leak: about "))
+        .unwrap_or_else(|| panic!("no heap site in the leak report:\n{stderr}"));
+    let bytes: usize = biggest.split(['(', ' ']).nth(7).unwrap().parse().unwrap();
+    assert!(bytes > MIB / 2, "{biggest}");
+    assert!(
+        stderr.contains("\n    0x"),
+        "frames missing from the leak report:\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn prof_final_to_a_bad_path_prints_one_line() {
+    let dir = temp_dir("bad");
+    let out = run_child(
+        "child_leaks_heap_memory",
+        "prof:true,lg_prof_sample:12,prof_final:true,prof_prefix:/nonexistent-hotpool-dir/p",
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hotpool:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "hotpool: prof_final: cannot write the heap profile /nonexistent-hotpool-dir/p."
+        ),
+        "{}",
+        lines[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dump_is_an_error_while_the_profiler_is_off() {
+    // This process runs without HOTPOOL_CONF=prof:true.
+    if std::env::var("HOTPOOL_CONF").is_ok_and(|c| c.contains("prof:true")) {
+        return;
+    }
+    assert!(!hotpool::prof::enabled());
+    let err = hotpool::prof::dump(std::env::temp_dir().join("never.heap")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+}
+
+#[test]
+#[ignore = "the child process of statistics_count_every_call_while_profiling"]
+fn child_counts_classes() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let class = |size: usize| {
+        hotpool::arena::stats()
+            .classes
+            .into_iter()
+            .find(|c| c.size >= size)
+            .unwrap()
+    };
+    // A small class and a large one kept in thread caches, by the layout
+    // path (`dealloc`) and the C path (`arena::free`).
+    for size in [64, 20_000] {
+        let before = class(size);
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..1000 {
+            // SAFETY: a valid layout; freed once below with it.
+            let p = unsafe { GLOBAL.alloc(layout) };
+            // SAFETY: as above.
+            unsafe { GLOBAL.dealloc(black_box(p), layout) };
+            let q = hotpool::arena::try_alloc(size, 8).unwrap();
+            // SAFETY: `q` is live and freed once.
+            unsafe { hotpool::arena::free(black_box(q)) };
+        }
+        let after = class(size);
+        assert!(
+            after.nmalloc - before.nmalloc >= 2000,
+            "{size}: {before:?} -> {after:?}"
+        );
+        assert!(
+            after.nfree - before.nfree >= 2000,
+            "{size}: {before:?} -> {after:?}"
+        );
+        assert_eq!(after.current, before.current, "{size}");
+    }
+}
+
+#[test]
+fn statistics_count_every_call_while_profiling() {
+    let dir = temp_dir("stats");
+    let out = run_child("child_counts_classes", "prof:true,lg_prof_sample:10", &dir);
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
