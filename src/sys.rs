@@ -372,6 +372,14 @@ pub(crate) fn write_stderr(bytes: &[u8]) {
     let _ = std::io::stderr().write_all(bytes);
 }
 
+/// This process's id (a fork child has its own).
+#[cfg(target_os = "linux")]
+#[cfg(not(loom))]
+pub(crate) fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
 /// Gives the CPU to another thread (under loom: to another modelled one).
 #[cfg(target_os = "linux")]
 #[cfg(not(loom))]
@@ -607,6 +615,12 @@ pub(crate) unsafe fn remap_onto(_old: *mut u8, _len: usize, _new: *mut u8) -> bo
 #[cfg(loom)]
 pub(crate) fn now_ms() -> u64 {
     0
+}
+
+/// Under loom: one process.
+#[cfg(loom)]
+pub(crate) fn pid() -> u32 {
+    1
 }
 
 /// Under loom: lets loom's scheduler run another modelled thread.

@@ -125,3 +125,64 @@ fn fork_while_another_thread_is_inside_the_depot_lock() {
     let a = P.alloc([9; 4]);
     assert_eq!(*a, [9; 4]);
 }
+
+/// Set in the child processes of
+/// [`fork_while_another_thread_starts_the_allocator`].
+const START_RACE: &str = "HOTPOOL_FORK_START_RACE";
+
+/// A fork while another thread is starting the arena allocator: the child
+/// (which does not have that thread) used to wait forever for the start to
+/// finish (found as a rare hang of the test above: the worker's first
+/// chunk starts the arena). Each round is a fresh process (this test
+/// binary again), where one thread makes the allocator's first request
+/// while the main thread forks; the grandchild must be able to allocate.
+#[cfg(target_os = "linux")]
+#[test]
+fn fork_while_another_thread_starts_the_allocator() {
+    use std::sync::Barrier;
+
+    if std::env::var_os(START_RACE).is_some() {
+        let go = Barrier::new(2);
+        let code = thread::scope(|s| {
+            s.spawn(|| {
+                go.wait();
+                let p = hotpool::arena::try_alloc(64, 8).expect("an allocation");
+                // SAFETY: allocated just above, freed once.
+                unsafe { hotpool::arena::free(p) };
+            });
+            go.wait();
+            // SAFETY: the child only allocates, frees and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let ok = hotpool::arena::try_alloc(64, 8).is_ok();
+                // SAFETY: ends the child without the parent's exit handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            wait_child(pid)
+        });
+        // What the parent test reads: the grandchild's fate.
+        println!("start-race: {code:?}");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..40 {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "fork_while_another_thread_starts_the_allocator",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(START_RACE, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "round failed: {text}");
+        outcomes.push(text.contains("start-race: Some(0)"));
+    }
+    let hung = outcomes.iter().filter(|ok| !**ok).count();
+    assert_eq!(hung, 0, "of 40 grandchildren, {hung} hung or failed");
+}

@@ -3,9 +3,7 @@
 //! handlers, and which arena a new thread joins.
 
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicI8, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*,
-};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicI8, AtomicPtr, AtomicUsize, Ordering::*};
 
 use super::heap::Arena;
 use super::purge::{BG_RUNNING, BG_WANTED};
@@ -21,7 +19,18 @@ pub(crate) const MAX_ARENAS: usize = 64;
 /// locks with the consumers flushing into it.
 const ARENAS_PER_CPU: usize = 4;
 
-static STATE: AtomicU8 = AtomicU8::new(0);
+/// 0: not started; [`READY`]: started; otherwise a start in progress,
+/// tagged with the starting process's id (`pid << 2 | 1`): a fork child
+/// that finds its parent's tag knows the starting thread is not there.
+static STATE: AtomicUsize = AtomicUsize::new(0);
+
+const READY: usize = 2;
+
+/// Set once each (before the call, so a fork in between cannot make a
+/// child register twice): the fork handlers and the exit handlers.
+static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
+static EXIT_STATS: AtomicBool = AtomicBool::new(false);
+static EXIT_PROF: AtomicBool = AtomicBool::new(false);
 
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
 
@@ -155,7 +164,7 @@ pub(crate) fn detach_thread(a: &Arena) {
 /// Starts the allocator once; returns whether it is usable.
 #[inline]
 pub(crate) fn ensure_init() -> bool {
-    if STATE.load(Acquire) == 2 {
+    if STATE.load(Acquire) == READY {
         return true;
     }
     init_slow()
@@ -163,11 +172,28 @@ pub(crate) fn ensure_init() -> bool {
 
 #[cold]
 fn init_slow() -> bool {
-    if STATE.compare_exchange(0, 1, Acquire, Acquire).is_err() {
-        while STATE.load(Acquire) != 2 {
-            sys::yield_now();
+    let mine = (sys::pid() as usize) << 2 | 1;
+    loop {
+        let seen = STATE.load(Acquire);
+        if seen == READY {
+            return narenas() > 0;
         }
-        return narenas() > 0;
+        if seen == 0 && STATE.compare_exchange(0, mine, Acquire, Acquire).is_ok() {
+            break;
+        }
+        if seen != 0 && seen != mine {
+            // A fork child whose parent forked while one of its threads was
+            // starting the allocator: that thread is not here, so this one
+            // starts it over. The child has no other thread, and the locks
+            // the start takes may have been copied held.
+            if STATE.compare_exchange(seen, mine, Acquire, Acquire).is_ok() {
+                super::base::fork_release();
+                CONF.force_unlock();
+                break;
+            }
+            continue;
+        }
+        sys::yield_now();
     }
     let mut conf = config::from_env();
     let want = if conf.narenas == 0 {
@@ -196,13 +222,15 @@ fn init_slow() -> bool {
     } else {
         TCACHE_ON.store(false, Relaxed);
     }
-    sys::at_fork(fork_prepare, fork_parent, fork_child);
-    if conf.stats_print {
+    if !FORK_HANDLERS.swap(true, Relaxed) {
+        sys::at_fork(fork_prepare, fork_parent, fork_child);
+    }
+    if conf.stats_print && !EXIT_STATS.swap(true, Relaxed) {
         sys::at_exit(print_at_exit);
     }
     if conf.prof && super::prof::start(conf.lg_prof_sample) {
         EVENTS.store(-1, Relaxed);
-        if conf.prof_final {
+        if conf.prof_final && !EXIT_PROF.swap(true, Relaxed) {
             sys::at_exit(super::prof::dump_at_exit);
         }
         if conf.leak_report {
@@ -212,7 +240,7 @@ fn init_slow() -> bool {
     *CONF.lock() = conf;
     // Wanted, started lazily (`purge::start_lazily`).
     BG_WANTED.store(conf.background_thread, Relaxed);
-    STATE.store(2, Release);
+    STATE.store(READY, Release);
     super::stats::start_signal_report();
     made > 0
 }
@@ -295,6 +323,9 @@ pub(crate) fn loom_reset() {
     STATS_ON.store(true, Relaxed);
     EVENTS.store(1, Relaxed);
     *CONF.lock() = config::DEFAULT;
+    FORK_HANDLERS.store(false, Relaxed);
+    EXIT_STATS.store(false, Relaxed);
+    EXIT_PROF.store(false, Relaxed);
     STATE.store(0, Release);
 }
 
