@@ -718,17 +718,7 @@ impl<W: Write> Out<'_, W> {
 
     fn num(&mut self, v: u64) {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.bytes(&d[i..]);
+        self.bytes(decimal(v, &mut d));
     }
 
     fn hex(&mut self, v: usize) {
@@ -849,6 +839,19 @@ pub fn dump(path: impl AsRef<Path>) -> io::Result<()> {
     write_profile(&mut f)
 }
 
+/// `v` in decimal, written at the end of `d` (no allocation).
+fn decimal(mut v: u64, d: &mut [u8; 20]) -> &[u8] {
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &d[i..];
+        }
+    }
+}
+
 /// The next dump's name, `<prof_prefix>.<pid>.<seq>.heap`, in `buf`;
 /// returns its length (the prefix is at most 64 bytes, so it fits).
 fn next_name(buf: &mut [u8; 128]) -> usize {
@@ -862,18 +865,8 @@ fn next_name(buf: &mut [u8; 128]) -> usize {
     put(conf.prof_prefix.as_bytes());
     let num = |v: u64, put: &mut dyn FnMut(&[u8])| {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
         put(b".");
-        put(&d[i..]);
+        put(decimal(v, &mut d));
     };
     num(std::process::id() as u64, &mut put);
     num(SEQ.fetch_add(1, Relaxed), &mut put);
