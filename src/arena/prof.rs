@@ -125,15 +125,20 @@ struct Tables {
 // tables, reached only under the lock.
 unsafe impl Send for Tables {}
 
-static TABLES: SpinLock<Tables> = SpinLock::new(Tables {
-    stacks: null_mut(),
-    index: null_mut(),
-    index_cap: 0,
-    nstacks: 0,
-    live: null_mut(),
-    live_cap: 0,
-    nlive: 0,
-});
+impl Tables {
+    /// No stacks, no live samples; the tables are mapped on first use.
+    const EMPTY: Tables = Tables {
+        stacks: null_mut(),
+        index: null_mut(),
+        index_cap: 0,
+        nstacks: 0,
+        live: null_mut(),
+        live_cap: 0,
+        nlive: 0,
+    };
+}
+
+static TABLES: SpinLock<Tables> = SpinLock::new(Tables::EMPTY);
 
 /// A thread's sampling state.
 #[derive(Clone, Copy)]
@@ -964,15 +969,7 @@ mod tests {
 
     #[test]
     fn live_table_inserts_finds_and_removes_across_growth() {
-        let mut t = Tables {
-            stacks: null_mut(),
-            index: null_mut(),
-            index_cap: 0,
-            nstacks: 0,
-            live: null_mut(),
-            live_cap: 0,
-            nlive: 0,
-        };
+        let mut t = Tables::EMPTY;
         let s = t.stack(&[1, 2, 3]).unwrap();
         assert_eq!(t.stack(&[1, 2, 3]), Some(s));
         assert_ne!(t.stack(&[1, 2]), Some(s));
