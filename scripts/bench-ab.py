@@ -13,6 +13,11 @@ and the ratio B/A.
 `--exe-a` / `--exe-b` name bench binaries already built (for example by
 `cargo bench --no-run` in a checkout of that revision); a revision whose
 binaries are all given is not built, and REV_A / REV_B are then labels.
+`--env-a` / `--env-b` set environment variables for one side only: the
+same binary with and without a setting, for example
+
+    scripts/bench-ab.py off prof --exe-a arena=EXE --exe-b arena=EXE \
+        --env-b HOTPOOL_CONF=prof:true --bench 'arena=^arena/.*/hotpool$'
 
 Default benchmarks: the pool's same-thread pair and batch rows and the
 arena's churn row (issue 12's "no speed lost" rows).
@@ -56,9 +61,10 @@ def build(top, rev, benches):
     return out
 
 
-def run(exe, regex, secs):
+def run(exe, regex, secs, env):
     res = sh(exe, "--bench", regex, "--noplot", "--warm-up-time", "1",
-             "--measurement-time", str(secs), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             "--measurement-time", str(secs), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+             env={**os.environ, **env})
     return {m.group(1): float(m.group(2)) * UNIT[m.group(3)] for m in TIME.finditer(res.stdout)}
 
 
@@ -71,6 +77,8 @@ def main():
     ap.add_argument("--bench", action="append", help="BENCH=REGEX (repeatable)")
     ap.add_argument("--exe-a", action="append", default=[], help="BENCH=PATH, a prebuilt binary of A")
     ap.add_argument("--exe-b", action="append", default=[], help="BENCH=PATH, a prebuilt binary of B")
+    ap.add_argument("--env-a", action="append", default=[], help="KEY=VALUE, set for A's runs only")
+    ap.add_argument("--env-b", action="append", default=[], help="KEY=VALUE, set for B's runs only")
     args = ap.parse_args()
     top = sh("git", "rev-parse", "--show-toplevel", stdout=subprocess.PIPE).stdout.strip()
     wanted = [s.split("=", 1) for s in (args.bench or DEFAULT)]
@@ -80,11 +88,13 @@ def main():
         exes[rev] = dict(g.split("=", 1) for g in given)
         if any(b not in exes[rev] for b in needed):
             exes[rev] = {**build(top, rev, needed), **exes[rev]}
+    envs = {args.rev_a: dict(e.split("=", 1) for e in args.env_a),
+            args.rev_b: dict(e.split("=", 1) for e in args.env_b)}
     samples = {}
     for r in range(args.rounds):
         for rev in (args.rev_a, args.rev_b):
             for bench, regex in wanted:
-                for name, ns in run(exes[rev][bench], regex, args.seconds).items():
+                for name, ns in run(exes[rev][bench], regex, args.seconds, envs[rev]).items():
                     samples.setdefault(name, {}).setdefault(rev, []).append(ns)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"{'benchmark':34} {'A ns':>10} {'B ns':>10} {'B/A':>7}   (medians of {args.rounds}; A={args.rev_a}, B={args.rev_b})")

@@ -112,7 +112,7 @@ pub(crate) unsafe fn free_unchecked(p: *mut u8) {
 /// # Safety
 /// `p` is a live allocation of this allocator.
 #[inline(never)]
-unsafe fn free_run_or_huge(p: *mut u8) {
+pub(super) unsafe fn free_run_or_huge(p: *mut u8) {
     let a = p as usize;
     let hdr = if a % CHUNK == 0 {
         a - PAGE
@@ -146,6 +146,10 @@ unsafe fn free_run_or_huge(p: *mut u8) {
                 report_bad_free(p, b"is not the start of an allocated block");
             }
             if c < NCACHED {
+                if c >= NSMALL && super::init::prof_enabled() {
+                    // The thread cache looks up only small objects.
+                    super::prof::on_free(p);
+                }
                 // SAFETY: `p` is an object of class `c`.
                 unsafe { tcache::free(p, c) };
             } else {
@@ -167,7 +171,7 @@ unsafe fn free_run_or_huge(p: *mut u8) {
 /// # Safety
 /// `p` points into a live allocation of this allocator.
 #[inline]
-unsafe fn small_class_at(p: *const u8) -> Option<usize> {
+pub(super) unsafe fn small_class_at(p: *const u8) -> Option<usize> {
     let a = p as usize;
     if a & (CHUNK - 1) == 0 {
         return None;

@@ -264,8 +264,7 @@ pub(super) unsafe fn huge_move(h: *mut HugeHeader, new: usize) -> Option<NonNull
     }
     super::registry::add_huge(dest as usize, dest as usize + off);
     if prof_enabled() {
-        super::prof::on_free(obj as *mut u8);
-        super::prof::on_alloc(dest.wrapping_add(off), want);
+        super::prof::on_realloc(obj as *mut u8, dest.wrapping_add(off), have, want);
     }
     NonNull::new(dest.wrapping_add(off))
 }
@@ -317,7 +316,7 @@ pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
         HUGE_MAPPED.fetch_add(want, Relaxed);
         HUGE_MAPPED.fetch_sub(have, Relaxed);
         if prof_enabled() {
-            super::prof::on_resize((*h).ptr, want);
+            super::prof::on_realloc((*h).ptr, (*h).ptr, have, want);
         }
     }
     true

@@ -51,9 +51,10 @@ static STATS_ON: AtomicBool = AtomicBool::new(true);
 
 /// What the thread cache's fast paths do after an allocation or a free,
 /// in the one byte they test: 1, count it (statistics on); 0, nothing;
-/// negative, call the cold hook that counts it if statistics are on and
-/// tells the profiler (`prof:true`). One signed compare tells the three
-/// apart, so the profiler adds no instruction to the fast paths.
+/// negative (`prof:true`), count it (whatever the statistics setting: the
+/// counts are the profiler's countdowns) and tell the profiler. One signed
+/// compare tells the three apart, so the profiler adds no instruction to
+/// the fast paths.
 static EVENTS: AtomicI8 = AtomicI8::new(1);
 
 pub(super) static CONF: crate::arena::lock::SpinLock<ArenaConf> =

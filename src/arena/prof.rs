@@ -12,9 +12,15 @@
 //! programs built without frame pointers are profiled too; on x86-64 its
 //! findings are cached per return address, see `unwind.rs`) and recorded
 //! in tables of metadata memory under one lock of the arena's; the
-//! profiler never allocates through the allocator it profiles. A free
-//! looks its pointer up only when a 64 Ki-bucket filter of the sampled
-//! pointers says it may be one.
+//! profiler never allocates through the allocator it profiles. A sampled
+//! object of a small class is moved to a page run of its own (jemalloc's
+//! "promotion"; the thread cache's `prof_due`), aligned to 64 KiB, so that
+//! a free of a small object looks further only when its pointer is so
+//! aligned; then, and
+//! for a large-class block, it looks its pointer up only when a 64
+//! Ki-bucket filter of the sampled pointers says it may be one. The thread cache counts objects to the next sample per class
+//! in its statistics counters (kept while the profiler is on): objects of
+//! one size sampled at a byte rate are a geometric count apart.
 //!
 //! [`dump`] (or `prof_final:true` at exit, or the signal `prof_signal`)
 //! writes the live samples in jemalloc's `heap_v2` format, which
@@ -23,13 +29,15 @@
 //!
 //! Costs: with `prof:false` the allocation and free fast paths run not one
 //! instruction more (the thread cache's one test of the statistics flag
-//! also tells it whether the profiler is on). With `prof:true`, every
-//! allocation and free leaves the fast path for a call (a subtraction, a
-//! filter read); a sample costs a stack walk and a lock: a few hundred
-//! instructions once the return addresses on the way are cached (x86-64),
-//! about 2 000 per frame through libgcc otherwise. Memory: 560 bytes per
-//! distinct stack (never freed), 24 bytes per live sample, 32 KiB of rule
-//! cache.
+//! also tells it whether the profiler is on). With `prof:true` they stay
+//! inline: a compare of the class's count with its next sample on
+//! allocation, a test of the pointer's low bits on free (about 9
+//! instructions per allocation and free together); a sample costs a page
+//! run for a small object (16 KiB, the smallest large class), a stack walk
+//! and a lock: a few hundred instructions once the return addresses on the
+//! way are cached (x86-64), about 2 000 per frame through libgcc
+//! otherwise. Memory: 560 bytes per distinct stack (never freed), 24 bytes
+//! per live sample plus its page run, 32 KiB of rule cache.
 //!
 //! A dump holds the profiler's lock while it writes the stacks (not the
 //! mappings), so threads that take a sample meanwhile wait for it.
@@ -140,6 +148,43 @@ impl Tables {
 
 static TABLES: SpinLock<Tables> = SpinLock::new(Tables::EMPTY);
 
+/// Page runs of freed samples of small objects, kept for the next ones
+/// (the thread cache's promotion): a new run would fault its pages in
+/// again, which cost as much as the rest of a sample, and the slabs that
+/// took the places of freed ones made aligned pointers common.
+struct Stash {
+    runs: [usize; STASH_RUNS],
+    n: usize,
+}
+
+/// Most runs the stash keeps (16 KiB each).
+const STASH_RUNS: usize = 64;
+
+static STASH: SpinLock<Stash> = SpinLock::new(Stash {
+    runs: [0; STASH_RUNS],
+    n: 0,
+});
+
+/// Keeps `run`, a freed sample's page run, for the next sample; false
+/// (nothing done) when the stash is full.
+pub(crate) fn stash_run(run: *mut u8) -> bool {
+    let mut st = STASH.lock();
+    if st.n == STASH_RUNS {
+        return false;
+    }
+    let n = st.n;
+    st.runs[n] = run as usize;
+    st.n = n + 1;
+    true
+}
+
+/// A run [`stash_run`] kept, if any.
+pub(crate) fn stashed_run() -> Option<*mut u8> {
+    let mut st = STASH.lock();
+    st.n = st.n.checked_sub(1)?;
+    Some(st.runs[st.n] as *mut u8)
+}
+
 /// A thread's sampling state.
 #[derive(Clone, Copy)]
 struct ThreadState {
@@ -210,68 +255,99 @@ fn draw(rng: &mut u64, period: u64) -> i64 {
 /// a counter of its own: counts it against the thread's bytes to the next
 /// sample and records it when they run out.
 pub(crate) fn on_alloc(p: *mut u8, size: usize) {
-    // `try_with`: a thread's last allocations may run after its
-    // thread-locals are gone; they are not sampled.
-    let _ = THREAD.try_with(|t| {
-        let mut s = t.get();
-        s.left -= size as i64;
-        if s.left <= 0 {
-            t.set(s);
-            s.left = due(p, size, s.left);
-            s = ThreadState {
-                left: s.left,
-                ..t.get()
-            };
-        }
-        t.set(s);
-    });
+    on_alloc_with(p, size, None);
 }
 
-/// A counter of bytes to the next sample ran out (`left <= 0`) at the
-/// allocation of `size` bytes at `p`: samples it, unless the counter was
-/// not drawn yet (it was 0 before this allocation: a new thread), and
-/// returns the counter's new value, the bytes to the next sample. The
-/// thread cache's fast path calls it with its own counter, other paths
-/// through [`on_alloc`]: each counter is a Poisson process over the bytes
-/// it sees, so every byte is sampled at the same rate.
+/// [`on_alloc`] of an allocation that a sample moves elsewhere: when it
+/// is sampled, `promote(size)` makes the block that is handed out and
+/// recorded instead of `p` (see [`due`]). Returns the block to hand out.
+pub(crate) fn on_alloc_with(p: *mut u8, size: usize, promote: Option<Promote>) -> *mut u8 {
+    // `try_with`: a thread's last allocations may run after its
+    // thread-locals are gone; they are not sampled.
+    THREAD
+        .try_with(|t| {
+            let mut s = t.get();
+            s.left -= size as i64;
+            if s.left > 0 {
+                t.set(s);
+                return p;
+            }
+            t.set(s);
+            let first = (s.left + size as i64 == 0).then_some(size);
+            let (left, q) = due(p, size, first, promote);
+            t.set(ThreadState { left, ..t.get() });
+            q
+        })
+        .unwrap_or(p)
+}
+
+/// Makes the block that a sampled allocation of the given size gets
+/// instead of the one it was about to get; null when it cannot (the
+/// allocation is then not sampled). The thread cache moves sampled small
+/// objects to page runs of their own this way, so that a free can tell a
+/// sampled object by its page alignment and the run's metadata, and the
+/// fast paths need no lookup for the objects that were not sampled.
+pub(crate) type Promote = fn(usize) -> *mut u8;
+
+/// A counter of bytes (or of objects of one size) to the next sample ran
+/// out at the allocation of `size` bytes at `p`: samples it, unless the
+/// counter was not drawn yet (`first`: a new thread or class, with the
+/// bytes just counted; then only if the drawn point falls within them),
+/// and returns the bytes
+/// to the next sample, with the block to hand out: `p`, or when sampled
+/// with a `promote` the block it made (which is what is recorded). The
+/// thread cache counts objects per class (its fast path's statistics
+/// counter), other paths bytes through [`on_alloc`]: each counter is a
+/// Poisson process over the bytes it sees, so every byte is sampled at the
+/// same rate.
 ///
 /// Never inlined, nor are [`sample`] and [`capture`]: the stack walk skips
 /// exactly these three frames.
 #[cold]
 #[inline(never)]
-pub(crate) fn due(p: *mut u8, size: usize, left: i64) -> i64 {
+pub(crate) fn due(
+    p: *mut u8,
+    size: usize,
+    first: Option<usize>,
+    promote: Option<Promote>,
+) -> (i64, *mut u8) {
     let Ok(mut s) = THREAD.try_with(Cell::get) else {
-        return period() as i64;
+        return (period() as i64, p);
     };
     if !s.seeded {
         s.rng = (&raw const s as u64) ^ sys::now_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         s.seeded = true;
     }
     let mut next = draw(&mut s.rng, period());
-    if left + size as i64 == 0 {
+    if let Some(counted) = first {
         // The counter's first draw: this allocation is sampled only if it
         // crosses the drawn point.
-        next -= size as i64;
+        next -= counted as i64;
         if next > 0 {
             let _ = THREAD.try_with(|t| t.set(s));
-            return next;
+            return (next, p);
         }
         next = draw(&mut s.rng, period());
     }
     if s.busy {
         let _ = THREAD.try_with(|t| t.set(s));
-        return next;
+        return (next, p);
     }
     s.busy = true;
     let _ = THREAD.try_with(|t| t.set(s));
-    let stack_hi = sample(p, size, s.stack_hi);
+    let q = promote.map_or(p, |f| f(size));
+    let stack_hi = if q.is_null() {
+        s.stack_hi
+    } else {
+        sample(q, size, s.stack_hi)
+    };
     let _ = THREAD.try_with(|t| {
         let mut s = t.get();
         s.busy = false;
         s.stack_hi = stack_hi;
         t.set(s);
     });
-    next
+    (next, if q.is_null() { p } else { q })
 }
 
 /// Captures the stack of [`due`]'s caller and records the sample;
@@ -315,10 +391,53 @@ pub(crate) fn on_free(p: *mut u8) {
     }
 }
 
-/// `p` changed size in place (`realloc`): a free and a new allocation.
-pub(crate) fn on_resize(p: *mut u8, size: usize) {
-    on_free(p);
-    on_alloc(p, size);
+/// `realloc` moved a block from `from` to `to` (or resized it in place:
+/// `from == to`), from `old` to `new` bytes, its contents kept. A sampled
+/// block stays sampled, at its new place with its new size; of another,
+/// only the bytes it grew by are counted toward the next sample, and it is
+/// sampled, with its new size, when they reach it. So a block grown in
+/// steps is sampled as if made at its final size (each of its bytes
+/// counted once), and a `realloc` loop costs no more samples than the
+/// bytes it adds.
+pub(crate) fn on_realloc(from: *mut u8, to: *mut u8, old: usize, new: usize) {
+    if maybe_sampled(from) {
+        let mut t = TABLES.lock();
+        if let Some(live) = t.remove(from as usize) {
+            FILTER[bucket(from as usize)].fetch_sub(1, Relaxed);
+            let moved = t.insert(Live {
+                ptr: to as usize,
+                size: new,
+                stack: live.stack,
+            });
+            if moved {
+                FILTER[bucket(to as usize)].fetch_add(1, Relaxed);
+            }
+            // SAFETY: stacks live forever; their counters change under the lock.
+            unsafe {
+                (*live.stack).cur_bytes -= live.size as u64;
+                if moved {
+                    (*live.stack).cur_bytes += new as u64;
+                } else {
+                    (*live.stack).cur_objs -= 1;
+                }
+            }
+            return;
+        }
+    }
+    if new <= old {
+        return;
+    }
+    let grown = new - old;
+    let _ = THREAD.try_with(|t| {
+        let mut s = t.get();
+        s.left -= grown as i64;
+        t.set(s);
+        if s.left <= 0 {
+            let first = (s.left + grown as i64 == 0).then_some(grown);
+            let (left, _) = due(to, new, first, None);
+            t.set(ThreadState { left, ..t.get() });
+        }
+    });
 }
 
 // ---- tables --------------------------------------------------------------
@@ -944,13 +1063,19 @@ pub(super) extern "C" fn dump_at_exit() {
 /// arena models' state space.)
 pub(super) fn fork_prepare() {
     #[cfg(not(loom))]
-    TABLES.force_lock();
+    {
+        TABLES.force_lock();
+        STASH.force_lock();
+    }
 }
 
 /// Fork parent/child: release it.
 pub(super) fn fork_release() {
     #[cfg(not(loom))]
-    TABLES.force_unlock();
+    {
+        STASH.force_unlock();
+        TABLES.force_unlock();
+    }
 }
 
 #[cfg(test)]

@@ -140,8 +140,11 @@ unsafe fn resize_in_place(p: *mut u8, align: usize, new: usize) -> bool {
                     return false;
                 }
                 (*m).class = c as u8;
-                tcache::count(old_c, false, a, p);
-                tcache::count(c, true, a, p);
+                tcache::count_stats(old_c, false, a);
+                tcache::count_stats(c, true, a);
+                if super::init::prof_enabled() {
+                    super::prof::on_realloc(p, p, CLASS_SIZE[old_c], CLASS_SIZE[c]);
+                }
             }
             true
         }

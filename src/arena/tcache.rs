@@ -92,9 +92,9 @@ pub(crate) struct Tcache {
     /// Caches of exited threads, for reuse.
     next_free: *mut Tcache,
     events: u32,
-    /// Bytes this cache hands out before the heap profiler's next sample
-    /// (`prof:true`; 0: not drawn yet).
-    prof_left: i64,
+    /// Per class, the value of `nmalloc` at which the heap profiler takes
+    /// its next sample (`prof:true`; 0: not drawn yet).
+    prof_next: [u64; NCACHED],
 }
 
 /// Every cache, and counts merged from retired ones.
@@ -146,17 +146,25 @@ fn bump(counter: &AtomicU64) {
 
 /// Counts an allocation (`alloc`) or free of class `c` at `p` in the
 /// thread's cache if it has one, else in `arena`; tells the profiler if on.
+/// For paths outside the thread cache's own (which move sampled small
+/// objects to page runs, see [`prof_due`]).
 #[inline]
 pub(crate) fn count(c: usize, alloc: bool, arena: &Arena, p: *mut u8) {
-    let e = init::events();
-    if e <= 0 {
-        if e == 0 {
-            return;
+    if init::events() < 0 {
+        if alloc {
+            super::prof::on_alloc(p, CLASS_SIZE[c]);
+        } else {
+            super::prof::on_free(p);
         }
-        prof_event(c, alloc, p);
-        if !init::stats_enabled() {
-            return;
-        }
+    }
+    count_stats(c, alloc, arena);
+}
+
+/// [`count`] without the profiler.
+#[inline]
+pub(crate) fn count_stats(c: usize, alloc: bool, arena: &Arena) {
+    if !init::stats_enabled() {
+        return;
     }
     let tc = current();
     if live(tc) {
@@ -248,6 +256,7 @@ fn make() -> *mut Tcache {
     unsafe {
         (*tc).arena = arena;
         (*tc).granted = 0;
+        (*tc).prof_next = [0; NCACHED];
         (*tc).budget = init::tcache_bytes();
         for c in 0..NCACHED {
             let bin = &(*tc).counts[c];
@@ -292,8 +301,8 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
             } else if e < 0 {
-                // SAFETY: as above.
-                unsafe { prof_alloc(tc, c, p) };
+                // SAFETY: as above; `p` was just popped from class `c`.
+                return unsafe { prof_alloc(tc, c, p) };
             }
             return p;
         }
@@ -301,59 +310,171 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
     alloc_slow(c)
 }
 
-/// The allocation fast path's count when the profiler is on: the bytes
-/// to the next sample are counted in the cache itself. Out of line, as
-/// [`prof_free`]: the fast paths then compile as they did before the
-/// profiler existed (no added instruction with `prof:false`).
+/// The allocation fast path's count when the profiler is on (`e < 0`):
+/// the class's statistics counter (kept whenever the profiler is on)
+/// doubles as the count to its next sample, [`prof_due`] when it gets
+/// there. Inline, under the fast path's test of `e`, which the profiler
+/// shares with the statistics: with `prof:false` the fast path runs not
+/// one instruction more; with it, three more than with statistics alone.
 ///
 /// # Safety
-/// `tc` is the calling thread's live cache.
-#[cold]
-#[inline(never)]
-unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) {
+/// `tc` is the calling thread's live cache; `p` was just popped from its
+/// stack of class `c`.
+#[inline(always)]
+unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
     // SAFETY: per the contract.
     let tc = unsafe { &mut *tc };
-    let left = tc.prof_left - CLASS_SIZE[c] as i64;
-    tc.prof_left = left;
-    if left <= 0 {
-        tc.prof_left = super::prof::due(p, CLASS_SIZE[c], left);
+    let k = tc.nmalloc[c].load(Relaxed) + 1;
+    tc.nmalloc[c].store(k, Relaxed);
+    if k >= tc.prof_next[c] {
+        // SAFETY: per the contract.
+        return unsafe { prof_due(tc, c, p) };
     }
-    if init::stats_enabled() {
-        bump(&tc.nmalloc[c]);
+    p
+}
+
+/// Class `c`'s count reached its next sample (or none was drawn yet) at
+/// `p`: asks the profiler ([`super::prof::due`]) whether to sample, and
+/// draws the next point: objects of one size sampled at the profiler's
+/// byte rate are a geometric count apart, drawn as the bytes to the next
+/// sample divided by the size. A sampled object of a small class is moved
+/// to a page run of its own ([`promote`]) and `p` goes back on the stack
+/// (and is counted as the run's allocation instead): so a free can tell a
+/// sampled object from the others by its alignment ([`PROMOTED_ALIGN`]),
+/// which few small objects have, a filter read and the page map
+/// ([`prof_free`]).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `p` was just popped from its
+/// stack of class `c` and counted.
+#[cold]
+#[inline(never)]
+unsafe fn prof_due(tc: &mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
+    let size = CLASS_SIZE[c];
+    let first = (tc.prof_next[c] == 0).then_some(size);
+    let promoting = (c < NSMALL).then_some(promote as super::prof::Promote);
+    let (bytes, q) = super::prof::due(p, size, first, promoting);
+    if q != p {
+        // SAFETY: `p` is an unused object of class `c`; `tc` is live.
+        unsafe { give_back(tc, c, p) };
+        let k = tc.nmalloc[c].load(Relaxed) - 1;
+        tc.nmalloc[c].store(k, Relaxed);
+    }
+    let k = tc.nmalloc[c].load(Relaxed);
+    tc.prof_next[c] = k + (bytes.max(1) as u64).div_ceil(size as u64);
+    q
+}
+
+/// The class of the page runs that sampled small objects are moved to:
+/// the smallest large class (as jemalloc does).
+const PROMOTED: usize = NSMALL;
+
+/// The alignment of those runs: only a small object freed at an address
+/// so aligned may be a sample, and is looked up; the others are not. Few
+/// slab objects are so aligned (the first of a slab that starts there: 2%
+/// of the frees of hotpool-bench's churn); page alignment would send
+/// nearly half of them (objects of 2-4 KiB) to the lookup, on a branch no
+/// predictor can learn. 256 KiB found aligned free space so rarely that
+/// the arena mapped chunks anew for samples.
+pub(crate) const PROMOTED_ALIGN: usize = 64 << 10;
+
+/// A run of class [`PROMOTED`] aligned to [`PROMOTED_ALIGN`] for a sampled
+/// small object: a freed sample's ([`super::prof::stashed_run`]) or a new
+/// one from the thread's arena; counted; null when memory runs out (the
+/// object is then not sampled).
+fn promote(_size: usize) -> *mut u8 {
+    let Some(arena) = arena() else {
+        return null_mut();
+    };
+    let p = match super::prof::stashed_run() {
+        Some(p) => p,
+        None => {
+            let pages = CLASS_SIZE[PROMOTED] / PAGE;
+            match arena.alloc_large(pages, PROMOTED_ALIGN, PROMOTED, 0) {
+                Some((p, _)) => p,
+                None => return null_mut(),
+            }
+        }
+    };
+    count_stats(PROMOTED, true, arena);
+    p
+}
+
+/// Frees `p`, a sampled small object in a page run of its own: the
+/// profiler forgets it, and the run is kept for the next sample
+/// ([`super::prof::stash_run`]) or freed.
+///
+/// # Safety
+/// `p` is such a live sample, freed by the caller.
+unsafe fn free_sample(p: *mut u8) {
+    super::prof::on_free(p);
+    if super::prof::stash_run(p) {
+        // SAFETY: the run's arena lives forever.
+        count_stats(PROMOTED, false, unsafe { chunk::owner_arena(p) });
+    } else {
+        // SAFETY: per the contract, a large run of ours.
+        unsafe { super::free::free_run_or_huge(p) };
     }
 }
 
-/// The free fast path's count when the profiler is on. It finds the
-/// class again from the metadata rather than take it from the fast path,
-/// which would then keep it in a register of its own (one instruction
-/// more with the profiler off).
+/// Puts `p`, an object of class `c` popped but not handed out, back: on
+/// the stack of the live cache `tc` if it has room, else to its arena.
+/// Not counted (it was not).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `p` an unused object of class `c`.
+unsafe fn give_back(tc: &mut Tcache, c: usize, p: *mut u8) {
+    let bin = &tc.counts[c];
+    let n = bin.n.load(Relaxed);
+    if (n as u16) < bin.max.get() {
+        tc.stacks[c][n as usize] = p;
+        bin.n.store(n + 1, Relaxed);
+    } else {
+        // SAFETY: per the contract.
+        unsafe { flush(c, &[p]) };
+    }
+}
+
+/// The rest of the free fast path when the profiler is on, for `p` at a
+/// multiple of [`PROMOTED_ALIGN`] just pushed on the live cache `tc`'s
+/// stack of class `c` at height `n`: a sampled small object, which lives
+/// in a page run of its own ([`prof_due`]), is taken off the stack again
+/// and freed as what it is; anything else is counted. (Large-class blocks
+/// are reported to the profiler on their own path,
+/// [`super::free::free_run_or_huge`].)
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache; `p` an object of this
-/// allocator, just cached.
+/// allocator freed as class `c`, now at `stacks[c][n]`.
 #[cold]
 #[inline(never)]
-unsafe fn prof_free(p: *mut u8, tc: *mut Tcache) {
-    if super::prof::maybe_sampled(p) {
-        super::prof::on_free(p);
-    }
-    if init::stats_enabled() {
-        // SAFETY: per the contract `p` is ours; a cached object's run is live.
-        let c = match unsafe { super::free::size_and_class(p) } {
-            (_, Some(c)) => c,
-            (size, None) => class_of(size),
-        };
+unsafe fn prof_free(tc: *mut Tcache, c: usize, p: *mut u8, n: u32) {
+    // SAFETY: forwarded contract.
+    if unsafe { freed_sample(c, p) } {
+        // SAFETY: per the contract; nothing above touched the stack.
+        unsafe { (*tc).counts[c].n.store(n, Relaxed) };
+        // SAFETY: a sample, freed here.
+        unsafe { free_sample(p) };
+    } else {
         // SAFETY: per the contract.
         bump(unsafe { &(*tc).nfree[c] });
     }
 }
 
-fn prof_event(c: usize, alloc: bool, p: *mut u8) {
-    if alloc {
-        super::prof::on_alloc(p, CLASS_SIZE[c]);
-    } else {
-        super::prof::on_free(p);
-    }
+/// Whether `p`, freed as class `c` with the profiler on, is a sampled
+/// small object in a page run of its own, which the caller must free as
+/// such ([`free_sample`]).
+///
+/// # Safety
+/// `p` is a live object of this allocator freed as class `c`.
+#[inline(always)]
+unsafe fn freed_sample(c: usize, p: *mut u8) -> bool {
+    // Every sample is in the filter, a slab object rarely.
+    c < NSMALL
+        && p as usize & (PROMOTED_ALIGN - 1) == 0
+        && super::prof::maybe_sampled(p)
+        // SAFETY: forwarded contract.
+        && unsafe { super::free::small_class_at(p) }.is_none()
 }
 
 #[cold]
@@ -375,8 +496,8 @@ fn alloc_slow(c: usize) -> *mut u8 {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nmalloc[c] });
             } else if e < 0 {
-                // SAFETY: as above.
-                unsafe { prof_alloc(tc, c, p) };
+                // SAFETY: as above; `p` was just popped from class `c`.
+                return unsafe { prof_alloc(tc, c, p) };
             }
             return p;
         }
@@ -401,14 +522,29 @@ fn alloc_slow(c: usize) -> *mut u8 {
             let n = got - 1;
             bin.n.store(n as u32, Relaxed);
             let p = items[n];
-            count(c, true, arena, p);
+            if init::events() < 0 {
+                // SAFETY: `tc` is live; `p` was just popped from class `c`.
+                return unsafe { prof_alloc(tc, c, p) };
+            }
+            count_stats(c, true, arena);
             return p;
         }
     }
     let p = alloc::alloc_direct(arena, c);
-    if !p.is_null() {
-        count(c, true, arena, p);
+    if p.is_null() {
+        return p;
     }
+    if init::events() < 0 {
+        // No cache to count in: the thread's own counter, as other paths.
+        let promoting = (c < NSMALL).then_some(promote as super::prof::Promote);
+        let q = super::prof::on_alloc_with(p, CLASS_SIZE[c], promoting);
+        if q != p {
+            // SAFETY: `p` is an unused object of class `c`.
+            unsafe { flush(c, &[p]) };
+            return q;
+        }
+    }
+    count_stats(c, true, arena);
     p
 }
 
@@ -432,8 +568,14 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
             } else if e < 0 {
-                // SAFETY: as above; `p` is ours.
-                unsafe { prof_free(p, tc) };
+                // Only an object so aligned can be a sampled one: no
+                // lookup for the others.
+                if p as usize & (PROMOTED_ALIGN - 1) == 0 {
+                    // SAFETY: as above; `p` is ours, now at `stacks[c][n]`.
+                    return unsafe { prof_free(tc, c, p, n) };
+                }
+                // SAFETY: as above.
+                bump(unsafe { &(*tc).nfree[c] });
             }
             return;
         }
@@ -457,6 +599,12 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         }
         tc = current();
     }
+    // SAFETY: forwarded contract.
+    if init::events() < 0 && unsafe { freed_sample(c, p) } {
+        // SAFETY: a sample, freed here.
+        unsafe { free_sample(p) };
+        return;
+    }
     if live(tc) {
         tick(tc);
         // SAFETY: a live cache is owned by this thread.
@@ -475,14 +623,14 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             unsafe { (*tc).stacks[c][n as usize] = p };
             bin.n.store(n + 1, Relaxed);
             // SAFETY: the cache's arena lives forever.
-            count(c, false, unsafe { &*(*tc).arena }, p);
+            count_stats(c, false, unsafe { &*(*tc).arena });
             return;
         }
     }
     // SAFETY: forwarded contract.
     unsafe {
         let owner = chunk::owner_arena(p);
-        count(c, false, owner, p);
+        count_stats(c, false, owner);
         flush(c, &[p]);
     }
 }
