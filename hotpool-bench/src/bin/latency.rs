@@ -21,12 +21,16 @@
 //!
 //! Every call is timed on its own with the time-stamp counter: `lfence;
 //! rdtsc; lfence` on both sides, so that the call neither starts before
-//! the first read nor ends after the second. That costs about 30 cycles
-//! (an `Instant` pair costs about 40 ns and most calls take less than
-//! that); the cost of an empty timed region, measured the same way (the
-//! median of many), is subtracted from every figure. The counter is
-//! calibrated against `Instant` (it runs at a constant rate on the CPUs
-//! this runs on: `constant_tsc`). On other targets `Instant` is the clock.
+//! the first read nor ends after the second (without the fences the CPU
+//! overlaps a 10 ns call with the reads). `Instant::now` would cost about
+//! 20 ns a read, as much as the calls measured, and its resolution is
+//! coarser; batches of calls would hide the single slow call this is
+//! about. An empty timed region costs 60 to 80 ticks here (30 to 40 ns);
+//! that cost, measured the same way (the median of 100 000), is
+//! subtracted from every figure, so figures near the median are rough
+//! and the tails are what this measures. The counter is calibrated
+//! against `Instant` (it runs at a constant rate on the CPUs this runs
+//! on: `constant_tsc`). On other targets `Instant` is the clock.
 //! Samples go into a log-linear histogram (exact below 1024 ticks, then
 //! 64 buckets per power of two: at most 1.6 % error), read by nearest rank.
 //!
@@ -478,6 +482,7 @@ fn main() {
             _ => panic!("usage: latency [--rounds N] [--ops N]"),
         }
     }
+    let conf = hotpool::arena::config();
     let per_ns = clock::ticks_per_ns();
     let overhead = clock::overhead();
     let ns = |ticks: u64| ticks.saturating_sub(overhead) as f64 / per_ns;
@@ -516,10 +521,12 @@ fn main() {
     println!(
         "latency: {rounds} rounds of {ops} allocations and frees per workload and contestant \
          ({:.1} s); ns per call, medians over rounds; clock {:.2} ticks/ns, {} ticks of \
-         overhead subtracted; background purger: default (on)",
+         overhead subtracted; hotpool's background purger: {}, tcache: {}",
         start.elapsed().as_secs_f64(),
         per_ns,
-        overhead
+        overhead,
+        if conf.background_thread { "on" } else { "off" },
+        if conf.tcache { "on" } else { "off" },
     );
     let mut ratios = Vec::new();
     for (w, (id, _, _)) in workloads.iter().enumerate() {
