@@ -144,6 +144,18 @@ const fn locate(index: u64) -> (usize, usize) {
     ((msb - SEG0_SHIFT) as usize, (biased - (1 << msb)) as usize)
 }
 
+/// An upgrade refused by the count of a state word whose stamp matched:
+/// `None` at count 0 (the object is being dropped), an abort at
+/// `MAX_COUNT` or more (as `Arc` does on overflow).
+#[cold]
+#[inline(never)]
+fn refuse<T>(state: u64) -> Option<T> {
+    if state & COUNT_MASK == 0 {
+        return None;
+    }
+    std::process::abort()
+}
+
 /// One entry of the table: 16 bytes on 64-bit targets.
 ///
 /// While an object is alive `ptr` is its address; while the slot is on the
@@ -368,7 +380,7 @@ impl Table {
 
     /// The slot a `Weak` names, if its segment exists. Does not check the
     /// stamp.
-    #[inline]
+    #[inline(always)]
     fn weak_slot(&self, offset: u32, stamp: u32) -> Option<&Slot> {
         let base = self.segments[seg_of(stamp)].load(Ordering::Acquire);
         if base.is_null() {
@@ -384,23 +396,52 @@ impl Table {
     }
 
     /// Upgrade: +1 on the strong count if the slot still holds the object
-    /// of `stamp`. The stale path is one segment load, one state load and a
-    /// compare.
-    #[inline]
+    /// of `stamp`.
+    ///
+    /// The fast path is straight-line code, no loop: one segment load, one
+    /// state load, the stamp compare (where a stale handle leaves), one
+    /// range check of the count and one CAS. A CAS that loses a race with
+    /// another count change retries out of line ([`Table::upgrade_retry`]),
+    /// so the common path carries no loop (and no loop-alignment padding).
+    #[inline(always)]
     pub(crate) fn upgrade(&self, offset: u32, stamp: u32) -> Option<NonNull<Slot>> {
         let slot = self.weak_slot(offset, stamp)?;
-        let mut cur = slot.state.load(Ordering::Relaxed);
+        // Relaxed: only a guess for the CAS, which is what orders.
+        let cur = slot.state.load(Ordering::Relaxed);
+        if stamp_of(cur) != stamp {
+            return None;
+        }
+        // One compare for both refusals: count 0 (the window between the
+        // last drop and the generation bump: dead already) wraps to the
+        // top, and a count at MAX_COUNT or above aborts.
+        if (cur & COUNT_MASK).wrapping_sub(1) >= MAX_COUNT - 1 {
+            return refuse(cur);
+        }
+        // Acquire: pairs with the Release of `publish` (the `ptr` store
+        // and the object's initialisation) and of other owners' drops.
+        // Strong CAS: a spurious failure would only cost the slow path.
+        match slot
+            .state
+            .compare_exchange(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(NonNull::from(slot)),
+            Err(now) => Self::upgrade_retry(slot, stamp, now),
+        }
+    }
+
+    /// [`Table::upgrade`] after its CAS lost a race: the same checks and
+    /// CAS, in a loop, with the state word `cur` the CAS saw.
+    #[cold]
+    #[inline(never)]
+    fn upgrade_retry(slot: &Slot, stamp: u32, mut cur: u64) -> Option<NonNull<Slot>> {
         loop {
-            // A stamp match with count 0 is the window between the last
-            // drop and the generation bump: dead already.
-            if stamp_of(cur) != stamp || cur & COUNT_MASK == 0 {
+            if stamp_of(cur) != stamp {
                 return None;
             }
-            if cur & COUNT_MASK >= MAX_COUNT {
-                std::process::abort();
+            if (cur & COUNT_MASK).wrapping_sub(1) >= MAX_COUNT - 1 {
+                return refuse(cur);
             }
-            // Acquire: pairs with the Release of `alloc` (the `ptr` store)
-            // and of other owners' drops.
+            // Acquire: as in `upgrade`.
             match slot.state.compare_exchange_weak(
                 cur,
                 cur + 1,
@@ -785,7 +826,7 @@ unsafe fn free_segment(base: NonNull<Slot>, len: usize) {
 
 /// The process-wide table.
 #[cfg(not(loom))]
-#[inline]
+#[inline(always)]
 pub(crate) fn table() -> &'static Table {
     static TABLE: Table = Table::new();
     &TABLE

@@ -101,7 +101,7 @@ impl<T> Weak<T> {
     /// drop((a, b));
     /// assert!(w.upgrade().is_none());
     /// ```
-    #[inline]
+    #[inline(always)]
     #[must_use = "this returns a new owner, or None; the handle is unchanged"]
     pub fn upgrade(&self) -> Option<Shared<T>> {
         let slot = table().upgrade(self.offset, self.stamp.get())?;
