@@ -12,6 +12,18 @@
 //! | `pc/N` | one object allocated on a producer thread and freed on a consumer |
 //! | `scaling/N` | one object of T threads each churning batches of 1024 (LIFO) |
 //!
+//! | peer | what one alloc / free is |
+//! |---|---|
+//! | `hotpool` | `Pool::alloc_uninit` / drop of the `Pooled` |
+//! | `slab` | `slab::Slab` insert / remove, one slab per thread (no `pc`) |
+//! | `tls-vec` | pop / push on a thread-local `Vec<Box<T>>`, else `Box` on glibc |
+//! | `box/{glibc,mimalloc,jemalloc,hotalloc}` | `GlobalAlloc::alloc` / `dealloc` on that allocator (`hotalloc`: `hotpool::HotAlloc`) |
+//! | `object-pool`, `lf/{linear,spin,mutex}`, `sharded-slab` | those crates' pools |
+//!
+//! `pair/N` holds the floors a pool is measured against: `tls-vec` and
+//! `slab` (the fastest free lists a single thread can have) and
+//! `box/hotalloc` (hotpool's own allocator, called directly).
+//!
 //! `N` is the object size: `[u8; 64]`, `[u8; 512]`, `[u8; 4096]`. Criterion
 //! reports time per iteration and throughput in elements (objects) per second.
 //!
@@ -133,6 +145,7 @@ macro_rules! for_each_peer {
         $m!("box/glibc", BoxOn::<_, N>(&System));
         $m!("box/mimalloc", BoxOn::<_, N>(&mimalloc::MiMalloc));
         $m!("box/jemalloc", BoxOn::<_, N>(&tikv_jemallocator::Jemalloc));
+        $m!("box/hotalloc", BoxOn::<_, N>(&hotpool::HotAlloc));
         $m!("object-pool", ObjectPool(p.object_pool));
         $m!("lf/linear", LfLinear(p.lf_linear));
         $m!("lf/spin", LfSpin(p.lf_spin));

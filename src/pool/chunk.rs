@@ -135,9 +135,9 @@ pub(crate) struct ChunkHeader {
     /// with the provenance of the pool's `Box` (so the last chunk to go may
     /// free the pool through it).
     pub owner: *const Inner,
-    /// That pool's id (a copy, so the free path need not wait for a load
-    /// through `owner` to find its thread-cache entry).
-    pub id: usize,
+    /// That pool's thread-cache entry index (a copy of `hot.entry`, so the
+    /// free path need not wait for a load through `owner` to find it).
+    pub entry: usize,
     _line: [usize; 6],
     /// Links in the pool's list of chunks with free slots (central lock).
     link: Link<ChunkHeader>,
@@ -229,7 +229,7 @@ impl ChunkHeader {
         unsafe {
             header.as_ptr().write(ChunkHeader {
                 owner,
-                id: (*owner).hot.0.id,
+                entry: (*owner).hot.0.entry,
                 _line: [0; 6],
                 link: Link::new(),
                 free: geo.capacity,

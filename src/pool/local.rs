@@ -6,6 +6,12 @@
 //! stack of free object pointers; allocation pops, free pushes, and only
 //! an empty or full stack goes to the pool's central lock to move a batch.
 //!
+//! The fast paths index the inline table with no bounds check: a pool's
+//! [`entry_index`] (kept in its hot line and in each chunk's header) is its
+//! id, or for ids beyond the table the [`MISS`] entry at the table's end,
+//! which is never bound (no object, a bound of 0), so both fast paths fall
+//! through to their slow path, where the side vector is.
+//!
 //! An entry is valid for a pool while its `stamp` equals the pool's stamp
 //! (`serial << 32 | trim epoch`): a trim bumps the epoch, so every thread
 //! flushes its entry at its next free into that pool (or when its list runs
@@ -43,6 +49,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize as PlainUsize, Ordering::Relaxed};
 
 use super::central::Inner;
+use super::chunk::ChunkHeader;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
 use crate::sync::stat::{AtomicU64, AtomicUsize};
@@ -54,6 +61,20 @@ const GC_EVENTS: u32 = 256;
 /// Pool ids served from the thread-local block without indirection.
 /// (Fewer under loom, where every entry is state the model carries.)
 pub(crate) const INLINE: usize = if cfg!(loom) { 4 } else { 32 };
+
+/// Index of the never-bound entry that ends the inline table.
+const MISS: usize = INLINE;
+
+/// The index, in a thread's inline table, of the entry the fast paths use
+/// for the pool with `id`: its own entry for an inline id, the [`MISS`]
+/// entry for the rest (their entries are reached on the slow paths).
+pub(crate) const fn entry_index(id: usize) -> usize {
+    if id < INLINE {
+        id
+    } else {
+        MISS
+    }
+}
 
 /// One thread's free list for one pool.
 pub(crate) struct Entry {
@@ -79,7 +100,9 @@ pub(crate) struct Entry {
 
 /// All free lists of one thread.
 pub(crate) struct ThreadCache {
-    inline: [Entry; INLINE],
+    /// Entries for ids `..INLINE`, then the [`MISS`] entry, which stays
+    /// unbound and empty with a bound of 0 (see [`ThreadCache::at`]).
+    table: [Entry; INLINE + 1],
     /// Entries for ids `INLINE..` (null until needed); grown and freed by
     /// the owner under [`THREADS`]. Boxed so an entry keeps its address while
     /// the vector grows; behind a raw pointer so the cache has no drop glue.
@@ -265,7 +288,7 @@ impl Entry {
 impl ThreadCache {
     const fn new() -> ThreadCache {
         ThreadCache {
-            inline: [const { Entry::new() }; INLINE],
+            table: [const { Entry::new() }; INLINE + 1],
             overflow: Cell::new(ptr::null_mut()),
             key: Cell::new(0),
             last_free: Cell::new(ptr::null()),
@@ -319,9 +342,27 @@ impl ThreadCache {
         }
     }
 
+    /// The entries for ids `..INLINE` (without the [`MISS`] entry).
+    fn inline(&self) -> &[Entry] {
+        &self.table[..INLINE]
+    }
+
+    /// The entry at `index` of the inline table, for the fast paths: no
+    /// bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `index` is an [`entry_index`] (a pool's or a chunk header's copy).
+    #[inline(always)]
+    unsafe fn at(&self, index: usize) -> &Entry {
+        debug_assert!(index <= MISS);
+        // SAFETY: per the contract, index <= MISS, inside the table.
+        unsafe { self.table.get_unchecked(index) }
+    }
+
     /// Every entry of this thread (inline ones first).
     fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.inline
+        self.inline()
             .iter()
             .chain(self.overflow().iter().map(|b| &**b))
     }
@@ -459,7 +500,7 @@ impl ThreadCache {
 
     /// The entry for pool `id`, created if needed.
     fn entry(&self, id: usize) -> &Entry {
-        if let Some(e) = self.inline.get(id) {
+        if let Some(e) = self.inline().get(id) {
             return e;
         }
         let index = id - INLINE;
@@ -510,32 +551,30 @@ impl ThreadCache {
 /// The caller holds a reference to `inner` (the pool handle or an object).
 #[inline(always)]
 pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocError> {
-    // The fast path yields a bare pointer (null: go slow), so that no
-    // `Result` travels through memory on the hot path.
+    // The fast path yields an `Option<NonNull>` (a bare pointer, null: go
+    // slow), so that no `Result` travels through memory on the hot path.
     let fast = with_cache(|tc| {
-        // SAFETY: per the contract, `inner` is alive.
-        let hot = unsafe { &(*inner).hot.0 };
-        match tc.inline.get(hot.id) {
-            Some(e) => {
-                let n = e.len.load(Ordering::Relaxed);
-                // No stamp check: an entry holding objects serves the live
-                // pool with this id (its objects keep that pool alive, so the
-                // id cannot have passed to another pool). A trim epoch is
-                // noticed at the next free or when the list runs dry. The
-                // pop stops at the low-water mark (`low <= n`).
-                if n > e.low.get() {
-                    e.len.store(n - 1, Ordering::Relaxed);
-                    // SAFETY: the stack holds n > 0 initialized entries, each
-                    // a free object of the pool with this id, which is ours.
-                    unsafe { *e.slots.get().add(n - 1) }
-                } else {
-                    ptr::null_mut()
-                }
-            }
-            None => ptr::null_mut(),
+        // SAFETY: per the contract, `inner` is alive; `entry` is the pool's
+        // entry index.
+        let e = unsafe { tc.at((*inner).hot.0.entry) };
+        let n = e.len.load(Ordering::Relaxed);
+        // No stamp check: an entry holding objects serves the live pool
+        // with this id (its objects keep that pool alive, so the id cannot
+        // have passed to another pool). A trim epoch is noticed at the next
+        // free or when the list runs dry. The pop stops at the low-water
+        // mark (`low <= n`); the MISS entry always stops (0 <= 0).
+        if n > e.low.get() {
+            e.len.store(n - 1, Ordering::Relaxed);
+            // SAFETY: the stack holds n > 0 initialized entries, each a
+            // free object of the pool with this id, which is ours. Read as
+            // `NonNull` (objects are never null), so the caller's test of
+            // the `Option` folds into this branch.
+            Some(unsafe { e.slots.get().cast::<NonNull<u8>>().add(n - 1).read() })
+        } else {
+            None
         }
     });
-    match NonNull::new(fast) {
+    match fast {
         Some(p) => Ok(p),
         None => alloc_slow(inner),
     }
@@ -545,15 +584,20 @@ pub(crate) unsafe fn alloc(inner: *const Inner) -> Result<NonNull<u8>, AllocErro
 ///
 /// # Safety
 ///
-/// `obj` is an object slot of `inner`'s pool that nothing references, and
-/// `id` is that pool's id.
+/// `obj` is an object slot that nothing references, in the live chunk
+/// whose header is `chunk`.
 #[inline(always)]
-pub(crate) unsafe fn free(inner: *const Inner, id: usize, obj: NonNull<u8>) {
+pub(crate) unsafe fn free(chunk: *const ChunkHeader, obj: NonNull<u8>) {
+    // SAFETY: per the contract, the chunk is live; its owner was written
+    // once at creation.
+    let inner = unsafe { (*chunk).owner };
     with_cache(|tc| {
         // The entry is the one this thread freed to last, confirmed by its
         // stamp (stamps are unique per pool). Its address does not depend on
         // the object's, so the load of the chunk header stays off the chain
-        // of dependent loads the next operation waits for.
+        // of dependent loads the next operation waits for. (Kept as a
+        // pointer: as a table index, with the null test gone, a pair took
+        // about 2 ns longer, though one instruction shorter.)
         let guess = tc.last_free.get();
         if !guess.is_null() {
             // SAFETY: `last_free` points into this cache's inline table.
@@ -563,12 +607,16 @@ pub(crate) unsafe fn free(inner: *const Inner, id: usize, obj: NonNull<u8>) {
                 return;
             }
         }
-        if let Some(e) = tc.inline.get(id) {
-            // SAFETY: as above.
-            if unsafe { push(e, inner, obj) } {
-                tc.last_free.set(e);
-                return;
-            }
+        // Read only on a miss: the hit path above needs no second word of
+        // the header.
+        // SAFETY: live per the contract; written once at creation.
+        let entry = unsafe { (*chunk).entry };
+        // SAFETY: the pool's entry index.
+        let e = unsafe { tc.at(entry) };
+        // SAFETY: as above.
+        if unsafe { push(e, inner, obj) } {
+            tc.last_free.set(e);
+            return;
         }
         free_slow(tc, inner, obj)
     })
@@ -754,7 +802,7 @@ pub(crate) fn cached_in_threads(id: usize, serial: u32, wait: Wait) -> (usize, u
         // SAFETY: registered caches are alive while THREADS is held; their
         // owners only change `overflow` while holding THREADS too.
         let tc = unsafe { &*t.0 };
-        let e: Option<&Entry> = match tc.inline.get(id) {
+        let e: Option<&Entry> = match tc.inline().get(id) {
             Some(e) => Some(e),
             None => tc.overflow().get(id - INLINE).map(|b| &**b),
         };
@@ -773,9 +821,7 @@ pub(crate) fn cached_in_threads(id: usize, serial: u32, wait: Wait) -> (usize, u
 #[cfg(loom)]
 pub(crate) fn bound_lists() -> Vec<(u64, usize)> {
     with_cache(|tc| {
-        tc.inline
-            .iter()
-            .chain(tc.overflow().iter().map(|b| &**b))
+        tc.entries()
             .map(|e| {
                 (
                     e.stamp.load(Ordering::Relaxed),

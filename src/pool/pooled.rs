@@ -107,11 +107,8 @@ unsafe fn release_slot<T>(ptr: NonNull<T>) {
 #[inline(always)]
 unsafe fn release_slot_in(ptr: NonNull<u8>, chunk: usize) {
     let chunk = ChunkHeader::of(ptr.as_ptr(), chunk);
-    // SAFETY: the slot lies in a live chunk of its pool, whose header's
-    // first words (owning pool and its id) were written once at creation.
-    let (inner, id) = unsafe { ((*chunk).owner, (*chunk).id) };
-    // SAFETY: the slot is an unreferenced object of that pool, whose id is `id`.
-    unsafe { local::free(inner, id, ptr.cast()) };
+    // SAFETY: the slot is an unreferenced object of the live chunk `chunk`.
+    unsafe { local::free(chunk, ptr) };
 }
 
 impl<T: ?Sized> Pooled<T> {
