@@ -56,8 +56,9 @@ pub enum AllocError {
         /// [`PoolConfig::name`](crate::PoolConfig::name), else the path of
         /// its type.
         pool: &'static str,
-        /// The cap in objects (for [`PoolConfig::max_bytes`], the bytes
-        /// over the slot size).
+        /// The cap in objects (for
+        /// [`PoolConfig::max_bytes`](crate::PoolConfig::max_bytes), the
+        /// bytes over the slot size).
         max_objects: usize,
     },
 }
