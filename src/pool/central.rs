@@ -43,7 +43,7 @@ pub(crate) struct Inner {
 pub(crate) struct Hot {
     /// Index of the pool in the registry; picks the thread-cache entry.
     pub id: usize,
-    /// `local::entry_offset(id)`: where the fast paths find that entry.
+    /// `local::entry_index(id)`: where the fast paths find that entry.
     pub entry: usize,
     /// `serial << 32 | trim epoch`; a thread-cache entry is valid for this
     /// pool only while its stamp equals this value.
@@ -125,7 +125,7 @@ impl Inner {
         Inner {
             hot: CacheAligned(Hot {
                 id,
-                entry: super::local::entry_offset(id),
+                entry: super::local::entry_index(id),
                 stamp: AtomicU64::new(u64::from(serial) << 32),
                 geo,
                 config,

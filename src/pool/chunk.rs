@@ -135,7 +135,7 @@ pub(crate) struct ChunkHeader {
     /// with the provenance of the pool's `Box` (so the last chunk to go may
     /// free the pool through it).
     pub owner: *const Inner,
-    /// That pool's thread-cache entry offset (a copy of `hot.entry`, so the
+    /// That pool's thread-cache entry index (a copy of `hot.entry`, so the
     /// free path need not wait for a load through `owner` to find it).
     pub entry: usize,
     _line: [usize; 6],

@@ -106,7 +106,7 @@ pub(crate) use registry::for_each_pool;
 /// alive; they stay valid and their memory is released when they drop.
 pub struct Pool<T> {
     inner: AtomicPtr<Inner>,
-    /// The pool's thread-cache entry offset (`hot.entry`) once `inner` is
+    /// The pool's thread-cache entry index (`hot.entry`) once `inner` is
     /// set, before that the never-bound MISS entry's: the allocation fast
     /// path reads only this, and a handle not yet initialised goes to the
     /// slow path like a thread whose list is empty.
@@ -155,7 +155,7 @@ impl<T> Pool<T> {
         pub fn with_config(config: PoolConfig) -> Self {
             Pool {
                 inner: AtomicPtr::new(ptr::null_mut()),
-                entry: PlainUsize::new(local::MISS_OFFSET),
+                entry: PlainUsize::new(local::MISS),
                 config,
                 _objects: PhantomData,
             }
@@ -296,7 +296,7 @@ impl<T> Pool<T> {
             // SAFETY: zero-sized values need no memory; dangling is aligned.
             return Ok(unsafe { Pooled::from_non_null(NonNull::dangling()) });
         }
-        // SAFETY: `entry` is MISS or this pool's offset, and `self` holds
+        // SAFETY: `entry` is MISS or this pool's index, and `self` holds
         // the pool's handle reference.
         let slot = unsafe { local::alloc(self.entry.load(Ordering::Relaxed), || self.inner()) }?;
         // SAFETY: a fresh slot of this pool, sized and aligned for T.
