@@ -192,7 +192,7 @@ pub(crate) enum Wait {
 /// Atomics that only statistics read: `core`'s even under loom, since no
 /// protocol depends on them (keeps loom's state space small).
 pub(crate) mod stat {
-    pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize};
+    pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
 }
 
 /// A witness of accesses to memory that loom cannot see (the pool's shared

@@ -633,3 +633,39 @@ fn a_dropped_pool_is_freed_once_other_threads_flush_its_objects() {
     drop(obj_tx);
     worker.join().unwrap();
 }
+
+#[test]
+fn statistics_read_while_other_threads_grow_their_lists_count_whole_lists() {
+    // A list's bound doubles from one batch to `local_max`: 7 stack moves
+    // per thread.
+    static P: Pool<[u8; 96]> = Pool::with_config(PoolConfig::new().batch(16).local_max(1024));
+    let (rounds, burst) = if cfg!(miri) { (3, 200) } else { (60, 3_000) };
+    let done = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            // Each thread's list starts empty and is moved to larger stacks
+            // as it grows, then freed when the thread exits.
+            for _ in 0..rounds {
+                thread::spawn(move || {
+                    let objs: Vec<_> = (0..burst).map(|_| P.alloc([7; 96])).collect();
+                    drop(objs);
+                })
+                .join()
+                .unwrap();
+            }
+            done.store(1, Ordering::Release);
+        })
+    };
+    let mut reads = 0;
+    while done.load(Ordering::Acquire) == 0 || reads == 0 {
+        let s = P.stats();
+        // One thread at a time holds a list, of at most `local_max`; a
+        // length read from one stack's top and another's base would be
+        // far beyond it.
+        assert!(s.local_free <= 1024, "{s:?}");
+        reads += 1;
+    }
+    worker.join().unwrap();
+    assert_eq!(P.stats().local_free, 0);
+}

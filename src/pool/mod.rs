@@ -70,6 +70,7 @@ pub use config::{Backing, PoolConfig, ResolvedConfig};
 pub use pooled::Pooled;
 
 use crate::error::AllocError;
+use crate::sync::stat::AtomicUsize as PlainUsize;
 use crate::sync::{const_fn, AtomicPtr, Ordering};
 use central::Inner;
 use pooled::Layout;
@@ -105,6 +106,11 @@ pub(crate) use registry::for_each_pool;
 /// alive; they stay valid and their memory is released when they drop.
 pub struct Pool<T> {
     inner: AtomicPtr<Inner>,
+    /// The pool's thread-cache entry index (`hot.entry`) once `inner` is
+    /// set, before that the never-bound MISS entry's: the allocation fast
+    /// path reads only this, and a handle not yet initialised goes to the
+    /// slow path like a thread whose list is empty.
+    entry: PlainUsize,
     config: PoolConfig,
     _objects: PhantomData<fn() -> T>,
 }
@@ -149,6 +155,7 @@ impl<T> Pool<T> {
         pub fn with_config(config: PoolConfig) -> Self {
             Pool {
                 inner: AtomicPtr::new(ptr::null_mut()),
+                entry: PlainUsize::new(local::MISS),
                 config,
                 _objects: PhantomData,
             }
@@ -185,6 +192,9 @@ impl<T> Pool<T> {
             mem::size_of::<T>(),
         );
         self.inner.store(inner as *mut Inner, Ordering::Release);
+        // SAFETY: just created; the handle holds its reference.
+        self.entry
+            .store(unsafe { (*inner).hot.0.entry }, Ordering::Relaxed);
         stats::register_reports();
         Ok(inner)
     }
@@ -286,9 +296,9 @@ impl<T> Pool<T> {
             // SAFETY: zero-sized values need no memory; dangling is aligned.
             return Ok(unsafe { Pooled::from_non_null(NonNull::dangling()) });
         }
-        let inner = self.inner()?;
-        // SAFETY: `self` holds the pool's handle reference.
-        let slot = unsafe { local::alloc(inner) }?;
+        // SAFETY: `entry` is MISS or this pool's index, and `self` holds
+        // the pool's handle reference.
+        let slot = unsafe { local::alloc(self.entry.load(Ordering::Relaxed), || self.inner()) }?;
         // SAFETY: a fresh slot of this pool, sized and aligned for T.
         Ok(unsafe { Pooled::from_non_null(slot.cast()) })
     }

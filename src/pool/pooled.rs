@@ -390,7 +390,7 @@ impl<T: Clone> Clone for Pooled<T> {
         // SAFETY: our object keeps its chunk and pool alive.
         let inner = unsafe { (*chunk).owner };
         // SAFETY: as above.
-        match unsafe { local::alloc(inner) } {
+        match unsafe { local::alloc((*inner).hot.0.entry, || Ok(inner)) } {
             Ok(slot) => {
                 let slot = slot.cast::<T>();
                 // SAFETY: a fresh slot of this pool, sized and aligned for T.
