@@ -1,7 +1,8 @@
 //! The arenas' depots (see `src/arena/bin.rs`): a thread cache whose stack
-//! of a class runs full parks the older half whole in the depot of the
+//! of a class runs full parks the newer half whole in the depot of the
 //! arena that owns the objects; a stack that runs empty takes a batch from
-//! its arena's depot before the slabs; `trim` drains every depot.
+//! its arena's depot before the slabs; `trim` drains every depot; a forked
+//! child inherits them.
 //! One test: the counts read are per process.
 
 use std::ptr::NonNull;
@@ -32,6 +33,7 @@ fn free_remotely(ptrs: Vec<usize>) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "forks")]
 fn remote_frees_park_half_stacks_whole_for_the_owner_and_trim_drains_them() {
     // No purger round in between: it would drain what stays untouched.
     arena::set_background_thread(false);
@@ -49,7 +51,40 @@ fn remote_frees_park_half_stacks_whole_for_the_owner_and_trim_drains_them() {
     let again = alloc_n(N);
     assert_eq!(parked(64), 0);
     free_remotely(again);
-    assert!(parked(64) > 0);
+    let p = parked(64);
+    assert!(p > 0);
+    // A forked child inherits the depots (their bin locks are held across
+    // fork): it refills from them and trims them like the parent.
+    // SAFETY: the child only allocates, frees and reads statistics through
+    // hotpool (whose fork handlers ran), then leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let ok_inherited = parked(64) == p;
+        let mine = alloc_n(N);
+        let ok_taken = parked(64) < p;
+        for q in mine {
+            // SAFETY: allocated just above, freed once.
+            unsafe { arena::free(NonNull::new(q as *mut u8).unwrap()) };
+        }
+        arena::trim();
+        let ok_drained = parked(64) == 0;
+        let code = if ok_inherited && ok_taken && ok_drained {
+            0
+        } else {
+            1
+        };
+        // SAFETY: leaves the child without the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: status {status:#x}"
+    );
+    assert_eq!(parked(64), p, "the child's trim is its own");
     arena::trim();
     let s = arena::stats();
     assert!(s.classes.iter().all(|c| c.parked == 0));
