@@ -52,13 +52,34 @@ const DEPOT_SLOTS: usize = 8192;
 /// Most bytes of objects a depot holds.
 const DEPOT_BYTES: usize = 1 << 20;
 
+/// Per small class, the most objects its depot holds: a table, so that
+/// parking divides nothing.
+static DEPOT_CAP: [u32; NSMALL] = depot_caps();
+
+const fn depot_caps() -> [u32; NSMALL] {
+    let sizes = class_sizes();
+    let mut out = [0; NSMALL];
+    let mut c = 0;
+    while c < NSMALL {
+        let by_bytes = DEPOT_BYTES / sizes[c];
+        out[c] = if by_bytes < DEPOT_SLOTS {
+            by_bytes
+        } else {
+            DEPOT_SLOTS
+        } as u32;
+        c += 1;
+    }
+    out
+}
+
 /// The most objects class `c`'s depot holds (a [`DEPOT_SLOTS`] and
 /// [`DEPOT_BYTES`] bound; under loom, two).
+#[inline]
 pub(crate) fn depot_cap(c: usize) -> usize {
     if cfg!(loom) {
         2
     } else {
-        (DEPOT_BYTES / CLASS_SIZE[c]).min(DEPOT_SLOTS)
+        DEPOT_CAP[c] as usize
     }
 }
 
