@@ -174,8 +174,10 @@ impl Arena {
         }
     }
 
-    /// Purges every dirty run and unmaps wholly free chunks.
+    /// Purges every dirty run and unmaps wholly free chunks, after
+    /// draining every depot to the slabs.
     pub(crate) fn purge_all(&self) {
+        self.depot_drain(true);
         for b in &self.bins {
             let mut bin = b.0.lock();
             let spare = core::mem::replace(&mut bin.spare, null_mut());
@@ -212,6 +214,7 @@ impl Arena {
     pub(crate) fn decay_inline(&self, now: u64) {
         let d = decay_ms();
         if d == 0 || !BG_RUNNING.load(Relaxed) {
+            self.depot_drain(d == 0);
             self.purge_expired(now, d, Purger::Inline);
         }
     }
@@ -271,6 +274,7 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
         sys::sleep_ms(nap);
         for i in 0..narenas() {
             if let Some(a) = arena(i) {
+                a.depot_drain(decay_ms() == 0);
                 a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
             }
         }

@@ -43,7 +43,7 @@ pub(crate) static CLASS_RECIP: [u64; NSMALL] = recips();
 /// `(size + 7) / 8` -> small class index, for sizes up to [`SMALL_MAX`].
 static SMALL_LUT: [u8; SMALL_MAX / 8 + 1] = small_lut();
 
-const fn class_sizes() -> [usize; NCLASSES] {
+pub(crate) const fn class_sizes() -> [usize; NCLASSES] {
     let mut out = [0; NCLASSES];
     out[0] = 8;
     out[1] = 16;

@@ -32,6 +32,9 @@ pub struct ClassStats {
     pub current: u64,
     /// Free objects held in threads' caches (counted as freed in `nfree`).
     pub cached: u64,
+    /// Free objects parked in the arenas' depots between thread caches and
+    /// slabs (counted as freed in `nfree`; not in `cached`).
+    pub parked: u64,
 }
 
 /// A snapshot of the arena allocator; see [`crate::arena`] for the table of
@@ -83,8 +86,12 @@ pub(crate) fn collect() -> ArenaStats {
     let mut nmalloc = [0u64; NCLASSES];
     let mut nfree = [0u64; NCLASSES];
     let (mut active, mut dirty, mut chunks, mut purged) = (0, 0, 0, 0);
+    let mut parked = [0u64; NCLASSES];
     for i in 0..init::narenas() {
         let Some(a) = init::arena(i) else { continue };
+        for (c, k) in parked.iter_mut().enumerate().take(NSMALL) {
+            *k += a.depot_len(c) as u64;
+        }
         for c in 0..NCLASSES {
             nmalloc[c] += a.nmalloc[c].load(Relaxed);
             nfree[c] += a.nfree[c].load(Relaxed);
@@ -105,6 +112,7 @@ pub(crate) fn collect() -> ArenaStats {
             nfree: nfree[c],
             current: nmalloc[c].saturating_sub(nfree[c]),
             cached: cached[c],
+            parked: parked[c],
         })
         .collect();
     let huge = HUGE_BYTES.load(Relaxed);

@@ -5,8 +5,12 @@
 //!   thread's arena bin under the bin's lock (small) or one run is taken
 //!   (large classes up to `tcache_max`).
 //! * free pushes onto the *freeing* thread's stack, whichever thread
-//!   allocated; when full, the older half is flushed to the owning arenas'
-//!   bins, each under that bin's lock. No global lock anywhere.
+//!   allocated; when full, the newer half goes back, parked whole in the
+//!   depot of the arena that owns it (a copy under the bin's lock, see
+//!   [`super::bin`]; the next refill there takes it back), or, when the
+//!   objects have several owners or the depot is full, to the owning
+//!   arenas' bins, each under that bin's lock. A refill takes from the
+//!   thread's arena's depot first. No global lock anywhere.
 //! * a thread's cache holds at most `tcache_bytes` (1 MiB by default) of
 //!   free objects, all classes together, by construction: each class's
 //!   bound (`max`, what the free fast path compares with) is a *grant* of
@@ -514,7 +518,11 @@ fn alloc_slow(c: usize) -> *mut u8 {
             // the stacks.
             let (bin, items) = unsafe { (&(*tc).counts[c], &mut (*tc).stacks[c]) };
             let want = (bin.max.get() / 2).max(1) as usize;
-            let got = arena.bin_fill(c, &mut items[..want]);
+            // The depot first: a copy of what another stack parked.
+            let mut got = arena.depot_take(c, &mut items[..want]);
+            if got < want {
+                got += arena.bin_fill(c, &mut items[got..want]);
+            }
             if got == 0 {
                 return null_mut();
             }
@@ -613,9 +621,9 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             // SAFETY: as above.
             let bin = unsafe { &(*tc).counts[c] };
             if bin.n.load(Relaxed) == u32::from(max) {
-                // Full at its bound: the older half goes back.
+                // Full at its bound: half goes back.
                 // SAFETY: as above; `max(max / 2, 1) <= max == n`.
-                unsafe { drop_oldest(tc, c, (max / 2).max(1)) };
+                unsafe { drop_newest(tc, c, (max / 2).max(1)) };
             }
             let n = bin.n.load(Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`; other threads never
@@ -650,6 +658,10 @@ unsafe fn grow(tc: *mut Tcache, c: usize) -> u16 {
     unsafe {
         let bin = &(*tc).counts[c];
         let max = usize::from(bin.max.get());
+        // At its cap (the common case): no division.
+        if max >= usize::from((*tc).cap[c]) {
+            return max as u16;
+        }
         let cap = usize::from((*tc).cap[c]).min((*tc).budget / size);
         if max >= cap {
             return max as u16;
@@ -762,6 +774,66 @@ unsafe fn gc(tc: *mut Tcache) {
         }
         bin.low.set(bin.n.load(Relaxed) as u16);
     }
+}
+
+/// The free path's event when a stack is full: the `k <= n` newest objects
+/// of class `c` (the top of the stack: no move of the rest) go back,
+/// parked whole in the depot of the arena that owns them all
+/// ([`Arena::depot_put`]) if there is one and they fit, else to their
+/// slabs. The thread's next refill of the class takes them back first.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
+unsafe fn drop_newest(tc: *mut Tcache, c: usize, k: u16) {
+    // SAFETY: per the contract; other threads read just the counters.
+    let (bin, items) = unsafe { (&(*tc).counts[c], &(*tc).stacks[c]) };
+    let n = bin.n.load(Relaxed) as usize;
+    let k = k as usize;
+    debug_assert!(k <= n);
+    let batch = &items[n - k..n];
+    // SAFETY: cached objects are unused objects of class `c` of ours.
+    unsafe {
+        let parked = c < NSMALL
+            && match single_owner(batch) {
+                Some(a) => a.depot_put(c, batch),
+                None => false,
+            };
+        if !parked {
+            flush(c, batch);
+        }
+    }
+    bin.n.store((n - k) as u32, Relaxed);
+    bin.low.set(bin.low.get().min((n - k) as u16));
+}
+
+/// The arena that owns every object of `ptrs`, if one does (and `ptrs` is
+/// not empty). Reads a chunk header only where the chunk changes.
+///
+/// # Safety
+/// Every pointer is an object in a chunk of this allocator.
+unsafe fn single_owner(ptrs: &[*mut u8]) -> Option<&'static Arena> {
+    let &first = ptrs.first()?;
+    // SAFETY: per the contract.
+    let a = unsafe { chunk::owner_arena(first) };
+    // Mostly one chunk: an OR over the whole batch (vectorised) says so.
+    let diff = ptrs
+        .iter()
+        .fold(0, |d, &p| d | (p as usize ^ first as usize));
+    if diff < chunk::CHUNK {
+        return Some(a);
+    }
+    let mut last = first as usize & !(chunk::CHUNK - 1);
+    for &p in &ptrs[1..] {
+        let base = p as usize & !(chunk::CHUNK - 1);
+        if base != last {
+            // SAFETY: per the contract.
+            if !core::ptr::eq(unsafe { chunk::owner_arena(p) }, a) {
+                return None;
+            }
+            last = base;
+        }
+    }
+    Some(a)
 }
 
 /// Returns objects of class `c` to their owning arenas.
