@@ -149,6 +149,19 @@ fn run_child(name: &str, conf: &str, dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the ignored test `name` of this binary as a child with `conf`, in
+/// a temporary directory of its own, and fails unless it succeeds.
+fn child_must_pass(name: &str, conf: &str) {
+    let dir = temp_dir(name);
+    let out = run_child(name, conf, &dir);
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn temp_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hotpool-prof-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -348,18 +361,10 @@ fn child_counts_classes() {
 
 #[test]
 fn statistics_count_every_call_while_profiling() {
-    let dir = temp_dir("stats");
-    let out = run_child(
+    child_must_pass(
         "child_counts_classes",
         "prof:true,lg_prof_sample:10,background_thread:false",
-        &dir,
     );
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Estimated live bytes of every sampled site.
@@ -438,18 +443,10 @@ fn child_frees_sampled_objects_every_way() {
 
 #[test]
 fn sampled_small_objects_are_moved_and_freed_by_every_path() {
-    let dir = temp_dir("moved");
-    let out = run_child(
+    child_must_pass(
         "child_frees_sampled_objects_every_way",
         "prof:true,lg_prof_sample:10",
-        &dir,
     );
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -483,12 +480,5 @@ fn child_grows_a_block() {
 
 #[test]
 fn a_block_grown_by_realloc_keeps_one_sample() {
-    let dir = temp_dir("grow");
-    let out = run_child("child_grows_a_block", "prof:true,lg_prof_sample:16", &dir);
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    child_must_pass("child_grows_a_block", "prof:true,lg_prof_sample:16");
 }

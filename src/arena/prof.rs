@@ -776,33 +776,24 @@ pub(crate) fn print_live_sites() {
     let mut out = crate::report::Stream::new();
     let mut after: Option<(u64, usize)> = None;
     loop {
-        // The site with the most bytes below `after`, as (bytes, record).
-        let mut best: Option<(u64, usize, u64)> = None;
-        {
-            let t = TABLES.lock();
-            let mut s = t.stacks;
-            while !s.is_null() {
-                // SAFETY: stacks live forever; the lock is held.
-                let st = unsafe { &*s };
-                if st.cur_objs > 0 {
-                    let k = scale(st.cur_objs, st.cur_bytes);
-                    let key = ((st.cur_bytes as f64 * k) as u64, s as usize);
-                    let below = after.is_none_or(|a| key < a);
-                    if below && best.is_none_or(|b| key > (b.0, b.1)) {
-                        best = Some((key.0, key.1, (st.cur_objs as f64 * k) as u64));
-                    }
-                }
-                s = st.next;
+        // The site with the most bytes below `after`, keyed by (bytes,
+        // address of its frames): (bytes, frames, objects, depth).
+        let mut best: Option<(u64, usize, u64, usize)> = None;
+        for_each_live(|objects, bytes, frames| {
+            let key = (bytes, frames.as_ptr() as usize);
+            if after.is_none_or(|a| key < a) && best.is_none_or(|b| key > (b.0, b.1)) {
+                best = Some((bytes, key.1, objects, frames.len()));
             }
-        }
-        let Some((bytes, rec, objects)) = best else {
+        });
+        let Some((bytes, at, objects, depth)) = best else {
             break;
         };
-        after = Some((bytes, rec));
-        // SAFETY: a stack record lives forever and its frames never change.
-        let st = unsafe { &*(rec as *const Stack) };
+        after = Some((bytes, at));
+        // SAFETY: the frames of a stack record, which lives forever and
+        // whose frames never change.
+        let frames = unsafe { core::slice::from_raw_parts(at as *const usize, depth) };
         // A `Stream` never fails.
-        let _ = write_site(&mut out, objects, bytes, &st.frames[..st.depth]);
+        let _ = write_site(&mut out, objects, bytes, frames);
         out.flush();
     }
 }

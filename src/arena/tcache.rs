@@ -300,18 +300,31 @@ pub(crate) fn alloc(c: usize) -> *mut u8 {
             bin.n.store(n, Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`.
             let p = unsafe { *(*tc).stacks[c].get_unchecked(n as usize) };
-            let e = init::events();
-            if e > 0 {
-                // SAFETY: as above.
-                bump(unsafe { &(*tc).nmalloc[c] });
-            } else if e < 0 {
-                // SAFETY: as above; `p` was just popped from class `c`.
-                return unsafe { prof_alloc(tc, c, p) };
-            }
-            return p;
+            // SAFETY: as above; `p` was just popped from class `c`.
+            return unsafe { counted(tc, c, p) };
         }
     }
     alloc_slow(c)
+}
+
+/// Counts the allocation of `p`, just popped from the live cache `tc`'s
+/// stack of class `c`, as [`init::events`] says; returns the object to
+/// hand out (another one when the profiler samples this one).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `p` was just popped from its
+/// stack of class `c`.
+#[inline(always)]
+unsafe fn counted(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
+    let e = init::events();
+    if e > 0 {
+        // SAFETY: per the contract.
+        bump(unsafe { &(*tc).nmalloc[c] });
+    } else if e < 0 {
+        // SAFETY: per the contract.
+        return unsafe { prof_alloc(tc, c, p) };
+    }
+    p
 }
 
 /// The allocation fast path's count when the profiler is on (`e < 0`):
@@ -495,15 +508,8 @@ fn alloc_slow(c: usize) -> *mut u8 {
             bin.n.store(n, Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`.
             let p = unsafe { (*tc).stacks[c][n as usize] };
-            let e = init::events();
-            if e > 0 {
-                // SAFETY: as above.
-                bump(unsafe { &(*tc).nmalloc[c] });
-            } else if e < 0 {
-                // SAFETY: as above; `p` was just popped from class `c`.
-                return unsafe { prof_alloc(tc, c, p) };
-            }
-            return p;
+            // SAFETY: as above; `p` was just popped from class `c`.
+            return unsafe { counted(tc, c, p) };
         }
     }
     let Some(arena) = arena() else {
