@@ -260,21 +260,23 @@ unsafe extern "C" fn fork_prepare() {
     super::prof::fork_prepare();
     tcache::REGISTRY.force_lock();
     super::huge_cache::fork_prepare();
-    super::base::fork_prepare();
     for i in 0..narenas() {
         if let Some(a) = arena(i) {
             a.fork_prepare();
         }
     }
+    // The base allocator's lock last: it nests inside the others (a bin's
+    // depot makes its slots under the bin's lock).
+    super::base::fork_prepare();
 }
 
 unsafe extern "C" fn fork_parent() {
+    super::base::fork_release();
     for i in 0..narenas() {
         if let Some(a) = arena(i) {
             a.fork_release();
         }
     }
-    super::base::fork_release();
     super::huge_cache::fork_release();
     tcache::REGISTRY.force_unlock();
     super::prof::fork_release();
