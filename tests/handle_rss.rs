@@ -32,7 +32,7 @@ mod glibc {
     use std::alloc::{alloc, dealloc, Layout};
     use std::hint::black_box;
 
-    use super::statm::rss;
+    use super::statm::{rss, under_a_sanitizer};
     use hotpool::{Shared, Weak};
 
     /// The burst: 4 Mi objects.
@@ -89,23 +89,8 @@ mod glibc {
         (before, rss())
     }
 
-    /// Whether the global allocator's `malloc` is glibc's: a block
-    /// allocated now shows in glibc's own count. Under a sanitizer's
-    /// runtime (ASan, which `scripts/sanitize.sh` runs every test binary
-    /// under, replaces `malloc` and keeps freed blocks in quarantine) it
-    /// does not.
-    fn malloc_is_glibcs() -> bool {
-        // SAFETY: mallinfo only reads glibc's counters.
-        let before = unsafe { libc::mallinfo() }.uordblks;
-        let block = black_box(Box::new([0u8; 64]));
-        // SAFETY: as above.
-        let after = unsafe { libc::mallinfo() }.uordblks;
-        drop(block);
-        after.wrapping_sub(before) >= 64
-    }
-
     pub fn run() {
-        if !malloc_is_glibcs() {
+        if under_a_sanitizer() {
             eprintln!("handle_rss: skipped: malloc is not glibc's (a sanitizer's runtime?)");
             return;
         }

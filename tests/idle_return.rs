@@ -22,7 +22,7 @@ mod idle {
     use std::hint::black_box;
     use std::time::Duration;
 
-    use super::statm::rss;
+    use super::statm::{rss, under_a_sanitizer};
     use hotpool::{arena, HotAlloc, Pool};
 
     #[global_allocator]
@@ -53,29 +53,6 @@ mod idle {
         let peak = bursts();
         std::thread::sleep(Duration::from_millis(DECAY_MS as u64 + 2000));
         (before, peak, rss())
-    }
-
-    /// Whether C's `malloc` is a sanitizer's (ASan's, which
-    /// `scripts/sanitize.sh` runs every test binary under): a block from
-    /// `malloc` then does not show in glibc's count. Resident memory then
-    /// includes the sanitizer's shadow of every page touched, which is not
-    /// given back, so this test has nothing to measure.
-    #[cfg(target_env = "gnu")]
-    fn under_a_sanitizer() -> bool {
-        // SAFETY: mallinfo only reads glibc's counters; the block is
-        // freed once.
-        unsafe {
-            let before = libc::mallinfo().uordblks;
-            let block = libc::malloc(4096);
-            let after = libc::mallinfo().uordblks;
-            libc::free(block);
-            after.wrapping_sub(before) < 4096
-        }
-    }
-
-    #[cfg(not(target_env = "gnu"))]
-    fn under_a_sanitizer() -> bool {
-        false
     }
 
     pub fn main() {

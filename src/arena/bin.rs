@@ -334,16 +334,8 @@ unsafe fn init_slab(m: *mut RunMeta, c: usize) {
 
 #[cfg(all(test, not(miri), not(loom)))]
 mod tests {
+    use super::super::heap::private_arena;
     use super::*;
-
-    /// An arena of its own (all-zero is a valid empty arena), so that no
-    /// other test's thread touches its depots.
-    fn private_arena() -> &'static Arena {
-        let p = super::super::base::alloc(core::mem::size_of::<Arena>(), 64).expect("metadata");
-        // SAFETY: zeroed metadata memory that lives forever is a valid
-        // empty arena.
-        unsafe { &*p.as_ptr().cast::<Arena>() }
-    }
 
     #[test]
     fn a_depot_keeps_batches_whole_and_drains_what_no_take_reached() {

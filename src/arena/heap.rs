@@ -33,6 +33,9 @@ pub(crate) struct Arena {
     pub(crate) purged_pages: AtomicU64,
     /// Threads attached ([`super::init::attach_thread`]).
     pub(crate) nthreads: AtomicUsize,
+    /// When (ms) a thread without a background purger may drain this
+    /// arena's depots next ([`Arena::decay_inline`]).
+    pub(crate) next_drain: AtomicU64,
 }
 
 impl Arena {
@@ -73,4 +76,14 @@ pub(super) fn add(counter: &AtomicUsize, n: usize) {
 #[inline]
 pub(super) fn sub(counter: &AtomicUsize, n: usize) {
     counter.store(counter.load(Relaxed) - n, Relaxed);
+}
+
+/// For tests: an arena of its own (all-zero is a valid empty arena), so
+/// that no other test's thread touches it.
+#[cfg(all(test, not(miri), not(loom)))]
+pub(super) fn private_arena() -> &'static Arena {
+    let p = super::base::alloc(core::mem::size_of::<Arena>(), 64).expect("metadata");
+    // SAFETY: zeroed metadata memory that lives forever is a valid empty
+    // arena.
+    unsafe { &*p.as_ptr().cast::<Arena>() }
 }

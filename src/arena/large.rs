@@ -35,6 +35,9 @@ impl Arena {
         // SAFETY: per the contract; we hold the run lock.
         unsafe { self.free_run(&mut r, m, now) };
         drop(r);
+        // A program that frees only large blocks leaves dirty pages too:
+        // the purger starts here as on a thread cache's tick.
+        super::purge::start_lazily();
         self.decay_inline(now);
     }
 

@@ -210,12 +210,29 @@ impl Arena {
     /// Purges expired dirty runs on an allocating thread's own events if
     /// the run lock is free, unless the background purger does it (then an
     /// allocating thread purges only with `decay_ms:0`, which asks for
-    /// pages to go back at once).
+    /// pages to go back at once). Without a purger, the depots are drained
+    /// at most once per purger-round interval: a walk over every small
+    /// class's lock on every large allocation and free was half the time
+    /// of a `realloc` loop.
     pub(crate) fn decay_inline(&self, now: u64) {
         let d = decay_ms();
-        if d == 0 || !BG_RUNNING.load(Relaxed) {
-            self.depot_drain(d == 0);
-            self.purge_expired(now, d, Purger::Inline);
+        if d != 0 && BG_RUNNING.load(Relaxed) {
+            return;
+        }
+        self.drain_inline(now, d);
+        self.purge_expired(now, d, Purger::Inline);
+    }
+
+    /// [`Arena::decay_inline`]'s drain of the depots at `now` with decay
+    /// time `d`: all at once with `d == 0`, else what no take reached, if a
+    /// purger round's interval has passed since the last one.
+    fn drain_inline(&self, now: u64, d: i64) {
+        if d == 0 {
+            self.depot_drain(true);
+        } else if now >= self.next_drain.load(Relaxed) {
+            // Several threads may pass together: each drains, harmlessly.
+            self.next_drain.store(now + round_ms(d), Relaxed);
+            self.depot_drain(false);
         }
     }
 }
@@ -256,6 +273,16 @@ fn start() -> bool {
     }
 }
 
+/// The purger's nap between rounds for decay time `d` (ms, negative for
+/// never): a quarter of it, between 10 ms and 1 s.
+fn round_ms(d: i64) -> u64 {
+    if d < 0 {
+        1000
+    } else {
+        (d as u64 / 4).clamp(10, 1000)
+    }
+}
+
 extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
         if !BG_WANTED.load(SeqCst) {
@@ -265,13 +292,7 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 return null_mut();
             }
         }
-        let d = decay_ms();
-        let nap = if d < 0 {
-            1000
-        } else {
-            (d as u64 / 4).clamp(10, 1000)
-        };
-        sys::sleep_ms(nap);
+        sys::sleep_ms(round_ms(decay_ms()));
         for i in 0..narenas() {
             if let Some(a) = arena(i) {
                 a.depot_drain(decay_ms() == 0);
@@ -307,6 +328,36 @@ pub(crate) fn trim() {
 mod tests {
     use super::*;
     use core::alloc::{GlobalAlloc, Layout};
+
+    /// Without a purger, an allocating thread drains the depots at most
+    /// once per purger-round interval: a large block's allocation or free
+    /// in between finds them as they are.
+    #[test]
+    #[cfg(not(loom))]
+    fn inline_drains_wait_a_round() {
+        use super::super::size_class::CLASS_SIZE;
+        let a = super::super::heap::private_arena();
+        let c = CLASS_SIZE.iter().position(|&s| s == 64).unwrap();
+        let mut objs = [null_mut(); 64];
+        assert_eq!(a.bin_fill(c, &mut objs), 64);
+        // SAFETY: unused regions of class `c` from `a`, parked once.
+        assert!(unsafe { a.depot_put(c, &objs) });
+        // The first drain only sets the low-water mark (64 untouched).
+        a.drain_inline(1000, 1000);
+        assert_eq!(a.depot_len(c), 64);
+        // A round is 250 ms at a decay of 1 s: nothing happens before.
+        a.drain_inline(1100, 1000);
+        a.drain_inline(1249, 1000);
+        assert_eq!(a.depot_len(c), 64);
+        a.drain_inline(1250, 1000);
+        assert_eq!(a.depot_len(c), 0, "what no take reached went back");
+        // With `decay_ms:0`, every call drains all.
+        assert_eq!(a.bin_fill(c, &mut objs), 64);
+        // SAFETY: as above; the regions were back in their slabs.
+        assert!(unsafe { a.depot_put(c, &objs) });
+        a.drain_inline(1251, 0);
+        assert_eq!(a.depot_len(c), 0);
+    }
 
     /// A fork while a thread purges outside the run lock: the child (which
     /// has no such thread) files the runs again as dirty, and the parent's
