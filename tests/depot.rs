@@ -47,6 +47,27 @@ fn remote_frees_park_half_stacks_whole_for_the_owner_and_trim_drains_them() {
     let p = parked(64);
     assert!(p >= (N as u64) / 2 && p < N as u64, "parked {p}");
     assert_eq!(p % 64, 0, "parked {p}");
+    // The totals and the reports show them.
+    let s = arena::stats();
+    let bytes: u64 = s.classes.iter().map(|c| c.parked * c.size as u64).sum();
+    assert_eq!(s.depot_bytes as u64, bytes);
+    assert!(s.depot_bytes >= p as usize * 64);
+    let json = arena::stats_json();
+    assert!(
+        json.contains(&format!("\"depot_bytes\":{}", s.depot_bytes)),
+        "{json}"
+    );
+    let at = json.find("{\"size\":64,").expect("class 64 in the JSON");
+    let class = &json[at..at + json[at..].find('}').unwrap()];
+    assert!(class.ends_with(&format!("\"parked\":{p}")), "{class}");
+    let mut text = Vec::new();
+    arena::stats_print(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("depots") && l.ends_with(&format!("({} B)", s.depot_bytes))),
+        "{text}"
+    );
     // The owner's empty stack refills from its depot.
     let again = alloc_n(N);
     assert_eq!(parked(64), 0);

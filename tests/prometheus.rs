@@ -323,6 +323,8 @@ fn expected_families() -> BTreeMap<&'static str, &'static str> {
             ("hotpool_arena_mapped_bytes", "gauge"),
             ("hotpool_arena_metadata_bytes", "gauge"),
             ("hotpool_arena_dirty_bytes", "gauge"),
+            ("hotpool_arena_tcache_bytes", "gauge"),
+            ("hotpool_arena_depot_bytes", "gauge"),
             ("hotpool_arena_purged_bytes_total", "counter"),
             ("hotpool_arena_arenas", "gauge"),
             ("hotpool_arena_huge_allocations_total", "counter"),
@@ -330,6 +332,8 @@ fn expected_families() -> BTreeMap<&'static str, &'static str> {
             ("hotpool_arena_class_allocations_total", "counter"),
             ("hotpool_arena_class_frees_total", "counter"),
             ("hotpool_arena_class_objects", "gauge"),
+            ("hotpool_arena_class_cached_objects", "gauge"),
+            ("hotpool_arena_class_parked_objects", "gauge"),
             ("hotpool_process_resident_bytes", "gauge"),
         ]);
     }
@@ -535,6 +539,8 @@ fn arena_figures_match_the_arena_with_known_counts() {
         ("hotpool_arena_mapped_bytes", s.mapped as u64),
         ("hotpool_arena_metadata_bytes", s.metadata as u64),
         ("hotpool_arena_dirty_bytes", s.dirty as u64),
+        ("hotpool_arena_tcache_bytes", s.tcache_bytes as u64),
+        ("hotpool_arena_depot_bytes", s.depot_bytes as u64),
         ("hotpool_arena_purged_bytes_total", s.purged),
         ("hotpool_arena_arenas", s.narenas as u64),
         ("hotpool_arena_huge_allocations_total", s.huge_nmalloc),
@@ -558,6 +564,14 @@ fn arena_figures_match_the_arena_with_known_counts() {
         );
         assert_eq!(e.get("hotpool_arena_class_frees_total", &l), c.nfree as f64);
         assert_eq!(e.get("hotpool_arena_class_objects", &l), c.current as f64);
+        assert_eq!(
+            e.get("hotpool_arena_class_cached_objects", &l),
+            c.cached as f64
+        );
+        assert_eq!(
+            e.get("hotpool_arena_class_parked_objects", &l),
+            c.parked as f64
+        );
     }
     assert!(e.get("hotpool_process_resident_bytes", &[]) > 0.0);
 

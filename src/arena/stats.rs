@@ -71,6 +71,16 @@ pub struct ArenaStats {
     /// assert!(s.tcache_bytes <= s.active);
     /// ```
     pub tcache_bytes: usize,
+    /// Bytes of free objects parked in the arenas' depots (class sizes),
+    /// between the thread caches and the slabs: like `tcache_bytes`, free
+    /// in `allocated` and `classes`, part of `active`; the background
+    /// purger returns what no thread took since its last round.
+    ///
+    /// ```
+    /// let s = hotpool::arena::stats();
+    /// assert!(s.depot_bytes + s.tcache_bytes <= s.active);
+    /// ```
+    pub depot_bytes: usize,
     /// Arenas in use.
     pub narenas: usize,
     /// Huge allocations made, cumulative.
@@ -136,6 +146,9 @@ pub(crate) fn collect() -> ArenaStats {
         tcache_bytes: (0..NCLASSES)
             .map(|c| cached[c] as usize * CLASS_SIZE[c])
             .sum(),
+        depot_bytes: (0..NCLASSES)
+            .map(|c| parked[c] as usize * CLASS_SIZE[c])
+            .sum(),
         narenas: init::narenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
@@ -167,6 +180,7 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
         ("metadata", s.metadata),
         ("dirty", s.dirty),
         ("tcache", s.tcache_bytes),
+        ("depots", s.depot_bytes),
     ] {
         let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
     }
@@ -179,18 +193,20 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     );
     let _ = writeln!(
         t,
-        "{:>8} {:>6} {:>12} {:>12} {:>10}",
-        "size", "kind", "nmalloc", "nfree", "current"
+        "{:>8} {:>6} {:>12} {:>12} {:>10} {:>8} {:>8}",
+        "size", "kind", "nmalloc", "nfree", "current", "cached", "parked"
     );
     for c in s.classes.iter().filter(|c| c.nmalloc > 0) {
         let _ = writeln!(
             t,
-            "{:>8} {:>6} {:>12} {:>12} {:>10}",
+            "{:>8} {:>6} {:>12} {:>12} {:>10} {:>8} {:>8}",
             c.size,
             if c.small { "small" } else { "large" },
             c.nmalloc,
             c.nfree,
-            c.current
+            c.current,
+            c.cached,
+            c.parked
         );
     }
     for (title, hook) in [("pools:", &REPORT_HOOK), ("handles:", &HANDLE_REPORT_HOOK)] {
@@ -233,21 +249,22 @@ pub(crate) fn stats_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
-        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.narenas,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"depot_bytes\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.depot_bytes, s.narenas,
         s.huge_nmalloc, s.huge_nfree
     );
     for (i, c) in s.classes.iter().enumerate() {
         let _ = write!(
             t,
-            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{},\"cached\":{}}}",
+            "{}{{\"size\":{},\"small\":{},\"nmalloc\":{},\"nfree\":{},\"current\":{},\"cached\":{},\"parked\":{}}}",
             if i == 0 { "" } else { "," },
             c.size,
             c.small,
             c.nmalloc,
             c.nfree,
             c.current,
-            c.cached
+            c.cached,
+            c.parked
         );
     }
     t.push_str("]}");

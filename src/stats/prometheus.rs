@@ -136,6 +136,7 @@ const POOL_ACTIVITY: [PoolFigure; 6] = [
 /// | `hotpool_handle_slots` | gauge | `state` (`in_use`, `free`, `retired`) | `slots_in_use`, `slots_free`, `slots_retired` |
 /// | `hotpool_handle_table_bytes` | gauge | | `bytes` |
 /// | `hotpool_arena_{allocated,active,resident,mapped,metadata,dirty}_bytes` | gauge | | the arena totals |
+/// | `hotpool_arena_tcache_bytes`, `hotpool_arena_depot_bytes` | gauge | | `tcache_bytes`, `depot_bytes` |
 /// | `hotpool_arena_purged_bytes_total` | counter | | `purged` |
 /// | `hotpool_arena_arenas` | gauge | | `narenas` |
 /// | `hotpool_arena_huge_allocations_total` | counter | | `huge_nmalloc` |
@@ -143,6 +144,8 @@ const POOL_ACTIVITY: [PoolFigure; 6] = [
 /// | `hotpool_arena_class_allocations_total` | counter | `size` (bytes), `kind` (`small`, `large`) | a class's `nmalloc` |
 /// | `hotpool_arena_class_frees_total` | counter | `size`, `kind` | a class's `nfree` |
 /// | `hotpool_arena_class_objects` | gauge | `size`, `kind` | a class's `current` |
+/// | `hotpool_arena_class_cached_objects` | gauge | `size`, `kind` | a class's `cached` |
+/// | `hotpool_arena_class_parked_objects` | gauge | `size`, `kind` | a class's `parked` |
 /// | `hotpool_process_resident_bytes` | gauge | | [`resident_bytes()`](super::resident_bytes) |
 ///
 /// The `pool` label is the name [`pools()`](super::pools) gives, so it is
@@ -262,7 +265,7 @@ fn handle_families(out: &mut Text, h: &crate::handle::HandleStats) {
 
 #[cfg(target_os = "linux")]
 fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
-    let totals: [(&str, Kind, &str, u64); 10] = [
+    let totals: [(&str, Kind, &str, u64); 12] = [
         (
             "hotpool_arena_allocated_bytes",
             Kind::Gauge,
@@ -300,6 +303,18 @@ fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
             s.dirty as u64,
         ),
         (
+            "hotpool_arena_tcache_bytes",
+            Kind::Gauge,
+            "Bytes of free objects in threads' caches (class sizes).",
+            s.tcache_bytes as u64,
+        ),
+        (
+            "hotpool_arena_depot_bytes",
+            Kind::Gauge,
+            "Bytes of free objects parked in the arenas' depots (class sizes).",
+            s.depot_bytes as u64,
+        ),
+        (
             "hotpool_arena_purged_bytes_total",
             Kind::Counter,
             "Bytes of pages purged (given back to the OS).",
@@ -329,7 +344,7 @@ fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
         out.sample(name, &[], value);
     }
     type ClassFigure = fn(&crate::arena::ClassStats) -> u64;
-    let classes: [(&str, Kind, &str, ClassFigure); 3] = [
+    let classes: [(&str, Kind, &str, ClassFigure); 5] = [
         (
             "hotpool_arena_class_allocations_total",
             Kind::Counter,
@@ -347,6 +362,18 @@ fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
             Kind::Gauge,
             "Objects of a size class users hold now.",
             |c| c.current,
+        ),
+        (
+            "hotpool_arena_class_cached_objects",
+            Kind::Gauge,
+            "Free objects of a size class in threads' caches.",
+            |c| c.cached,
+        ),
+        (
+            "hotpool_arena_class_parked_objects",
+            Kind::Gauge,
+            "Free objects of a size class parked in the arenas' depots.",
+            |c| c.parked,
         ),
     ];
     for (name, kind, help, value) in classes {
