@@ -6,7 +6,13 @@
 # side by side, with hotpool's ratios to the best of jemalloc and mimalloc. Installs libjemalloc2 / libmimalloc2.0 with apt-get when
 # they are missing (Debian).
 #
-#   scripts/bench-malloc.sh [REPS]
+#   scripts/bench-malloc.sh [REPS [LABEL...]]
+#
+# malloc-simple and malloc-thread have the shapes of glibc's
+# benchtests/bench-malloc-simple.c and bench-malloc-thread.c, alloc-test
+# that of the alloc-test mimalloc-bench runs, cfrac that of its cfrac (a
+# bignum continued-fraction workload): written here from their published
+# descriptions (see each file's header).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps="${1:-3}"
@@ -24,16 +30,28 @@ hotpool="$PWD/target/release/libhotpool_malloc.so"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# name and arguments of each benchmark
-benches=(
+# label (program[/variant]) and arguments of each benchmark; a subset runs
+# when labels are given on the command line after REPS
+all_benches=(
   "larson 2 50 200000 10000"
   "xthread 2 8000000"
   "churn 200000 15000000"
   "strbuild 40000"
   "large 1000"
+  "malloc-simple 1000"
+  "malloc-thread/1 1 10000000"
+  "malloc-thread/2 2 5000000"
+  "alloc-test/1 1 20000000"
+  "alloc-test/2 2 10000000"
+  "cfrac 1000000"
 )
-for b in larson xthread churn strbuild large; do
-  cc -O2 -pthread -o "$work/$b" "hotpool-malloc/bench/$b.c"
+benches=()
+for spec in "${all_benches[@]}"; do
+  label=${spec%% *}
+  if (($# <= 1)) || [[ " ${*:2} " == *" $label "* ]]; then benches+=("$spec"); fi
+done
+for b in larson xthread churn strbuild large malloc-simple malloc-thread alloc-test cfrac; do
+  cc -O2 -pthread -o "$work/$b" "hotpool-malloc/bench/$b.c" -lm
 done
 
 allocs=(glibc jemalloc mimalloc hotpool)
@@ -42,11 +60,12 @@ declare -A lib=([glibc]="" [jemalloc]="$jemalloc" [mimalloc]="$mimalloc" [hotpoo
 # median of the numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-printf '%-9s' bench
+printf '%-15s' bench
 for a in "${allocs[@]}"; do printf '%24s' "$a wall/cpu/rss"; done
 printf '   %s\n' "hotpool / best of jemalloc, mimalloc"
 for spec in "${benches[@]}"; do
-  read -r name args <<<"$spec"
+  read -r label args <<<"$spec"
+  name=${label%%/*}
   declare -A secs=() cpu=() kb=()
   for a in "${allocs[@]}"; do : >"$work/times.$a"; done
   # Repetitions are interleaved (one run of each allocator per round), so a
@@ -73,7 +92,7 @@ for spec in "${benches[@]}"; do
     kb[$a]="$(cut -d' ' -f2 "$work/times.$a" | median)"
     cpu[$a]="$(awk '{ print $3 + $4 }' "$work/times.$a" | median)"
   done
-  printf '%-9s' "$name"
+  printf '%-15s' "$label"
   for a in "${allocs[@]}"; do
     printf '%9ss %5ss %4sM' "${secs[$a]}" "${cpu[$a]}" "$(( ${kb[$a]%.*} / 1024 ))"
   done

@@ -1,0 +1,70 @@
+/* The shape of alloc-test (OLogN Technologies / ITHare, as mimalloc-bench
+ * runs it): each of THREADS threads keeps a working set of slots and does
+ * ITERATIONS steps; a step frees a random slot's block if it has one and
+ * allocates a new one into it, with sizes up to 1 KiB from a Pareto-like
+ * distribution (most blocks small, a long tail), so blocks live for
+ * random spans and the set stays near half full. Prints a checksum.
+ *
+ *   alloc-test THREADS ITERATIONS
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+
+#define SLOTS (1 << 16)
+#define MAX_SIZE 1024
+
+static size_t iterations;
+
+struct job { uint64_t seed; unsigned long long sum; };
+
+/* A size in [8, MAX_SIZE]: 8 / u^(1/1.5) for u uniform, truncated. */
+static size_t pareto(uint64_t r) {
+    /* u in (0, 1]; the cube of a uniform, squared root: u^(2/3) */
+    double u = ((r >> 11) + 1) * (1.0 / 9007199254740992.0);
+    double x = 8.0 / (u * u > 0 ? __builtin_cbrt(u * u) : 1e-9);
+    return x > MAX_SIZE ? MAX_SIZE : (size_t)x;
+}
+
+static void *worker(void *arg) {
+    struct job *j = arg;
+    char **set = calloc(SLOTS, sizeof *set);
+    for (size_t i = 0; i < iterations; i++) {
+        uint64_t r = next_rand(&j->seed);
+        size_t k = r % SLOTS;
+        if (set[k]) {
+            j->sum += (unsigned char)set[k][0];
+            free(set[k]);
+            set[k] = 0;
+            if (r & (1ull << 63)) continue; /* sometimes only a free */
+        }
+        size_t n = pareto(next_rand(&j->seed));
+        set[k] = malloc(n);
+        set[k][0] = (char)n;
+    }
+    for (size_t k = 0; k < SLOTS; k++) free(set[k]);
+    free(set);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    iterations = argc > 2 ? strtoul(argv[2], 0, 10) : 20000000;
+    pthread_t *t = calloc(threads, sizeof *t);
+    struct job *jobs = calloc(threads, sizeof *jobs);
+    for (int i = 0; i < threads; i++) {
+        jobs[i].seed = 0x2545f4914f6cdd1dull * (i + 1);
+        pthread_create(&t[i], 0, worker, &jobs[i]);
+    }
+    unsigned long long sum = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], 0);
+        sum += jobs[i].sum;
+    }
+    printf("alloc-test: %llu\n", sum);
+    free(jobs);
+    free(t);
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* The shape of glibc's benchtests/bench-malloc-thread.c: THREADS threads,
+ * each with a working set of 1024 blocks, replace a random block by a new
+ * one of a random size between 4 B and 32 KiB, drawn so that small sizes
+ * are the most frequent (the density falls as 1/size, as glibc's table
+ * does). A fixed count of replacements per thread instead of glibc's
+ * fixed duration, so that the output is the same under every allocator.
+ *
+ *   malloc-thread THREADS ITERATIONS
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+
+#define WORKING_SET 1024
+#define MIN_SIZE 4
+#define MAX_SIZE 32768
+#define TABLE 4096
+
+static size_t table[TABLE];
+static size_t iterations;
+
+struct job { uint64_t seed; unsigned long long sum; };
+
+static void *worker(void *arg) {
+    struct job *j = arg;
+    char *set[WORKING_SET] = {0};
+    for (size_t i = 0; i < iterations; i++) {
+        uint64_t r = next_rand(&j->seed);
+        size_t k = r % WORKING_SET;
+        size_t n = table[(r >> 20) % TABLE];
+        free(set[k]);
+        set[k] = malloc(n);
+        set[k][0] = (char)n;
+        set[k][n - 1] = (char)k;
+        j->sum += (unsigned char)set[k][0];
+    }
+    for (size_t k = 0; k < WORKING_SET; k++) free(set[k]);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    iterations = argc > 2 ? strtoul(argv[2], 0, 10) : 5000000;
+    /* inverse-transform table of a density proportional to 1/size */
+    for (size_t i = 0; i < TABLE; i++) {
+        double u = (i + 0.5) / TABLE;
+        table[i] = (size_t)(MIN_SIZE * pow((double)MAX_SIZE / MIN_SIZE, u));
+    }
+    pthread_t *t = calloc(threads, sizeof *t);
+    struct job *jobs = calloc(threads, sizeof *jobs);
+    for (int i = 0; i < threads; i++) {
+        jobs[i].seed = 0x9e3779b97f4a7c15ull * (i + 1);
+        pthread_create(&t[i], 0, worker, &jobs[i]);
+    }
+    unsigned long long sum = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], 0);
+        sum += jobs[i].sum;
+    }
+    printf("malloc-thread: %llu\n", sum);
+    free(jobs);
+    free(t);
+    return 0;
+}
