@@ -312,7 +312,11 @@ pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
     alloc_checked(size, align, false)
 }
 
-#[inline]
+// Always inline: C's `malloc` (in hotpool-malloc) reaches the thread
+// cache's fast path through here, and with a mere hint LLVM kept this out
+// of line: each call pushed and popped seven registers and returned the
+// `Result` through memory.
+#[inline(always)]
 fn alloc_checked(size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, AllocError> {
     if !align.is_power_of_two()
         || align > alloc::MAX_ALIGN
