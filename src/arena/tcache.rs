@@ -71,6 +71,11 @@ const FREE_ONLY_MIN: usize = 4;
 /// Slow-path events between two GC events (and decay ticks).
 const GC_EVENTS: u32 = 256;
 
+/// Refills, within one GC period, that find the thread's arena's bin lock
+/// held, after which the thread moves to another arena
+/// ([`init::move_thread`]).
+const MOVE_AFTER: u32 = 4;
+
 /// One class's stack height, bound and low-water mark. The counts of all
 /// classes sit together, apart from the stacks, so that a program using many
 /// classes touches few cache lines for them. Only the owning thread writes
@@ -111,6 +116,8 @@ pub(crate) struct Tcache {
     /// The thread's byte budget (`tcache_bytes`).
     budget: usize,
     arena: *const Arena,
+    /// Refills since the last GC event that found their bin lock held.
+    contended: u32,
     /// Every cache ever made (stats walk it).
     next_all: *mut Tcache,
     /// Caches of exited threads, for reuse.
@@ -279,6 +286,7 @@ fn make() -> *mut Tcache {
     // only the `n` atomics, which are 0 in a new or retired cache).
     unsafe {
         (*tc).arena = arena;
+        (*tc).contended = 0;
         (*tc).granted = 0;
         (*tc).prof_next = [0; NCACHED];
         (*tc).budget = init::tcache_bytes();
@@ -550,6 +558,10 @@ fn alloc_slow(c: usize) -> *mut u8 {
             // the stacks.
             let (bin, items) = unsafe { (&(*tc).counts[c], &mut (*tc).stacks[c]) };
             let want = (bin.max.get() / 2).max(1) as usize;
+            if arena.bin_busy(c) {
+                // SAFETY: as above.
+                unsafe { contended(tc, arena) };
+            }
             // The depot first: a copy of what another stack parked.
             let mut got = arena.depot_take(c, &mut items[..want]);
             if got < want {
@@ -797,13 +809,37 @@ fn tick(tc: *mut Tcache) {
     }
 }
 
+/// A refill from `arena`, the thread's, found the bin lock held: the
+/// [`MOVE_AFTER`]th time within a GC period, the thread moves to another
+/// arena ([`init::move_thread`]), opening one if any is closed. The objects
+/// it holds stay where they are: each goes back to the arena that owns it.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, attached to `arena`.
+#[cold]
+unsafe fn contended(tc: *mut Tcache, arena: &'static Arena) {
+    // SAFETY: per the contract; the owner alone touches these fields.
+    unsafe {
+        (*tc).contended += 1;
+        if (*tc).contended >= MOVE_AFTER {
+            (*tc).contended = 0;
+            if let Some(to) = init::move_thread(arena) {
+                (*tc).arena = to;
+            }
+        }
+    }
+}
+
 /// The incremental GC event: every class gives back 3/4 of the objects that
 /// stayed below its low-water mark since the last event (rounded up), and
-/// its grant shrinks by as much; then the marks restart at the heights.
+/// its grant shrinks by as much; then the marks restart at the heights;
+/// the count of contended refills restarts at 0.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache.
 unsafe fn gc(tc: *mut Tcache) {
+    // SAFETY: per the contract.
+    unsafe { (*tc).contended = 0 };
     for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
         // SAFETY: per the contract.
         let bin = unsafe { &(*tc).counts[c] };
