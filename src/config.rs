@@ -3,7 +3,7 @@
 //!
 //! | key | type | default | meaning |
 //! |---|---|---|---|
-//! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the one with the fewest threads |
+//! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the open one with the fewest threads. By default only the first is open at the start, and a thread that shares its arena and finds its bin locks held 4 times between two GC events moves to a less used one, opening one more if needed; set, every arena is open from the start |
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
 //! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
 //! | `tcache_bytes` | 0..=67108864 | 1048576 (1 MiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |

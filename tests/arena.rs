@@ -886,3 +886,52 @@ fn threads_starting_together_get_an_arena_each() {
         assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
     }
 }
+
+/// With the default `narenas`, threads that do not contend share the first
+/// arena: its one chunk holds what four threads allocated one after the
+/// other (with an arena each, four chunks), and no other arena opens.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs this test binary as a child process, which Miri cannot start"
+)]
+fn threads_share_an_arena_until_they_contend() {
+    if std::env::var_os("HOTPOOL_TEST_CHILD").is_some() {
+        let chunk = 4 << 20;
+        let mut threads = Vec::new();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
+        for _ in 0..4 {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let go_rx = go_rx.clone();
+            threads.push(std::thread::spawn(move || {
+                let blocks: Vec<_> = (0..1000)
+                    .map(|_| arena::try_alloc(64, 8).unwrap())
+                    .collect();
+                ready_tx.send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+                for b in blocks {
+                    // SAFETY: each block is live and freed once.
+                    unsafe { arena::free(b) };
+                }
+            }));
+            // One thread at a time: no contention.
+            ready_rx.recv().unwrap();
+        }
+        let s = arena::stats();
+        for _ in 0..4 {
+            go_tx.send(()).unwrap();
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(s.narenas > 1, "{s:?}");
+        assert_eq!(s.arenas_open, 1, "{s:?}");
+        let chunks = (s.mapped - s.metadata + chunk / 2) / chunk;
+        assert_eq!(chunks, 1, "threads spread over arenas: {s:?}");
+        eprintln!("child: ok");
+        return;
+    }
+    let (status, stderr) = run_child_with("threads_share_an_arena_until_they_contend", "");
+    assert!(status.success() && stderr.contains("child: ok"), "{stderr}");
+}

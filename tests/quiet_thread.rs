@@ -210,3 +210,66 @@ fn a_lower_pool_budget_bounds_the_lists_of_all_pools_together() {
     let pools_held = now.saturating_sub(before);
     assert!(pools_held <= 16 << 10, "pool lists hold {pools_held} B");
 }
+
+/// Raw blocks that can cross threads.
+struct Blocks(Vec<*mut u8>);
+// SAFETY: the blocks are plain memory owned by whoever holds the vector.
+unsafe impl Send for Blocks {}
+
+fn alloc_blocks(layout: Layout, n: usize) -> Blocks {
+    // SAFETY: non-zero layout; each block is freed once by the receiver.
+    Blocks((0..n).map(|_| unsafe { HotAlloc.alloc(layout) }).collect())
+}
+
+#[test]
+fn a_thread_that_only_frees_a_class_keeps_a_few_kib_of_it() {
+    let _g = serial();
+    // A class no other test here uses; a consumer's stack of it may hold
+    // 4 KiB (9 objects), against 128 objects (56 KiB) for a thread that
+    // allocates the class.
+    const SIZE: usize = 448;
+    const FREE_ONLY: u64 = (4096 / SIZE) as u64;
+    let layout = Layout::from_size_align(SIZE, 8).unwrap();
+    let (blocks_tx, blocks_rx) = mpsc::channel::<Blocks>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let consumer = std::thread::spawn(move || {
+        // Frees what it is sent, then reports and blocks until the next
+        // batch; an empty batch: allocate more blocks of the class than
+        // its stack holds, and free them.
+        while let Ok(Blocks(batch)) = blocks_rx.recv() {
+            if batch.is_empty() {
+                for p in alloc_blocks(layout, 2 * FREE_ONLY as usize).0 {
+                    // SAFETY: allocated just now with `layout`.
+                    unsafe { HotAlloc.dealloc(p, layout) };
+                }
+            }
+            for p in batch {
+                // SAFETY: allocated by `alloc_blocks` with `layout`.
+                unsafe { HotAlloc.dealloc(p, layout) };
+            }
+            done_tx.send(()).unwrap();
+        }
+    });
+    let n = 2000 / SCALE;
+    for _ in 0..3 {
+        let batch = alloc_blocks(layout, n);
+        // This thread is done allocating: what changes below is the consumer's.
+        let before = cached(SIZE);
+        blocks_tx.send(batch).unwrap();
+        done_rx.recv().unwrap();
+        let held = cached(SIZE).saturating_sub(before);
+        assert!(held <= FREE_ONLY, "the consumer holds {held} objects");
+    }
+    // Once the consumer allocates the class, it caches it as any thread:
+    // more than the free-only bound, from the same frees.
+    let batch = alloc_blocks(layout, n);
+    let before = cached(SIZE);
+    blocks_tx.send(Blocks(Vec::new())).unwrap();
+    done_rx.recv().unwrap();
+    blocks_tx.send(batch).unwrap();
+    done_rx.recv().unwrap();
+    let held = cached(SIZE).saturating_sub(before);
+    assert!(held > FREE_ONLY, "the consumer holds {held} objects");
+    drop(blocks_tx);
+    consumer.join().unwrap();
+}

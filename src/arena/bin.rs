@@ -228,6 +228,13 @@ impl Arena {
         }
     }
 
+    /// Whether another thread holds class `c`'s bin lock right now (the
+    /// thread cache's hint of contention, read before taking it).
+    #[inline]
+    pub(crate) fn bin_busy(&self, c: usize) -> bool {
+        self.bins[c].0.is_locked()
+    }
+
     /// Objects in class `c`'s depot.
     pub(crate) fn depot_len(&self, c: usize) -> usize {
         self.bins[c].0.lock().depot_n as usize

@@ -46,6 +46,13 @@ impl<T> SpinLock<T> {
         Guard { lock: self }
     }
 
+    /// Whether some thread holds the lock right now (a hint: it may be
+    /// released or taken the next moment).
+    #[inline]
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed) != 0
+    }
+
     /// Takes the lock if it is free right now.
     pub(crate) fn try_lock(&self) -> Option<Guard<'_, T>> {
         self.locked

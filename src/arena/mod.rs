@@ -45,7 +45,10 @@
 //! * A thread cache holds at most 128 objects per class (fewer for big
 //!   classes; 8 for large classes up to `tcache_max`) and at most
 //!   `tcache_bytes` (1 MiB by default) in all, whether or not the thread
-//!   still calls: a thread that goes quiet holds no more. Classes left unused give back 3/4 of their unused
+//!   still calls: a thread that goes quiet holds no more. A class the
+//!   thread frees but has not allocated (a consumer's) holds at most 4 KiB
+//!   (at least 4 objects) and goes back whole to its owner's depot when
+//!   full. Classes left unused give back 3/4 of their unused
 //!   objects every 256 slow-path events of the thread (incremental GC). A
 //!   cache is flushed when the thread exits and by [`trim`] on the calling
 //!   thread; other threads' cached objects stay theirs until then.
@@ -59,6 +62,16 @@
 //!   fork); the background thread does not exist in the child, which
 //!   purges on its own allocator calls unless [`set_background_thread`]
 //!   starts one.
+//! * Threads share arenas until they contend: with the default `narenas`
+//!   (4 per CPU, made at start), new threads join the first arena only,
+//!   and a thread that shares its arena and whose refills find its bin
+//!   lock held 4 times between two GC events moves to the open arena with
+//!   the fewest threads, opening one more if none has fewer than its own
+//!   (its cached objects go back to the arenas that own them). A thread
+//!   alone in its arena stays (what contends there is the frees of its
+//!   objects by others, which would follow it). An arena each costs a chunk and partly used slabs per
+//!   class. `narenas` set, or `tcache:false`: every arena is open from the
+//!   start, new threads joining the one with the fewest threads.
 //! * Locks are a spin-then-yield mutex of our own (see `lock.rs`): the fork
 //!   handlers must hold them without guards.
 //!
@@ -73,6 +86,7 @@
 //! | `metadata` | bytes of metadata: base blocks, chunk headers |
 //! | `dirty` | bytes of free pages not yet purged, kept huge mappings included |
 //! | `tcache_bytes` | bytes of free objects in threads' caches (at most `tcache_bytes` of the config per thread) |
+//! | `narenas`, `arenas_open` | arenas made; arenas open to threads (grows from 1 on contention by default) |
 //! | `classes[i]` | per size class: `nmalloc`, `nfree`, `current` objects; `cached`: free objects in threads' caches |
 //!
 //! Objects in thread caches count as free. Options: see [`crate::config`].

@@ -83,6 +83,16 @@ pub struct ArenaStats {
     pub depot_bytes: usize,
     /// Arenas in use.
     pub narenas: usize,
+    /// Arenas open to new threads, at most `narenas`: with the default
+    /// `narenas` (and thread caches on) one at the start, and one more when
+    /// a thread that shares its arena keeps finding its bin locks held and
+    /// no open arena has fewer threads; otherwise all.
+    ///
+    /// ```
+    /// let s = hotpool::arena::stats();
+    /// assert!((1..=s.narenas).contains(&s.arenas_open));
+    /// ```
+    pub arenas_open: usize,
     /// Huge allocations made, cumulative.
     pub huge_nmalloc: u64,
     /// Huge allocations freed, cumulative.
@@ -150,6 +160,7 @@ pub(crate) fn collect() -> ArenaStats {
             .map(|c| parked[c] as usize * CLASS_SIZE[c])
             .sum(),
         narenas: init::narenas(),
+        arenas_open: init::open_arenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,
         classes,
@@ -184,6 +195,7 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     ] {
         let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
     }
+    let _ = writeln!(t, "arenas     {} of {} open", s.arenas_open, s.narenas);
     let _ = writeln!(
         t,
         "purged     {:>12}\nhuge       nmalloc {} nfree {}",

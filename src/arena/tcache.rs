@@ -21,6 +21,14 @@
 //!   (flushing what no longer fits). The fast paths compare with the bound as before:
 //!   the budget costs them nothing, and a thread that stops calling holds
 //!   at most its budget.
+//! * a class the thread frees but has not allocated (a consumer freeing
+//!   what a producer allocated) is *free-only*: its grant stays within
+//!   [`FREE_ONLY_BYTES`] (4 KiB, at least four objects) and a full stack
+//!   goes back whole, to the owner's depot, where the producer's next
+//!   refill takes it. Objects a thread keeps but never pops would only
+//!   make the producer carve new ones (8 such consumers held 2.6 MiB of
+//!   the seed market-data fan-out's 64-512 B messages). The class's first
+//!   allocation slow path lifts the limit for good.
 //! * incremental GC (jemalloc's): every 256 slow-path events, each class
 //!   gives back 3/4 of its *low-water mark*, the objects at the bottom of
 //!   its stack that no allocation reached since the last event, and its
@@ -53,9 +61,20 @@ const SLOTS: usize = 128;
 const LOOM_SLOTS: u16 = 2;
 /// Bytes a small class's stack may hold at least (within [`SLOTS`]).
 const SMALL_CACHE_BYTES: usize = 64 << 10;
+/// Bytes a class the thread frees but has not allocated may hold (at
+/// least [`FREE_ONLY_MIN`] objects, at most the class's cap): its stack is
+/// only a batch on the way to the owning arena's depot.
+const FREE_ONLY_BYTES: usize = 4 << 10;
+/// Objects a class the thread only frees may hold at least.
+const FREE_ONLY_MIN: usize = 4;
 
 /// Slow-path events between two GC events (and decay ticks).
 const GC_EVENTS: u32 = 256;
+
+/// Refills, within one GC period, that find the thread's arena's bin lock
+/// held, after which the thread moves to another arena
+/// ([`init::move_thread`]).
+const MOVE_AFTER: u32 = 4;
 
 /// One class's stack height, bound and low-water mark. The counts of all
 /// classes sit together, apart from the stacks, so that a program using many
@@ -86,11 +105,19 @@ pub(crate) struct Tcache {
     nfree: [AtomicU64; NCLASSES],
     /// Per class: the most objects its stack may hold (0: not cached).
     cap: [u16; NCACHED],
+    /// Per class: whether this thread took the allocation slow path of the
+    /// class since its cache was made. Until then the class is *free-only*:
+    /// its bound stays at [`FREE_ONLY_BYTES`] and a full stack goes back
+    /// whole (a thread that frees what others allocate, a consumer, keeps
+    /// no objects that only their producer could use).
+    allocates: [bool; NCACHED],
     /// Bytes granted to the classes: the sum of `max * size`, at most `budget`.
     granted: usize,
     /// The thread's byte budget (`tcache_bytes`).
     budget: usize,
     arena: *const Arena,
+    /// Refills since the last GC event that found their bin lock held.
+    contended: u32,
     /// Every cache ever made (stats walk it).
     next_all: *mut Tcache,
     /// Caches of exited threads, for reuse.
@@ -259,6 +286,7 @@ fn make() -> *mut Tcache {
     // only the `n` atomics, which are 0 in a new or retired cache).
     unsafe {
         (*tc).arena = arena;
+        (*tc).contended = 0;
         (*tc).granted = 0;
         (*tc).prof_next = [0; NCACHED];
         (*tc).budget = init::tcache_bytes();
@@ -267,6 +295,7 @@ fn make() -> *mut Tcache {
             bin.n.store(0, Relaxed);
             bin.max.set(0);
             bin.low.set(0);
+            (*tc).allocates[c] = false;
             (*tc).cap[c] = if CLASS_SIZE[c] > max_size {
                 0
             } else if cfg!(loom) {
@@ -500,6 +529,8 @@ fn alloc_slow(c: usize) -> *mut u8 {
     if live(tc) {
         // SAFETY: a live cache is owned by this thread.
         let bin = unsafe { &(*tc).counts[c] };
+        // SAFETY: as above.
+        unsafe { (*tc).allocates[c] = true };
         let n = bin.n.load(Relaxed);
         if n > 0 {
             // The fast path stopped at the low-water mark: lower it.
@@ -518,12 +549,19 @@ fn alloc_slow(c: usize) -> *mut u8 {
     let tc = current();
     if live(tc) {
         tick(tc);
-        // SAFETY: a live cache is owned by this thread.
+        // SAFETY: a live cache is owned by this thread (which may have
+        // made it just now, in `arena()`).
+        unsafe { (*tc).allocates[c] = true };
+        // SAFETY: as above.
         if c < NSMALL && unsafe { grow(tc, c) } > 0 {
             // SAFETY: as above; other threads read just the counters, not
             // the stacks.
             let (bin, items) = unsafe { (&(*tc).counts[c], &mut (*tc).stacks[c]) };
             let want = (bin.max.get() / 2).max(1) as usize;
+            if arena.bin_busy(c) {
+                // SAFETY: as above.
+                unsafe { contended(tc, arena) };
+            }
             // The depot first: a copy of what another stack parked.
             let mut got = arena.depot_take(c, &mut items[..want]);
             if got < want {
@@ -627,9 +665,17 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             // SAFETY: as above.
             let bin = unsafe { &(*tc).counts[c] };
             if bin.n.load(Relaxed) == u32::from(max) {
-                // Full at its bound: half goes back.
-                // SAFETY: as above; `max(max / 2, 1) <= max == n`.
-                unsafe { drop_newest(tc, c, (max / 2).max(1)) };
+                // Full at its bound: half goes back, or all of it when the
+                // thread does not allocate the class (no pop would reach
+                // the rest).
+                // SAFETY: as above.
+                let k = if unsafe { (*tc).allocates[c] } {
+                    (max / 2).max(1)
+                } else {
+                    max
+                };
+                // SAFETY: as above; `k <= max == n`.
+                unsafe { drop_newest(tc, c, k) };
             }
             let n = bin.n.load(Relaxed);
             // SAFETY: as above; `n < max <= SLOTS`; other threads never
@@ -654,7 +700,8 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
 /// spent halves the largest grant of another class until one object fits
 /// (or no other class holds a grant). Returns the bound. A class grows only
 /// when its stack ran empty or full; the GC shrinks the grants of classes
-/// that hold objects no allocation reaches.
+/// that hold objects no allocation reaches. A class the thread has not
+/// allocated (`allocates`) grows no further than [`FREE_ONLY_BYTES`].
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache.
@@ -668,7 +715,11 @@ unsafe fn grow(tc: *mut Tcache, c: usize) -> u16 {
         if max >= usize::from((*tc).cap[c]) {
             return max as u16;
         }
-        let cap = usize::from((*tc).cap[c]).min((*tc).budget / size);
+        let mut cap = usize::from((*tc).cap[c]);
+        if !(*tc).allocates[c] {
+            cap = cap.min((FREE_ONLY_BYTES / size).max(FREE_ONLY_MIN));
+        }
+        let cap = cap.min((*tc).budget / size);
         if max >= cap {
             return max as u16;
         }
@@ -758,13 +809,37 @@ fn tick(tc: *mut Tcache) {
     }
 }
 
+/// A refill from `arena`, the thread's, found the bin lock held: the
+/// [`MOVE_AFTER`]th time within a GC period, the thread moves to another
+/// arena ([`init::move_thread`]), opening one if any is closed. The objects
+/// it holds stay where they are: each goes back to the arena that owns it.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, attached to `arena`.
+#[cold]
+unsafe fn contended(tc: *mut Tcache, arena: &'static Arena) {
+    // SAFETY: per the contract; the owner alone touches these fields.
+    unsafe {
+        (*tc).contended += 1;
+        if (*tc).contended >= MOVE_AFTER {
+            (*tc).contended = 0;
+            if let Some(to) = init::move_thread(arena) {
+                (*tc).arena = to;
+            }
+        }
+    }
+}
+
 /// The incremental GC event: every class gives back 3/4 of the objects that
 /// stayed below its low-water mark since the last event (rounded up), and
-/// its grant shrinks by as much; then the marks restart at the heights.
+/// its grant shrinks by as much; then the marks restart at the heights;
+/// the count of contended refills restarts at 0.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache.
 unsafe fn gc(tc: *mut Tcache) {
+    // SAFETY: per the contract.
+    unsafe { (*tc).contended = 0 };
     for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
         // SAFETY: per the contract.
         let bin = unsafe { &(*tc).counts[c] };
