@@ -327,6 +327,7 @@ fn expected_families() -> BTreeMap<&'static str, &'static str> {
             ("hotpool_arena_depot_bytes", "gauge"),
             ("hotpool_arena_purged_bytes_total", "counter"),
             ("hotpool_arena_arenas", "gauge"),
+            ("hotpool_arena_arenas_open", "gauge"),
             ("hotpool_arena_huge_allocations_total", "counter"),
             ("hotpool_arena_huge_frees_total", "counter"),
             ("hotpool_arena_class_allocations_total", "counter"),
@@ -543,6 +544,7 @@ fn arena_figures_match_the_arena_with_known_counts() {
         ("hotpool_arena_depot_bytes", s.depot_bytes as u64),
         ("hotpool_arena_purged_bytes_total", s.purged),
         ("hotpool_arena_arenas", s.narenas as u64),
+        ("hotpool_arena_arenas_open", s.arenas_open as u64),
         ("hotpool_arena_huge_allocations_total", s.huge_nmalloc),
         ("hotpool_arena_huge_frees_total", s.huge_nfree),
     ] {

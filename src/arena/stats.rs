@@ -261,8 +261,8 @@ pub(crate) fn stats_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"depot_bytes\":{},\"narenas\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
-        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.depot_bytes, s.narenas,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"depot_bytes\":{},\"narenas\":{},\"arenas_open\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.depot_bytes, s.narenas, s.arenas_open,
         s.huge_nmalloc, s.huge_nfree
     );
     for (i, c) in s.classes.iter().enumerate() {

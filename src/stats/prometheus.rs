@@ -139,6 +139,7 @@ const POOL_ACTIVITY: [PoolFigure; 6] = [
 /// | `hotpool_arena_tcache_bytes`, `hotpool_arena_depot_bytes` | gauge | | `tcache_bytes`, `depot_bytes` |
 /// | `hotpool_arena_purged_bytes_total` | counter | | `purged` |
 /// | `hotpool_arena_arenas` | gauge | | `narenas` |
+/// | `hotpool_arena_arenas_open` | gauge | | `arenas_open` |
 /// | `hotpool_arena_huge_allocations_total` | counter | | `huge_nmalloc` |
 /// | `hotpool_arena_huge_frees_total` | counter | | `huge_nfree` |
 /// | `hotpool_arena_class_allocations_total` | counter | `size` (bytes), `kind` (`small`, `large`) | a class's `nmalloc` |
@@ -265,7 +266,7 @@ fn handle_families(out: &mut Text, h: &crate::handle::HandleStats) {
 
 #[cfg(target_os = "linux")]
 fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
-    let totals: [(&str, Kind, &str, u64); 12] = [
+    let totals: [(&str, Kind, &str, u64); 13] = [
         (
             "hotpool_arena_allocated_bytes",
             Kind::Gauge,
@@ -325,6 +326,12 @@ fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
             Kind::Gauge,
             "Arenas in use.",
             s.narenas as u64,
+        ),
+        (
+            "hotpool_arena_arenas_open",
+            Kind::Gauge,
+            "Arenas open to threads (one at first by default; more as threads contend).",
+            s.arenas_open as u64,
         ),
         (
             "hotpool_arena_huge_allocations_total",
