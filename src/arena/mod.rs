@@ -17,7 +17,7 @@
 //!  thread cache (per thread, per class: a stack of free objects)
 //!        |  empty: fill half a stack       full: flush the older half to
 //!        v  from the thread's arena bin    the owning arena's bin (its lock)
-//!  arena (N = 4 per CPU or `narenas`; a new thread joins the one with fewest threads)
+//!  arena (N = 4 per CPU or `narenas`; a new thread joins the open one with fewest threads)
 //!    bins[class]: slabs of one small class (8 B ..= 14 KiB)
 //!    runs: page runs of 4 MiB chunks; large objects (16 KiB ..= 1 MiB)
 //!        |  freed runs are dirty; after `decay_ms` (or on trim) their pages
