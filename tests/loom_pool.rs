@@ -233,3 +233,38 @@ fn concurrent_refills_map_chunks_safely() {
         assert!(!pool_alive(), "the dropped pool's state was never freed");
     });
 }
+
+/// A thread frees two objects another allocated: its list (a bound of one)
+/// runs full and goes to the depot whole, by pointer, while the allocating
+/// thread refills from the depot (maybe from that very stack) and trims.
+/// Every object goes to one owner, the handed-over stack is read only
+/// after it was handed over (loom's causality check on the depot's
+/// `Tracked` state), and after the last trim nothing is left in the depot
+/// or the chunks.
+#[test]
+fn a_full_list_is_handed_over_whole() {
+    model(|| {
+        let pool = Arc::new(Pool::with_config(
+            PoolConfig::new().batch(1).local_max(1).depot_max(2),
+        ));
+        let (x, y) = (pool.alloc(1u64), pool.alloc(2u64));
+        let t = spawn(move || {
+            drop(x);
+            drop(y);
+        });
+        let z = pool.alloc(3u64);
+        assert_eq!(*z, 3, "an object was handed out twice");
+        pool.trim();
+        t.join().unwrap();
+        drop(z);
+        pool.trim();
+        let s = pool.stats();
+        assert_eq!(
+            (s.in_use, s.depot_free, s.chunks),
+            (0, 0, 0),
+            "an object or a chunk was lost"
+        );
+        drop(pool);
+        assert!(!pool_alive(), "the dropped pool's state was never freed");
+    });
+}

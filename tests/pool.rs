@@ -308,6 +308,65 @@ fn config_bounds_hold() {
     assert!(s.batches_to_depot > 0);
 }
 
+/// A thread that frees objects another allocated fills its list, then
+/// hands the list to the depot whole (its stack, by pointer, not a batch
+/// copied at a time); the allocating thread refills from those objects;
+/// the counts add up; a trim empties the depot and gives every chunk back.
+#[test]
+fn a_full_list_goes_to_the_depot_whole() {
+    static P: Pool<[u8; 64]> =
+        Pool::with_config(PoolConfig::new().batch(8).local_max(32).depot_max(1024));
+    // 13 refills of 8: 100 objects out, 4 left in this thread's list.
+    let objs: Vec<_> = (0..100).map(|i| P.alloc([i as u8; 64])).collect();
+    let addrs: HashSet<usize> = objs.iter().map(|o| &**o as *const _ as usize).collect();
+    let s = P.stats();
+    assert_eq!((s.in_use, s.local_free, s.depot_free), (100, 4, 0));
+    let (sent, done) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+    let freer = thread::spawn(move || {
+        // The list grows 8, 16, 32; every 33rd free finds it full at its
+        // bound and hands its 32 objects over: 3 hand-overs, 4 left.
+        drop(objs);
+        sent.0.send(()).unwrap();
+        done.1.recv().unwrap();
+    });
+    sent.1.recv().unwrap();
+    let s = P.stats();
+    assert_eq!(
+        (s.in_use, s.depot_free, s.batches_to_depot, s.local_free),
+        (0, 96, 3, 8),
+        "{s:?}"
+    );
+    // This thread's 4 (never handed out), then 8 at a time from the
+    // newest block: 26 of the freed objects, each handed out once.
+    let again: Vec<_> = (0..30).map(|_| P.alloc([0; 64])).collect();
+    let reused: HashSet<usize> = again.iter().map(|o| &**o as *const _ as usize).collect();
+    assert_eq!(reused.len(), 30);
+    assert_eq!(reused.intersection(&addrs).count(), 26);
+    let s = P.stats();
+    // Four refills of 8: 6 left in this thread's list.
+    assert_eq!(
+        (s.in_use, s.depot_free, s.batches_from_depot, s.local_free),
+        (30, 64, 4, 10),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.capacity,
+        s.in_use + s.local_free + s.depot_free + s.chunk_free
+    );
+    done.0.send(()).unwrap();
+    freer.join().unwrap();
+    // The freer's last 4 went to the depot as it exited.
+    assert_eq!(P.stats().depot_free, 68);
+    drop(again);
+    P.trim();
+    let s = P.stats();
+    assert_eq!(
+        (s.in_use, s.local_free, s.depot_free, s.chunks),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn system_backing_works() {
     static P: Pool<[u8; 100]> = Pool::with_config(PoolConfig::new().backing(Backing::System));

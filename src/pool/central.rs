@@ -6,9 +6,20 @@
 //! (`refs` counts the handle and the chunks).
 //!
 //! Everything mutable sits behind one short lock, [`Central`]: the depot (a
-//! bounded stack of free object pointers that threads exchange batches with)
+//! bounded store of free object pointers that threads exchange batches with)
 //! and the list of chunks that have free slots. Threads take it only to move
 //! a batch, never per object.
+//!
+//! The depot holds free objects two ways. A thread whose list runs full
+//! hands the list's storage over whole ([`Inner::hand_over`]): the stack
+//! goes into the depot as a [`Block`] by pointer and the thread takes back
+//! an emptied stack kept for that ([`SPARE_STACKS`]), so the work under
+//! the lock is a few words whatever the list's length, and the freeing
+//! thread copies nothing. Everything else
+//! (thread exit, the lists' GC, a stale or short list) copies its objects
+//! into a plain vector (`loose`). A refill copies a batch out of the loose
+//! vector, else off the top of the newest block; a block emptied by refills
+//! becomes a spare stack.
 
 use core::ptr;
 
@@ -21,6 +32,57 @@ use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Orderin
 
 /// Fully free chunks a pool keeps instead of returning them at once.
 const SPARE_CHUNKS: usize = 1;
+
+/// Emptied stacks the depot keeps for threads that hand a full list over
+/// (more are freed).
+const SPARE_STACKS: usize = 2;
+
+/// Storage for a stack of free object pointers: `cap` slots from the
+/// global allocator. A thread's list lives in one; a full list's goes to
+/// the depot whole ([`Inner::hand_over`]) and comes back empty.
+#[derive(Clone, Copy)]
+pub(crate) struct Slots {
+    /// The first slot.
+    pub base: *mut *mut u8,
+    /// Slots in the allocation.
+    pub cap: usize,
+}
+
+impl Slots {
+    /// Allocates `cap` (> 0) uninitialised slots.
+    pub(crate) fn new(cap: usize) -> Slots {
+        debug_assert!(cap > 0);
+        let raw = Box::<[core::mem::MaybeUninit<*mut u8>]>::new_uninit_slice(cap);
+        Slots {
+            base: Box::into_raw(raw).cast::<*mut u8>(),
+            cap,
+        }
+    }
+
+    /// Frees the storage (not the objects it may point at).
+    ///
+    /// # Safety
+    ///
+    /// `self` was made by [`Slots::new`] (or has `cap` 0), and nothing uses
+    /// its slots any more.
+    pub(crate) unsafe fn free(self) {
+        if self.cap > 0 {
+            let raw = ptr::slice_from_raw_parts_mut(
+                self.base.cast::<core::mem::MaybeUninit<*mut u8>>(),
+                self.cap,
+            );
+            // SAFETY: made by `Slots::new` from a boxed slice of exactly `cap`.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+    }
+}
+
+/// A thread's list handed to the depot whole: its first `len` slots are
+/// free objects (`len > 0`; a block emptied by refills leaves the depot).
+struct Block {
+    slots: Slots,
+    len: usize,
+}
 
 /// Aligns its content to a cache line so writers of one field do not slow
 /// readers of a neighbour.
@@ -89,7 +151,14 @@ pub(crate) struct Counters {
 }
 
 struct Central {
-    depot: Vec<*mut u8>,
+    /// Objects copied into the depot one by one.
+    loose: Vec<*mut u8>,
+    /// Full lists handed over whole, newest last.
+    blocks: Vec<Block>,
+    /// Emptied stacks for the next hand-over, at most [`SPARE_STACKS`].
+    spare: Vec<Slots>,
+    /// Objects in the depot: `loose` and the blocks together.
+    held: usize,
     /// Chunks with at least one free slot; partly used ones first, wholly
     /// free ones at the tail.
     chunks: List<ChunkHeader>,
@@ -102,9 +171,27 @@ struct Central {
     out: usize,
 }
 
-// SAFETY: the raw pointers in Central point into chunks owned by this pool;
-// they are only followed under the lock that wraps Central.
+// SAFETY: the raw pointers in Central point into chunks owned by this pool
+// or at stacks it owns (blocks, spares); they are only followed under the
+// lock that wraps Central, or by the one thread a stack was handed to.
 unsafe impl Send for Central {}
+
+impl Drop for Central {
+    /// Frees any stack left in the depot (closing the pool drains it and
+    /// no block enters a closed pool's depot, so normally none).
+    fn drop(&mut self) {
+        for stack in self
+            .blocks
+            .drain(..)
+            .map(|b| b.slots)
+            .chain(self.spare.drain(..))
+        {
+            // SAFETY: the depot's own stacks, made by `Slots::new`; the
+            // pool is going away, nothing uses them.
+            unsafe { stack.free() };
+        }
+    }
+}
 
 /// Chunks unlinked under the lock, to be unmapped after it is released.
 #[must_use]
@@ -134,7 +221,10 @@ impl Inner {
                 closed: AtomicBool::new(false),
             }),
             central: CacheAligned(Mutex::new(Central {
-                depot: Vec::new(),
+                loose: Vec::new(),
+                blocks: Vec::new(),
+                spare: Vec::new(),
+                held: 0,
                 chunks: List::new(),
                 empty: 0,
                 closed: false,
@@ -249,18 +339,18 @@ impl Inner {
         let mut c = self.lock();
         self.alive.used();
         self.active();
-        let have = c.depot.len();
-        if have > 0 {
-            let n = have.min(want);
-            // SAFETY: the source is the depot's last n entries, the
-            // destination has room for want >= n entries; they don't overlap.
-            unsafe { ptr::copy_nonoverlapping(c.depot.as_ptr().add(have - n), out, n) };
-            c.depot.truncate(have - n);
-            self.counters.0.depot.store(have - n, Ordering::Relaxed);
+        if c.held > 0 {
+            let (n, emptied) = c.take(out, want);
+            self.counters.0.depot.store(c.held, Ordering::Relaxed);
             self.counters
                 .0
                 .batches_from_depot
                 .fetch_add(1, Ordering::Relaxed);
+            drop(c);
+            if let Some(stack) = emptied {
+                // SAFETY: an emptied block's stack, no longer in the depot.
+                unsafe { stack.free() };
+            }
             return Ok(n);
         }
         // The cap, checked under the lock: only here do objects leave the
@@ -323,16 +413,14 @@ impl Inner {
         self.active();
         let mut done = 0;
         if to_depot && !c.closed {
-            let room = self.hot.0.config.depot_max.saturating_sub(c.depot.len());
+            let room = self.hot.0.config.depot_max.saturating_sub(c.held);
             let moved = room.min(n);
             if moved > 0 {
                 // SAFETY: the caller gives n readable pointers; moved <= n.
-                c.depot
+                c.loose
                     .extend_from_slice(unsafe { core::slice::from_raw_parts(objs, moved) });
-                self.counters
-                    .0
-                    .depot
-                    .store(c.depot.len(), Ordering::Relaxed);
+                c.held += moved;
+                self.counters.0.depot.store(c.held, Ordering::Relaxed);
                 self.counters
                     .0
                     .batches_to_depot
@@ -340,14 +428,58 @@ impl Inner {
                 done = moved;
             }
         }
-        let released = if done < n {
+        let mut released = Released::none();
+        if done < n {
             // SAFETY: the remaining pointers are free objects of this pool.
-            unsafe { self.reclaim_locked(&mut c, objs.add(done), n - done) }
-        } else {
-            Released::none()
-        };
+            unsafe { self.reclaim_locked(&mut c, objs.add(done), n - done, &mut released) };
+        }
         drop(c);
         self.unmap(released, true)
+    }
+
+    /// Takes a thread's full list whole: the stack `full`, whose first `n`
+    /// slots are free objects, goes into the depot as it is, and an empty
+    /// stack of at least `cap` slots comes back (a spare the depot kept, or
+    /// a new one). None, with nothing taken, while the pool is closing or
+    /// the depot has no room for `n` more objects.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live pool whose reference the caller holds through
+    /// these objects; `full` was made by [`Slots::new`] and holds `n > 0`
+    /// free objects of it, and on success the caller no longer uses it.
+    pub(crate) unsafe fn hand_over(
+        this: *const Inner,
+        full: Slots,
+        n: usize,
+        cap: usize,
+    ) -> Option<Slots> {
+        // SAFETY: alive per the contract; no chunk is released here, so
+        // the objects keep it alive for the whole call.
+        let inner = unsafe { &*this };
+        let mut c = inner.lock();
+        inner.alive.used();
+        if c.closed || c.held + n > inner.hot.0.config.depot_max {
+            return None;
+        }
+        inner.active();
+        c.blocks.push(Block {
+            slots: full,
+            len: n,
+        });
+        c.held += n;
+        let spare = match c.spare.last() {
+            Some(s) if s.cap >= cap => c.spare.pop(),
+            _ => None,
+        };
+        inner.counters.0.depot.store(c.held, Ordering::Relaxed);
+        inner
+            .counters
+            .0
+            .batches_to_depot
+            .fetch_add(1, Ordering::Relaxed);
+        drop(c);
+        Some(spare.unwrap_or_else(|| Slots::new(cap)))
     }
 
     /// Counts a batch move (central lock held).
@@ -358,14 +490,19 @@ impl Inner {
     }
 
     /// Returns objects to their chunks and unlinks chunks that become wholly
-    /// free beyond the spare allowance.
+    /// free beyond the spare allowance, into `released`.
     ///
     /// # Safety
     ///
     /// Lock held through `c`; the objects are free objects of this pool.
-    unsafe fn reclaim_locked(&self, c: &mut Central, objs: *const *mut u8, n: usize) -> Released {
+    unsafe fn reclaim_locked(
+        &self,
+        c: &mut Central,
+        objs: *const *mut u8,
+        n: usize,
+        released: &mut Released,
+    ) {
         let geo = &self.hot.0.geo;
-        let mut released = Released::none();
         for i in 0..n {
             // SAFETY: i < n, within the caller's array; the object belongs to
             // a live chunk of ours and the lock is held.
@@ -393,7 +530,6 @@ impl Inner {
         }
         c.out -= n;
         self.counters.0.chunk_free.fetch_add(n, Ordering::Relaxed);
-        released
     }
 
     fn spare(&self, c: &Central) -> usize {
@@ -426,10 +562,20 @@ impl Inner {
         let mut c = self.lock();
         self.alive.used();
         c.closed |= close;
-        let depot = core::mem::take(&mut c.depot);
+        let loose = core::mem::take(&mut c.loose);
+        let blocks = core::mem::take(&mut c.blocks);
+        let spare = core::mem::take(&mut c.spare);
+        c.held = 0;
         self.counters.0.depot.store(0, Ordering::Relaxed);
-        // SAFETY: depot entries are free objects of this pool.
-        let mut released = unsafe { self.reclaim_locked(&mut c, depot.as_ptr(), depot.len()) };
+        let mut released = Released::none();
+        // SAFETY: depot entries are free objects of this pool; so are a
+        // block's first `len` slots.
+        unsafe {
+            self.reclaim_locked(&mut c, loose.as_ptr(), loose.len(), &mut released);
+            for b in &blocks {
+                self.reclaim_locked(&mut c, b.slots.base, b.len, &mut released);
+            }
+        }
         // Release the spares too.
         let mut chunk = c.chunks.head();
         while !chunk.is_null() {
@@ -447,7 +593,11 @@ impl Inner {
             chunk = next;
         }
         drop(c);
-        drop(depot);
+        drop(loose);
+        for stack in blocks.iter().map(|b| b.slots).chain(spare) {
+            // SAFETY: out of the depot, objects given back: nothing uses it.
+            unsafe { stack.free() };
+        }
         self.unmap(released, keep)
     }
 
@@ -552,6 +702,43 @@ impl Released {
 }
 
 impl Central {
+    /// Copies up to `want` objects out of the depot (which holds some) to
+    /// `out`: from the loose vector, else off the newest block. Returns
+    /// how many, and an emptied block's stack when the depot keeps no more
+    /// spares (the caller frees it after the lock).
+    fn take(&mut self, out: *mut *mut u8, want: usize) -> (usize, Option<Slots>) {
+        let have = self.loose.len();
+        if have > 0 {
+            let n = have.min(want);
+            // SAFETY: the source is the loose vector's last n entries, the
+            // destination has room for want >= n entries; they don't overlap.
+            unsafe { ptr::copy_nonoverlapping(self.loose.as_ptr().add(have - n), out, n) };
+            self.loose.truncate(have - n);
+            self.held -= n;
+            return (n, None);
+        }
+        let b = self
+            .blocks
+            .last_mut()
+            .expect("a depot with objects and no loose ones has a block");
+        let n = b.len.min(want);
+        b.len -= n;
+        // SAFETY: the block's slots `len - n..len` hold objects; the
+        // destination has room for want >= n entries; distinct allocations.
+        unsafe { ptr::copy_nonoverlapping(b.slots.base.add(b.len), out, n) };
+        self.held -= n;
+        if b.len > 0 {
+            return (n, None);
+        }
+        let stack = self.blocks.pop().expect("the block above").slots;
+        if self.spare.len() < SPARE_STACKS {
+            self.spare.push(stack);
+            (n, None)
+        } else {
+            (n, Some(stack))
+        }
+    }
+
     /// # Safety
     /// Lock held; `out` valid for `want` writes.
     unsafe fn carve(&mut self, geo: &Geometry, out: *mut *mut u8, want: usize) -> usize {

@@ -24,8 +24,10 @@
 //!   comes from the depot, or, when the depot is empty, from the chunks, or a
 //!   new chunk is mapped.
 //! * **free** pushes onto the *freeing* thread's list (whichever thread
-//!   allocated the object); when the list is at its bound, one batch goes to
-//!   the depot, or back into its chunks when the depot is full.
+//!   allocated the object); when the list is at its bound, the whole list
+//!   goes to the depot by pointer (the thread takes an empty stack back), or
+//!   when the depot has no room for it, one batch goes to the depot or back
+//!   into its chunks.
 //! * **thread exit** moves the thread's lists to the depot.
 //! * **trim** empties the depot and the caller's list into the chunks, makes
 //!   every other thread flush its list at its next free into the pool,

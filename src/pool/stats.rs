@@ -55,7 +55,8 @@ pub struct PoolStats {
     pub chunk_free: usize,
     /// Threads holding a free list for this pool.
     pub threads: usize,
-    /// Batches moved from threads to the depot, cumulative.
+    /// Batches moved from threads to the depot, cumulative (a thread's full
+    /// list handed over whole counts as one).
     pub batches_to_depot: u64,
     /// Batches moved from the depot to threads, cumulative.
     pub batches_from_depot: u64,
