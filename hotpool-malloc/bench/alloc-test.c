@@ -8,7 +8,6 @@
  *   alloc-test THREADS ITERATIONS
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,10 +17,6 @@
 #define MAX_SIZE 1024
 
 static size_t iterations;
-
-/* Each thread's seed and checksum live in its locals while it runs: the
- * jobs sit side by side in one cache line. */
-struct job { uint64_t seed; unsigned long long sum; };
 
 /* Sizes in [8, MAX_SIZE] from a Pareto-like density (shape 1.5: most
  * blocks small, a long tail), as an inverse-transform table so that the
@@ -65,19 +60,7 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     iterations = argc > 2 ? strtoul(argv[2], 0, 10) : 20000000;
     fill_table();
-    pthread_t *t = calloc(threads, sizeof *t);
-    struct job *jobs = calloc(threads, sizeof *jobs);
-    for (int i = 0; i < threads; i++) {
-        jobs[i].seed = 0x2545f4914f6cdd1dull * (i + 1);
-        pthread_create(&t[i], 0, worker, &jobs[i]);
-    }
-    unsigned long long sum = 0;
-    for (int i = 0; i < threads; i++) {
-        pthread_join(t[i], 0);
-        sum += jobs[i].sum;
-    }
+    unsigned long long sum = run_jobs(threads, 0x2545f4914f6cdd1dull, worker);
     printf("alloc-test: %llu\n", sum);
-    free(jobs);
-    free(t);
     return 0;
 }

@@ -8,7 +8,6 @@
  *   malloc-thread THREADS ITERATIONS
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,10 +20,6 @@
 
 static size_t table[TABLE];
 static size_t iterations;
-
-/* Each thread's seed and checksum live in its locals while it runs: the
- * jobs sit side by side in one cache line. */
-struct job { uint64_t seed; unsigned long long sum; };
 
 static void *worker(void *arg) {
     struct job *j = arg;
@@ -54,19 +49,7 @@ int main(int argc, char **argv) {
         double u = (i + 0.5) / TABLE;
         table[i] = (size_t)(MIN_SIZE * pow((double)MAX_SIZE / MIN_SIZE, u));
     }
-    pthread_t *t = calloc(threads, sizeof *t);
-    struct job *jobs = calloc(threads, sizeof *jobs);
-    for (int i = 0; i < threads; i++) {
-        jobs[i].seed = 0x9e3779b97f4a7c15ull * (i + 1);
-        pthread_create(&t[i], 0, worker, &jobs[i]);
-    }
-    unsigned long long sum = 0;
-    for (int i = 0; i < threads; i++) {
-        pthread_join(t[i], 0);
-        sum += jobs[i].sum;
-    }
+    unsigned long long sum = run_jobs(threads, 0x9e3779b97f4a7c15ull, worker);
     printf("malloc-thread: %llu\n", sum);
-    free(jobs);
-    free(t);
     return 0;
 }
