@@ -326,18 +326,52 @@ pub fn parse<'a>(text: &'a [u8], warn: &mut dyn FnMut(ConfProblem<'a>)) -> Arena
     conf
 }
 
+/// [`from_env`]'s progress: nothing read yet, a thread parsing, [`PARSED`]
+/// ready.
+static ENV_STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(NONE);
+const NONE: u8 = 0;
+const PARSING: u8 = 1;
+const READY: u8 = 2;
+
+/// [`from_env`]'s result, once [`ENV_STATE`] is [`READY`].
+struct Parsed(core::cell::UnsafeCell<ArenaConf>);
+// SAFETY: written once, by the thread that moved ENV_STATE from NONE to
+// PARSING, before it publishes READY (Release); read only after READY is
+// seen (Acquire).
+unsafe impl Sync for Parsed {}
+static PARSED: Parsed = Parsed(core::cell::UnsafeCell::new(DEFAULT));
+
 /// The options of the `HOTPOOL_CONF` environment variable, parsed once
 /// (warnings go to stderr then); later calls return the same values.
 /// Allocation-free, so the arena allocator may call it while starting.
+///
+/// Never waits: a caller that finds another thread parsing parses the
+/// variable again itself, without warnings. A `OnceLock` here hung fork
+/// children: a thread of the parent caught inside its initialisation left
+/// it "running" for ever in the child, whose first allocator or pool call
+/// then waited on it (tests/fork.rs lost about one child in 200).
 pub(crate) fn from_env() -> ArenaConf {
-    static ENV: std::sync::OnceLock<ArenaConf> = std::sync::OnceLock::new();
-    *ENV.get_or_init(|| {
+    use core::sync::atomic::Ordering::{Acquire, Release};
+
+    fn read(warn: &mut dyn FnMut(ConfProblem<'_>)) -> ArenaConf {
         let mut conf = DEFAULT;
-        crate::sys::with_env(c"HOTPOOL_CONF", |text| {
-            conf = parse(text, &mut warn_stderr);
-        });
+        crate::sys::with_env(c"HOTPOOL_CONF", |text| conf = parse(text, warn));
         conf
-    })
+    }
+
+    match ENV_STATE.compare_exchange(NONE, PARSING, Acquire, Acquire) {
+        Ok(_) => {
+            let conf = read(&mut warn_stderr);
+            // SAFETY: this thread alone moved ENV_STATE to PARSING; no reader
+            // looks before READY.
+            unsafe { *PARSED.0.get() = conf };
+            ENV_STATE.store(READY, Release);
+            conf
+        }
+        // SAFETY: READY was published after the value was written.
+        Err(READY) => unsafe { *PARSED.0.get() },
+        Err(_) => read(&mut |_| {}),
+    }
 }
 
 /// Writes one line about `problem` to stderr with `write(2)` from a fixed
@@ -374,6 +408,19 @@ pub(crate) fn warn_stderr(problem: ConfProblem<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parse that a vanished thread left running (a fork child's view
+    /// of a parent thread caught inside it) does not make callers wait:
+    /// they parse again, to the same values.
+    #[test]
+    fn a_parse_left_running_does_not_block_callers() {
+        use core::sync::atomic::Ordering::AcqRel;
+        let ready = from_env();
+        let saved = ENV_STATE.swap(PARSING, AcqRel);
+        let again = from_env();
+        ENV_STATE.store(saved, core::sync::atomic::Ordering::Release);
+        assert_eq!(again, ready);
+    }
 
     #[test]
     fn full_string_parses() {
