@@ -57,7 +57,7 @@ ASAN_SKIP=(--skip four_million_objects_cost_their_payload_and_trim_returns_the_p
 # files have not been timed to the end; `scripts/sanitize.sh miri-all`
 # runs them by hand (Stacked Borrows).
 MIRI_TESTS=(--lib --test pool --test pool_aliasing --test handles
-  --test handle_parity --test pooled_unsized --test arena_unsized)
+  --test handle_parity --test pooled_unsized --test arena_unsized --test huge_reuse)
 MIRI_ALL=("${MIRI_TESTS[@]}" --test arena --test arena_global --test model)
 # Miri's isolation stays on: nothing it checks reads the host's files or
 # clock (sys.rs under cfg(miri) answers the resident set itself).

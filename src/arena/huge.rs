@@ -21,10 +21,31 @@ pub(crate) static HUGE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) static HUGE_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
+/// The most bytes of huge blocks ever in use at once (`HUGE_BYTES`'s
+/// peak): freed mappings are kept ([`super::huge_cache`]) only while kept
+/// and used bytes together stay below it, so keeping pages for reuse never
+/// lifts the program's peak; kept pages still go back after `decay_ms`.
+static HUGE_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts `n` more bytes of huge blocks in use, and their peak.
+fn count_in_use(n: usize) {
+    let now = HUGE_BYTES.fetch_add(n, Relaxed) + n;
+    HUGE_PEAK.fetch_max(now, Relaxed);
+}
+
+/// What the cache may keep in all now: the peak's excess over what is in
+/// use, plus a chunk for the blocks' header pages (the peak counts the
+/// objects' bytes, a kept mapping its header too).
+fn cache_room() -> usize {
+    let peak = HUGE_PEAK.load(Relaxed) + CHUNK;
+    peak.saturating_sub(HUGE_BYTES.load(Relaxed))
+}
+
 /// Maps a huge block: `size` bytes aligned to `align`, with its header;
 /// zeroed when `zero`. A mapping kept by [`super::huge_cache`] is reused
-/// when one is long enough; `growing` (a `realloc` that grows) keeps all of
-/// it, up to four times the size, as room to grow in place.
+/// when one is long enough (with `growing`, a `realloc` that grows, the
+/// longest: its tail is room to grow in place); else a new mapping is
+/// filled with kept pages where there are some ([`fill_from_kept`]).
 pub(crate) fn huge_alloc(
     size: usize,
     align: usize,
@@ -55,61 +76,58 @@ pub(crate) fn huge_alloc(
     };
     HUGE_MAPPED.fetch_add(obj + usable - hdr, Relaxed);
     if align < CHUNK && !zero {
-        adopt_kept(hdr, obj + usable - hdr);
+        fill_from_kept(hdr, obj + usable - hdr, 2);
     }
     huge_publish(hdr, obj, usable)
 }
 
 /// The unused tail `tail..tail + len` of a kept mapping that served a
-/// shorter request: moved to a CHUNK-aligned place of its own and kept
-/// (its pages stay resident for the next request), or unmapped when that
-/// fails or the cache does not take it.
+/// shorter request: kept where it is, to lend its resident pages
+/// ([`fill_from_kept`]), or unmapped when the cache does not take it.
 fn keep_tail(tail: usize, len: usize) {
-    if len >= CHUNK {
-        if let Some(dest) = sys::map_aligned(len, CHUNK, 0) {
-            let dest = dest.as_ptr();
-            // SAFETY: the tail is the unused end of a mapping of ours;
-            // `dest` is a fresh mapping of `len` bytes.
-            if unsafe { sys::remap_onto(tail as *mut u8, len, dest) } {
-                match super::huge_cache::put(dest as usize, len, sys::now_ms(), decay_ms()) {
-                    Some(evicted) => {
-                        HUGE_MAPPED.fetch_sub(evicted, Relaxed);
-                    }
-                    None => {
-                        // SAFETY: the moved tail is ours and unused.
-                        unsafe { sys::unmap_range(dest, len) };
-                        HUGE_MAPPED.fetch_sub(len, Relaxed);
-                    }
-                }
-                return;
-            }
-            // SAFETY: the fresh mapping is ours and unused.
-            unsafe { sys::unmap_range(dest, len) };
+    match super::huge_cache::put(tail, len, sys::now_ms(), decay_ms(), cache_room()) {
+        Some(evicted) => {
+            HUGE_MAPPED.fetch_sub(evicted, Relaxed);
+        }
+        None => {
+            // SAFETY: the tail of a mapping we own and nobody uses.
+            unsafe { sys::unmap_range(tail as *mut u8, len) };
+            HUGE_MAPPED.fetch_sub(len, Relaxed);
         }
     }
-    // SAFETY: the tail of a mapping we own and nobody uses.
-    unsafe { sys::unmap_range(tail as *mut u8, len) };
-    HUGE_MAPPED.fetch_sub(len, Relaxed);
 }
 
-/// Moves the resident pages of the longest kept mapping (shorter than
-/// `len`, or it would have been reused whole) to the head of the new
-/// mapping `hdr..hdr + len`, so that only the rest faults in: what glibc
-/// gets by merging freed neighbours in its heap. A new block of 24 MiB
-/// after frees of 16 MiB ones touches 8 MiB of fresh pages, not 24.
-fn adopt_kept(hdr: usize, len: usize) {
-    let Some((base, kept)) = super::huge_cache::take_longest() else {
-        return;
-    };
-    // SAFETY: the kept mapping is ours and unused (taken from the cache
-    // under its lock); `hdr..hdr + kept` lies in the new mapping (kept <
-    // len), which nobody uses yet.
-    let moved = kept < len && unsafe { sys::remap_onto(base as *mut u8, kept, hdr as *mut u8) };
-    if !moved {
-        // SAFETY: as above; the kept mapping is given up.
-        unsafe { sys::unmap_range(base as *mut u8, kept) };
+/// Fills `dst..dst + len`, untouched pages of a mapping of ours that
+/// nobody uses yet, with resident pages of kept mappings moved there
+/// (`mremap`), so that only the rest faults in: what glibc gets by reusing
+/// its heap. A new block of 24 MiB after frees of 16 MiB ones, or a buffer
+/// growing from 8 to 16 MiB, touches no fresh page while enough is kept.
+/// At most `pieces` moves (each splits mappings, and a move costs about
+/// what faulting in a few hundred pages does); for the part left to fault
+/// in, as many kept bytes are unmapped, so that kept and used pages
+/// together do not grow. A failed move gives its piece up and stops.
+fn fill_from_kept(dst: usize, len: usize, pieces: usize) {
+    let mut done = 0;
+    for _ in 0..pieces {
+        if done == len {
+            return;
+        }
+        let Some((base, n)) = super::huge_cache::take_piece(len - done) else {
+            return;
+        };
+        HUGE_MAPPED.fetch_sub(n, Relaxed);
+        // SAFETY: the piece is kept pages of ours that nobody uses (taken
+        // from the cache under its lock), at most `len - done` bytes;
+        // `dst + done..dst + done + n` lies in the caller's untouched range.
+        if !unsafe { sys::remap_onto(base as *mut u8, n, (dst + done) as *mut u8) } {
+            // SAFETY: as above; the piece is given up.
+            unsafe { sys::unmap_range(base as *mut u8, n) };
+            return;
+        }
+        done += n;
     }
-    HUGE_MAPPED.fetch_sub(kept, Relaxed);
+    let gone = super::huge_cache::release(len - done);
+    HUGE_MAPPED.fetch_sub(gone, Relaxed);
 }
 
 /// Writes the header of the huge block `hdr..obj + usable` (a mapping of
@@ -130,7 +148,7 @@ fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
     if stats_enabled() {
         HUGE_NMALLOC.fetch_add(1, Relaxed);
     }
-    HUGE_BYTES.fetch_add(usable, Relaxed);
+    count_in_use(usable);
     if prof_enabled() {
         super::prof::on_alloc(obj as *mut u8, usable);
     }
@@ -142,11 +160,12 @@ fn huge_publish(hdr: usize, obj: usize, usable: usize) -> Option<NonNull<u8>> {
 /// a kept mapping; `None` when no kept mapping is long enough.
 fn huge_reuse(usable: usize, off: usize, zero: bool, growing: bool) -> Option<NonNull<u8>> {
     let need = off.checked_add(usable)?;
-    let (base, len) = super::huge_cache::take(need)?;
-    // Keep the whole mapping when the excess is within the quarter steps
-    // of `huge_resize`, or is room for a growing buffer; else the excess
-    // is kept apart (`keep_tail`) for the next request.
-    let keep = if len - need <= need || growing && len / 4 <= need {
+    let (base, len) = super::huge_cache::take(need, growing)?;
+    // The excess stays kept where it is (`keep_tail`: no system call), for
+    // the next request, or for this block to grow over (`huge_resize`),
+    // unless it is small: pages a block holds beyond its request count as
+    // in use, and lift the peak that bounds what is kept.
+    let keep = if len - need <= need / 2 {
         len
     } else {
         keep_tail(base + need, len - need);
@@ -183,7 +202,7 @@ pub(crate) unsafe fn huge_free(h: *mut HugeHeader, keep: bool) {
     HUGE_BYTES.fetch_sub(usable, Relaxed);
     let now = sys::now_ms();
     let kept = if keep && base as usize % CHUNK == 0 {
-        super::huge_cache::put(base as usize, len, now, decay_ms())
+        super::huge_cache::put(base as usize, len, now, decay_ms(), cache_room())
     } else {
         None
     };
@@ -225,22 +244,8 @@ pub(super) unsafe fn huge_move(h: *mut HugeHeader, new: usize) -> Option<NonNull
     }
     // Grow by at least a quarter, as `huge_resize` does in place.
     let want = need.max((have + have / 4 + PAGE - 1) & !(PAGE - 1));
-    let mut total = off.checked_add(want)?;
-    // A kept mapping long enough is the best destination: its pages past
-    // the moved ones are resident already.
-    let dest = match super::huge_cache::take(total) {
-        Some((kept, len)) => {
-            if len - total <= total {
-                total = len;
-            } else {
-                keep_tail(kept + total, len - total);
-            }
-            HUGE_MAPPED.fetch_sub(total, Relaxed);
-            kept as *mut u8
-        }
-        None => sys::map_aligned(total, CHUNK, 0)?.as_ptr(),
-    };
-    let want = total - off;
+    let total = off.checked_add(want)?;
+    let dest = sys::map_aligned(total, CHUNK, 0)?.as_ptr();
     // SAFETY: the registry entry is the live block's; it is added again
     // below at whichever address the block ends up.
     unsafe { super::registry::remove_huge(h) };
@@ -253,7 +258,8 @@ pub(super) unsafe fn huge_move(h: *mut HugeHeader, new: usize) -> Option<NonNull
         return None;
     }
     HUGE_MAPPED.fetch_add(total - len, Relaxed);
-    HUGE_BYTES.fetch_add(want - have, Relaxed);
+    count_in_use(want - have);
+    fill_from_kept(dest as usize + len, total - len, usize::MAX);
     let h = dest.cast::<HugeHeader>();
     // SAFETY: the header page moved with the block to `dest`.
     unsafe {
@@ -278,7 +284,8 @@ pub(crate) fn huge_purge(now: u64) {
 }
 
 /// Resizes a huge block in place: shrinks by unmapping its tail, grows with
-/// `mremap` when the address space after it is free. Like the size
+/// `mremap` when the address space after it is free (with kept pages moved
+/// into the new part, [`fill_from_kept`]). Like the size
 /// classes, sizes move in steps of a quarter: a block keeps its pages for
 /// any size down to three quarters of them, and grows by at least a
 /// quarter (exactly as asked if that much room is not there), so a buffer
@@ -300,7 +307,20 @@ pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
             need
         } else {
             let step = (have + have / 4 + PAGE - 1) & !(PAGE - 1);
-            let grow = |to: usize| sys::remap_in_place(base, len, len + (to - have));
+            let grow = |to: usize| {
+                // The block's own kept tail, if it still follows it, is
+                // the same mapping: growing over it is bookkeeping.
+                let end = base as usize + len;
+                if super::huge_cache::take_front(end, to - have) {
+                    HUGE_MAPPED.fetch_sub(to - have, Relaxed);
+                    return true;
+                }
+                let grown = sys::remap_in_place(base, len, len + (to - have));
+                if grown {
+                    fill_from_kept(end, to - have, usize::MAX);
+                }
+                grown
+            };
             if need < step && grow(step) {
                 step
             } else if grow(need) {
@@ -311,8 +331,11 @@ pub(super) unsafe fn huge_resize(h: *mut HugeHeader, new: usize) -> bool {
         };
         (*h).usable = want;
         (*h).map_len = len - have + want;
-        HUGE_BYTES.fetch_add(want, Relaxed);
-        HUGE_BYTES.fetch_sub(have, Relaxed);
+        if want > have {
+            count_in_use(want - have);
+        } else {
+            HUGE_BYTES.fetch_sub(have - want, Relaxed);
+        }
         HUGE_MAPPED.fetch_add(want, Relaxed);
         HUGE_MAPPED.fetch_sub(have, Relaxed);
         if prof_enabled() {

@@ -6,14 +6,20 @@
 //! buffers over and over (a string builder, a message batcher) spent a
 //! third of its time in the kernel's page-fault path.
 //!
-//! * Only mappings of the common shape are kept: header page at a
-//!   CHUNK-aligned base, object after it (alignment below CHUNK); at most
-//!   [`SLOTS`] of them and [`MAX_BYTES`] in all, the oldest evicted first.
-//! * A request takes the shortest kept mapping long enough; when that is
-//!   over twice the request, the tail is moved (`mremap`, pages stay
-//!   resident) to an aligned place of its own and kept. When none is long
-//!   enough, the longest one's pages are moved to the head of the new
-//!   mapping, so only the rest faults in (`huge::adopt_kept`).
+//! * A freed mapping of the common shape (header page at a CHUNK-aligned
+//!   base, object after it, alignment below CHUNK, at most [`MAX_ENTRY`])
+//!   is kept; at most [`SLOTS`] entries, and no more bytes than the caller
+//!   allows (`huge.rs`: what huge blocks in use are below their peak, so
+//!   that kept and used pages together stay under the program's own peak);
+//!   the oldest entries go first, the last one cut to fit.
+//! * A request takes the shortest aligned entry long enough ([`take`]);
+//!   the unused tail of a much longer one stays where it is, kept as an
+//!   entry of its own (not aligned: it can only lend its pages).
+//! * Any entry lends its pages ([`take_piece`]): a new mapping, or the
+//!   pages a block grows by, are filled with kept pages moved there
+//!   (`mremap`: they stay resident), taken from the end of the shortest
+//!   entry long enough, else whole entries, longest first
+//!   (`huge::fill_from_kept`). Only what no entry covers faults in.
 //! * A kept mapping is unmapped once it has been free for `decay_ms` (at the
 //!   next huge operation, activity tick, background purge or `trim`); with
 //!   `decay_ms` 0 nothing is kept.
@@ -23,18 +29,18 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::chunk::CHUNK;
 use super::lock::SpinLock;
 use crate::sys;
 
-/// Most mappings kept. Eight: a program cycling a few dozen buffers of
-/// 1-32 MiB (`hotpool-malloc/bench/large.c`) finds one to reuse most of the
-/// time; a freed tail of one is kept as its own entry.
-const SLOTS: usize = 8;
-/// Most bytes kept in all, and the longest mapping kept: 64 MiB, the most
-/// free memory glibc keeps at the top of its heap (twice its largest mmap
-/// threshold). On `large.c`, 128 MiB ran no faster and raised peak RSS
-/// above glibc's; 16 MiB (two slots) faulted in every page again.
-const MAX_BYTES: usize = 64 << 20;
+/// Most entries kept: freed mappings and the unused tails of longer ones.
+/// Sixteen: a program cycling a few dozen buffers of 1-32 MiB
+/// (`hotpool-malloc/bench/large.c`) finds pages to reuse for nearly every
+/// new one.
+const SLOTS: usize = 16;
+/// The longest mapping kept: 64 MiB, the most free memory glibc keeps at
+/// the top of its heap (twice its largest mmap threshold).
+const MAX_ENTRY: usize = 64 << 20;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -65,6 +71,29 @@ impl Cache {
         self.bytes -= out.len;
         out
     }
+
+    /// Evicts the oldest entries (the last one cut to fit) until at most
+    /// `bytes` are kept, into `out`; returns how many ranges it put there:
+    /// at most the entries whole and a cut of one more.
+    fn cut(&mut self, bytes: usize, out: &mut [Entry]) -> usize {
+        let mut nout = 0;
+        while self.bytes > bytes {
+            let excess = self.bytes - bytes;
+            out[nout] = if self.e[0].len <= excess {
+                self.remove(0)
+            } else {
+                self.e[0].len -= excess;
+                self.bytes -= excess;
+                Entry {
+                    base: self.e[0].base + self.e[0].len,
+                    len: excess,
+                    freed_at: 0,
+                }
+            };
+            nout += 1;
+        }
+        nout
+    }
 }
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
@@ -77,34 +106,39 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
 /// empty cache).
 pub(crate) static KEPT: AtomicUsize = AtomicUsize::new(0);
 
-/// Unmaps up to `SLOTS + 1` evicted entries, outside the lock; returns the
+/// Unmaps up to `SLOTS + 1` evicted ranges, outside the lock; returns the
 /// bytes unmapped.
 fn unmap_all(out: &[Entry]) -> usize {
     let mut bytes = 0;
     for e in out {
-        // SAFETY: an entry is a whole mapping of ours, removed from the
-        // cache under its lock: no one else can hand it out.
+        // SAFETY: an entry (or the cut end of one) is pages of ours,
+        // removed from the cache under its lock: no one else can hand them
+        // out.
         unsafe { sys::unmap_range(e.base as *mut u8, e.len) };
         bytes += e.len;
     }
     bytes
 }
 
-/// Keeps the freed mapping `base..base + len` (CHUNK-aligned base) and
-/// returns the bytes of older mappings it unmapped to make room; `None`
-/// (the caller unmaps it) when it is not kept.
-pub(crate) fn put(base: usize, len: usize, now: u64, decay_ms: i64) -> Option<usize> {
-    if decay_ms == 0 || len > MAX_BYTES {
+/// Keeps the freed range `base..base + len` (pages of a mapping of ours),
+/// with the cache holding at most `room` bytes in all, and returns the
+/// bytes of older entries it unmapped to make room; `None` (the caller
+/// unmaps it) when it is not kept. Only an entry with a CHUNK-aligned base
+/// can become a block again ([`take`]); any lends its pages
+/// ([`take_piece`]).
+pub(crate) fn put(base: usize, len: usize, now: u64, decay_ms: i64, room: usize) -> Option<usize> {
+    if decay_ms == 0 || len > MAX_ENTRY || len > room {
         return None;
     }
-    let mut out = [EMPTY; SLOTS];
+    let mut out = [EMPTY; SLOTS + 1];
     let mut nout = 0;
     {
         let mut c = CACHE.lock();
-        while c.n == SLOTS || c.bytes + len > MAX_BYTES {
+        if c.n == SLOTS {
             out[nout] = c.remove(0);
             nout += 1;
         }
+        nout += c.cut(room - len, &mut out[nout..]);
         let n = c.n;
         c.e[n] = Entry {
             base,
@@ -118,33 +152,96 @@ pub(crate) fn put(base: usize, len: usize, now: u64, decay_ms: i64) -> Option<us
     Some(unmap_all(&out[..nout]))
 }
 
-/// Takes the smallest kept mapping of at least `min_len` bytes, as
-/// `(base, len)`.
-pub(crate) fn take(min_len: usize) -> Option<(usize, usize)> {
+/// Takes a kept entry of at least `min_len` bytes with a CHUNK-aligned
+/// base (a huge block's header goes there), as `(base, len)`: the
+/// shortest, or with `longest` (a buffer growing by `realloc`, which is
+/// likely to grow on over the entry's tail) the longest.
+pub(crate) fn take(min_len: usize, longest: bool) -> Option<(usize, usize)> {
     if KEPT.load(Relaxed) < min_len {
         return None;
     }
     let mut c = CACHE.lock();
-    let best = (0..c.n)
-        .filter(|&i| c.e[i].len >= min_len)
-        .min_by_key(|&i| c.e[i].len)?;
+    let fits = (0..c.n).filter(|&i| c.e[i].len >= min_len && c.e[i].base % CHUNK == 0);
+    let best = if longest {
+        fits.max_by_key(|&i| c.e[i].len)
+    } else {
+        fits.min_by_key(|&i| c.e[i].len)
+    }?;
     let e = c.remove(best);
     KEPT.store(c.bytes, Relaxed);
     Some((e.base, e.len))
 }
 
-/// Takes the longest kept mapping, as `(base, len)` (when none is long
-/// enough for a request, its resident pages can still serve the head of a
-/// new mapping: see `huge::adopt_kept`).
-pub(crate) fn take_longest() -> Option<(usize, usize)> {
-    if KEPT.load(Relaxed) == 0 {
+/// Takes at most `max` bytes of kept pages, as `(addr, len)`: the last
+/// `max` bytes of the shortest entry at least that long (its head stays
+/// kept), else the longest entry whole; `None` when nothing is kept.
+pub(crate) fn take_piece(max: usize) -> Option<(usize, usize)> {
+    if KEPT.load(Relaxed) == 0 || max == 0 {
         return None;
     }
     let mut c = CACHE.lock();
-    let best = (0..c.n).max_by_key(|&i| c.e[i].len)?;
-    let e = c.remove(best);
+    let fit = (0..c.n)
+        .filter(|&i| c.e[i].len >= max)
+        .min_by_key(|&i| c.e[i].len);
+    let piece = match fit {
+        Some(i) if c.e[i].len > max => {
+            c.e[i].len -= max;
+            c.bytes -= max;
+            (c.e[i].base + c.e[i].len, max)
+        }
+        Some(i) => {
+            let e = c.remove(i);
+            (e.base, e.len)
+        }
+        None => {
+            let i = (0..c.n).max_by_key(|&i| c.e[i].len)?;
+            let e = c.remove(i);
+            (e.base, e.len)
+        }
+    };
     KEPT.store(c.bytes, Relaxed);
-    Some((e.base, e.len))
+    Some(piece)
+}
+
+/// Unmaps the oldest `bytes` kept (fewer when fewer are kept); returns
+/// the bytes unmapped. For a new block that faulted pages in while pages
+/// were still kept: kept and used pages together stay where they were.
+pub(crate) fn release(bytes: usize) -> usize {
+    if KEPT.load(Relaxed) == 0 {
+        return 0;
+    }
+    let mut out = [EMPTY; SLOTS + 1];
+    let nout = {
+        let mut c = CACHE.lock();
+        let keep = c.bytes.saturating_sub(bytes);
+        let nout = c.cut(keep, &mut out);
+        KEPT.store(c.bytes, Relaxed);
+        nout
+    };
+    unmap_all(&out[..nout])
+}
+
+/// Takes the first `len` bytes of the entry that starts at `addr` (the
+/// kept tail of the block that ends there, which can then grow over them
+/// without a system call: they are the same mapping); whether there was
+/// one that long.
+pub(crate) fn take_front(addr: usize, len: usize) -> bool {
+    if KEPT.load(Relaxed) < len {
+        return false;
+    }
+    let mut c = CACHE.lock();
+    let Some(i) = (0..c.n).find(|&i| c.e[i].base == addr && c.e[i].len >= len) else {
+        return false;
+    };
+    if c.e[i].len == len {
+        c.remove(i);
+    } else {
+        c.e[i].base += len;
+        c.e[i].len -= len;
+        c.bytes -= len;
+    }
+    KEPT.store(c.bytes, Relaxed);
+    true
 }
 
 /// Unmaps the mappings free for at least `decay_ms` (all of them with
