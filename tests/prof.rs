@@ -426,10 +426,14 @@ fn child_frees_sampled_objects_every_way() {
     }
     drop(blocks);
     let after = promoted_class(&hotpool::arena::stats().classes);
-    // The statistics vector is live while it is read, and is itself a
-    // sample in a promoted run or not: one or two either way.
+    // The class counts every block of its size in the process, not only
+    // this test's samples: the statistics vector is live while it is read
+    // and may itself be a sample in a promoted run, and so may blocks of
+    // the harness's and the purger's threads at either read (CI saw
+    // 7 -> 10 once in some hundreds of runs, under load). A free path that
+    // leaked its samples' runs would leave a third of the 100 or more.
     assert!(
-        after.current.abs_diff(before.current) <= 2,
+        after.current.abs_diff(before.current) <= 8,
         "page runs of samples left behind: {} -> {}",
         before.current,
         after.current
