@@ -24,7 +24,7 @@ TSAN_TESTS=(--features fault-injection --lib --test pool --test handles
   --test global_hotalloc --test arena --test arena_global --test arena_unsized
   --test model --test panic_safety --test faults --test pool_aliasing
   --test handle_parity --test pooled_unsized --test pool_caps --test prometheus
-  --test quiet_thread)
+  --test quiet_thread --test depot_nudge)
 # Under TSan a child process that aborts takes over ten seconds to die
 # (TSan's handling of the deadly signal); pool_caps' abort test starts one
 # and has no threads of its own, so TSan skips it.

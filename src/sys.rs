@@ -388,16 +388,43 @@ pub(crate) fn yield_now() {
     unsafe { libc::sched_yield() };
 }
 
-/// Sleeps the calling thread for `ms` milliseconds.
+/// Waits at most `ms` milliseconds while `word` holds `expected`
+/// (`FUTEX_WAIT`): returns at once if it does not, early when
+/// [`wake_one`] is called on it or a signal arrives.
 #[cfg(target_os = "linux")]
-pub(crate) fn sleep_ms(ms: u64) {
+pub(crate) fn wait_ms(word: &core::sync::atomic::AtomicU32, expected: u32, ms: u64) {
     let ts = libc::timespec {
         // `as _`: `time_t` is deprecated on musl (its width will change).
         tv_sec: (ms / 1000) as _,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
-    // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+    // SAFETY: `word` is a live, aligned 32-bit word for the whole call;
+    // `ts` is a valid relative timeout; the unused arguments are ignored
+    // by FUTEX_WAIT.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+}
+
+/// Wakes a thread in [`wait_ms`] on `word`, if there is one.
+#[cfg(target_os = "linux")]
+pub(crate) fn wake_one(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a live, aligned 32-bit word; FUTEX_WAKE only reads
+    // its address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        )
+    };
 }
 
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that

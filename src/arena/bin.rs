@@ -194,6 +194,27 @@ impl Arena {
     /// take up to 64 objects at a time (and move the rest down), not while
     /// they go to their slabs. Once a purger round: the moves cost little.
     pub(crate) fn depot_drain(&self, all: bool) {
+        if all {
+            self.drain_depots(|n, _, _| n, true);
+        } else {
+            self.drain_depots(|_, low, _| low, true);
+        }
+    }
+
+    /// Returns to the slabs the older half of every depot more than three
+    /// quarters full (the purger, nudged by a thread cache that found one
+    /// full: [`super::purge::nudge`]); the low-water marks stand.
+    pub(crate) fn depot_halve_full(&self) {
+        self.drain_depots(
+            |n, _, cap| if n > cap / 4 * 3 { n - cap / 2 } else { 0 },
+            false,
+        );
+    }
+
+    /// Returns the `pick(n, low, cap)` least recently parked objects of
+    /// each depot (`n` held, `low` its low-water mark, `cap` its capacity)
+    /// to the slabs; with `restart`, the marks restart at what is left.
+    fn drain_depots(&self, pick: impl Fn(usize, usize, usize) -> usize, restart: bool) {
         const STEP: usize = 64;
         let mut out = [null_mut::<u8>(); STEP];
         for c in 0..NSMALL {
@@ -202,10 +223,14 @@ impl Arena {
                 let k = {
                     let mut bin = self.bins[c].0.lock();
                     let n = bin.depot_n as usize;
-                    let want = *left.get_or_insert(if all { n } else { bin.depot_low as usize });
+                    let want = *left.get_or_insert_with(|| {
+                        pick(n, bin.depot_low as usize, depot_cap(c)).min(n)
+                    });
                     let k = want.min(n).min(STEP);
                     if k == 0 {
-                        bin.depot_low = n as u32;
+                        if restart {
+                            bin.depot_low = n as u32;
+                        }
                         break;
                     }
                     // The bottom `k` go, the rest moves down (in order:

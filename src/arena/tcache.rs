@@ -876,7 +876,13 @@ unsafe fn drop_newest(tc: *mut Tcache, c: usize, k: u16) {
     unsafe {
         let parked = c < NSMALL
             && match single_owner(batch) {
-                Some(a) => a.depot_put(c, batch),
+                Some(a) => {
+                    let parked = a.depot_put(c, batch);
+                    if !parked {
+                        super::purge::nudge();
+                    }
+                    parked
+                }
                 None => false,
             };
         if !parked {
