@@ -265,16 +265,18 @@ pub(crate) unsafe fn remap_in_place(ptr: *mut u8, old: usize, new: usize) -> boo
     raw != libc::MAP_FAILED
 }
 
-/// Moves the pages of mapping `old..old+len` to `new..new+len`, which
-/// must be part of another mapping of ours (replaced there), with
-/// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`: resident pages move without
-/// being copied or faulted in again. The old range is unmapped on success;
-/// on failure nothing changed.
+/// Moves the pages of `old..old+len` (a whole mapping, or a part of one)
+/// to `new..new+len`, which must be part of another mapping of ours
+/// (replaced there), with `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`:
+/// resident pages move without being copied or faulted in again. The old
+/// range is unmapped on success; on failure (a range over several
+/// mappings, before Linux 6.17; out of mappings) nothing changed.
 ///
 /// # Safety
 ///
-/// `old..old+len` is one mapping of ours that nobody uses; `new..new+len`
-/// is within a mapping of ours that nobody uses; both page-aligned.
+/// `old..old+len` lies in mappings of ours that nobody uses;
+/// `new..new+len` is within a mapping of ours that nobody uses; both
+/// page-aligned.
 #[cfg(target_os = "linux")]
 #[cfg(not(loom))]
 #[cfg_attr(miri, allow(unreachable_code, unused_variables))]
