@@ -148,3 +148,78 @@ fn a_block_grows_over_its_own_kept_tail_without_moving() {
         a.dealloc(q, lay(4 * MIB));
     }
 }
+
+/// Four threads allocate, grow, shrink and free huge blocks of 1-25 MiB
+/// at random, sharing the kept mappings; every page of every block keeps
+/// what its owner wrote until the owner frees it.
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of MiB of blocks")]
+fn threads_sharing_kept_mappings_never_see_each_others_pages() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let a = HotAlloc;
+                let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(t + 1);
+                let mut rng = move || {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as usize
+                };
+                let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
+                for i in 0..600usize {
+                    let seed = (i as u8) ^ t.wrapping_mul(64);
+                    // SAFETY: every block is used within its size and
+                    // freed once with its layout.
+                    unsafe {
+                        match rng() % 3 {
+                            _ if live.len() < 4 => {
+                                let size = MIB + rng() % (24 * MIB);
+                                let p = a.alloc(lay(size));
+                                assert!(!p.is_null());
+                                write_pages(p, 0, size, seed);
+                                live.push((p, size, seed));
+                            }
+                            0 => {
+                                let (p, size, seed) = live.swap_remove(rng() % live.len());
+                                check_pages(p, size, seed);
+                                a.dealloc(p, lay(size));
+                            }
+                            _ => {
+                                let k = rng() % live.len();
+                                let (p, size, seed) = live[k];
+                                let new = if rng() % 4 == 0 {
+                                    size / 2 + PAGE
+                                } else {
+                                    size + rng() % (8 * MIB)
+                                };
+                                let q = a.realloc(p, lay(size), new);
+                                assert!(!q.is_null());
+                                let kept = size.min(new);
+                                check_pages(q, kept, seed);
+                                write_pages(q, kept.next_multiple_of(PAGE), new, seed);
+                                live[k] = (q, new, seed);
+                            }
+                        }
+                        if live.len() > 10 {
+                            let (p, size, seed) = live.swap_remove(0);
+                            check_pages(p, size, seed);
+                            a.dealloc(p, lay(size));
+                        }
+                    }
+                }
+                for (p, size, seed) in live {
+                    // SAFETY: as above.
+                    unsafe {
+                        check_pages(p, size, seed);
+                        a.dealloc(p, lay(size));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
