@@ -12,14 +12,17 @@
 //!   allows (`huge.rs`: what huge blocks in use are below their peak, so
 //!   that kept and used pages together stay under the program's own peak);
 //!   the oldest entries go first, the last one cut to fit.
-//! * A request takes the shortest aligned entry long enough ([`take`]);
-//!   the unused tail of a much longer one stays where it is, kept as an
-//!   entry of its own (not aligned: it can only lend its pages).
+//! * A request takes the shortest aligned entry long enough, a growing
+//!   `realloc` the longest ([`take`]); the unused tail of a much longer one
+//!   stays where it is, kept as an entry of its own (not aligned: it can
+//!   only lend its pages), and the block can grow over it again without a
+//!   system call ([`take_front`]).
 //! * Any entry lends its pages ([`take_piece`]): a new mapping, or the
 //!   pages a block grows by, are filled with kept pages moved there
 //!   (`mremap`: they stay resident), taken from the end of the shortest
 //!   entry long enough, else whole entries, longest first
-//!   (`huge::fill_from_kept`). Only what no entry covers faults in.
+//!   (`huge::fill_from_kept`); for what still faults in, as many kept bytes
+//!   are unmapped ([`release`]).
 //! * A kept mapping is unmapped once it has been free for `decay_ms` (at the
 //!   next huge operation, activity tick, background purge or `trim`); with
 //!   `decay_ms` 0 nothing is kept.
