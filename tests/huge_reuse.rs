@@ -149,6 +149,31 @@ fn a_block_grows_over_its_own_kept_tail_without_moving() {
     }
 }
 
+#[test]
+fn a_freed_block_joins_its_kept_tail_and_serves_the_whole_length_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = HotAlloc;
+    hotpool::arena::trim();
+    // SAFETY: as above.
+    unsafe {
+        let x = a.alloc(lay(8 * MIB));
+        assert!(!x.is_null());
+        write_pages(x, 0, 8 * MIB, 6);
+        a.dealloc(x, lay(8 * MIB));
+        // A shorter block from the freed mapping; its tail stays kept.
+        let p = a.alloc(lay(2 * MIB));
+        assert_eq!(p, x);
+        a.dealloc(p, lay(2 * MIB));
+        // Freed, it is one kept entry with its tail again: the whole
+        // length is served where it was, not assembled elsewhere.
+        let q = a.alloc(lay(8 * MIB));
+        assert_eq!(q, x, "the block and its tail were kept as one");
+        write_pages(q, 0, 8 * MIB, 8);
+        check_pages(q, 8 * MIB, 8);
+        a.dealloc(q, lay(8 * MIB));
+    }
+}
+
 /// Four threads allocate, grow, shrink and free huge blocks of 1-25 MiB
 /// at random, sharing the kept mappings; every page of every block keeps
 /// what its owner wrote until the owner frees it.

@@ -16,7 +16,8 @@
 //!   `realloc` the longest ([`take`]); the unused tail of a much longer one
 //!   stays where it is, kept as an entry of its own (not aligned: it can
 //!   only lend its pages), and the block can grow over it again without a
-//!   system call ([`take_front`]).
+//!   system call ([`take_front`]); freed, the block joins its kept tail
+//!   into one entry again ([`put`]).
 //! * Any entry lends its pages ([`take_piece`]): a new mapping, or the
 //!   pages a block grows by, are filled with kept pages moved there
 //!   (`mremap`: they stay resident), taken from the end of the shortest
@@ -124,7 +125,8 @@ fn unmap_all(out: &[Entry]) -> usize {
 }
 
 /// Keeps the freed range `base..base + len` (pages of a mapping of ours),
-/// with the cache holding at most `room` bytes in all, and returns the
+/// joined with a kept neighbour, with the cache holding at most `room`
+/// bytes in all (or the joined entry alone, if longer), and returns the
 /// bytes of older entries it unmapped to make room; `None` (the caller
 /// unmaps it) when it is not kept. Only an entry with a CHUNK-aligned base
 /// can become a block again ([`take`]); any lends its pages
@@ -135,13 +137,26 @@ pub(crate) fn put(base: usize, len: usize, now: u64, decay_ms: i64, room: usize)
     }
     let mut out = [EMPTY; SLOTS + 1];
     let mut nout = 0;
+    let (mut base, mut len) = (base, len);
     {
         let mut c = CACHE.lock();
+        // A kept neighbour joins it (a block's own kept tail after it, or
+        // before it the block a kept tail was cut from, when that starts
+        // a chunk and so can be a block again): one entry again, which a
+        // longer request takes whole, with no system call.
+        if let Some(i) = (0..c.n).find(|&i| c.e[i].base == base + len) {
+            len += c.remove(i).len;
+        }
+        let before = |e: &Entry| e.base + e.len == base && e.base % CHUNK == 0;
+        if let Some(i) = (0..c.n).find(|&i| before(&c.e[i])) {
+            let e = c.remove(i);
+            (base, len) = (e.base, e.len + len);
+        }
         if c.n == SLOTS {
             out[nout] = c.remove(0);
             nout += 1;
         }
-        nout += c.cut(room - len, &mut out[nout..]);
+        nout += c.cut(room.saturating_sub(len), &mut out[nout..]);
         let n = c.n;
         c.e[n] = Entry {
             base,
