@@ -322,6 +322,22 @@ pub(crate) fn spin_loop() {
     core::hint::spin_loop();
 }
 
+/// The light side of an asymmetric fence, whose heavy side is
+/// [`crate::sys::membarrier`]: no instruction, only a compiler fence, so
+/// that the memory accesses of two fast-path calls of one thread are never
+/// interleaved by the compiler (the barrier's interrupt falls between two
+/// instructions; the fence makes it fall between two calls or inside one).
+/// Under loom, a `SeqCst` fence, which with the heavy side's own gives the
+/// same guarantee in the model.
+#[cfg(target_os = "linux")]
+#[inline(always)]
+pub(crate) fn light_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
 /// The word of the arena's spin lock. Outside loom it is an `AtomicU32`;
 /// zeroed memory is a valid unlocked word either way.
 #[cfg(all(target_os = "linux", not(loom)))]

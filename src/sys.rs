@@ -429,6 +429,52 @@ pub(crate) fn wake_one(word: &core::sync::atomic::AtomicU32) {
     };
 }
 
+/// The heavy side of an asymmetric fence (light side:
+/// [`crate::sync::light_fence`]): every thread of the process that is
+/// running executes a full memory barrier before this returns
+/// (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, registered on first
+/// use and again after a `fork`, whose child starts unregistered). So a
+/// store made before the call is seen by each other thread's next
+/// instruction after its barrier, and each other thread's stores before its
+/// barrier are seen after the call. False when there is no such barrier
+/// (a kernel before 4.14, a sandbox that forbids it, or a build for
+/// ThreadSanitizer, which cannot see it): the caller must then do without.
+#[cfg(target_os = "linux")]
+#[cfg(not(any(loom, miri, hotpool_tsan)))]
+pub(crate) fn membarrier() -> bool {
+    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+    let barrier = || {
+        // SAFETY: membarrier takes a command and flags by value and touches
+        // no memory of ours.
+        unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0) == 0 }
+    };
+    if barrier() {
+        return true;
+    }
+    // Not registered yet (EPERM): register, then try once more.
+    // SAFETY: as above.
+    let registered =
+        unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0) == 0 };
+    registered && barrier()
+}
+
+/// Under Miri and ThreadSanitizer: no barrier they could see.
+#[cfg(target_os = "linux")]
+#[cfg(all(not(loom), any(miri, hotpool_tsan)))]
+pub(crate) fn membarrier() -> bool {
+    false
+}
+
+/// Under loom: a `SeqCst` fence, which with the light side's
+/// ([`crate::sync::light_fence`]) gives the barrier's guarantee in the
+/// model.
+#[cfg(loom)]
+pub(crate) fn membarrier() -> bool {
+    loom::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    true
+}
+
 /// Creates a pthread key whose `dtor` runs at thread exit for threads that
 /// set a non-null value. Returns `None` if the system is out of keys.
 #[cfg(target_os = "linux")]
