@@ -358,6 +358,19 @@ pub(crate) fn track_write(addr: *const u8) {
 #[cfg(loom)]
 pub(crate) use loom_arena::{exited_threads, LockWord};
 
+/// Atomics in the arena's raw (zeroed) metadata that loom must see: a
+/// thread cache's stack heights and bounds, which the owning thread's fast
+/// paths read and write and the purger's reclaim writes
+/// (`arena::tcache`). Outside loom, plain atomics (zero is a valid value);
+/// under loom, words in the execution's table, as [`LockWord`].
+#[cfg(all(target_os = "linux", not(loom)))]
+pub(crate) type RawU32 = core::sync::atomic::AtomicU32;
+/// See [`RawU32`].
+#[cfg(all(target_os = "linux", not(loom)))]
+pub(crate) type RawU16 = core::sync::atomic::AtomicU16;
+#[cfg(loom)]
+pub(crate) use loom_arena::{LockWord as RawU32, RawU16};
+
 /// The arena's state that loom must see, kept per loom execution: the lock
 /// words (loom atomics), access trackers (loom cells) for lock-guarded
 /// memory, the thread-exit hook and the memory "mapped" in the execution.
@@ -454,6 +467,25 @@ pub(crate) mod loom_arena {
             // loom's weak CAS may fail spuriously, adding paths that the
             // spin loop already covers by contention: use the strong one.
             self.get().compare_exchange(cur, new, ok, err)
+        }
+    }
+
+    /// A 16-bit word in raw memory: the value lives in the execution's
+    /// table (a 32-bit loom atomic, truncated), as [`LockWord`]'s.
+    pub(crate) struct RawU16 {
+        /// Keeps the word's size and layout; never read.
+        _in_place: u16,
+    }
+
+    impl RawU16 {
+        fn get(&self) -> &'static AtomicU32 {
+            word(self as *const Self as usize)
+        }
+        pub(crate) fn load(&self, o: Ordering) -> u16 {
+            self.get().load(o) as u16
+        }
+        pub(crate) fn store(&self, v: u16, o: Ordering) {
+            self.get().store(u32::from(v), o)
         }
     }
 

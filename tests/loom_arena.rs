@@ -1,8 +1,9 @@
 //! Loom models of the arena allocator's real small-object paths: a thread
 //! cache filling from its arena's bin, a full cache flushing into the
 //! owning arena's bin (another thread's arena: a remote free), a thread's
-//! exit hook flushing its cache, and the fork handlers taking every lock,
-//! all at once.
+//! exit hook flushing its cache, the fork handlers taking every lock, and
+//! the background purger reclaiming a thread's cache while the thread
+//! works, all at once.
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_arena`
@@ -13,9 +14,13 @@
 //! `Arena::bin_fill`, `tcache::free`/`free_slow`/`flush`,
 //! `Arena::bin_flush` and `locate`, the slab list and spare handling,
 //! `alloc_run`/`free_run`, `tcache::setup`/`make`, `tcache::thread_exit`
-//! and the arena's `SpinLock`. Under `--cfg loom`, [`hotpool`]'s
+//! and the arena's `SpinLock`, and the purger's `tcache::reclaim` with the
+//! owner's `own`/`compact`. Under `--cfg loom`, [`hotpool`]'s
 //! `src/sync.rs` switches what loom must see: the spin lock's word is a
-//! loom atomic (its spin wait yields to loom), the thread-cache pointer and
+//! loom atomic (its spin wait yields to loom), so are a thread cache's
+//! heights, bounds and state word (`RawU32`/`RawU16`), the fast paths'
+//! compiler fence and the purger's `membarrier` are `SeqCst` fences (the
+//! pair gives the model the barrier's guarantee), the thread-cache pointer and
 //! the arena index are loom thread-locals, the pthread-key exit hook is a
 //! loom thread-local whose `Drop` runs `tcache::thread_exit`, every access
 //! to a lock's data and to a slab's metadata in `bin_fill`/`bin_flush` is
@@ -27,8 +32,8 @@
 //! flushes one); `narenas:2`, so the first two threads get an arena each
 //! and a free of the other's object goes to the other's bin. Time stands
 //! still (no decay purging). Preemption bounds (`model`'s first argument,
-//! overridden by `LOOM_MAX_PREEMPTIONS`): 2 for the fill/flush model, 1
-//! for the other two (four threads; and the fork handlers take every
+//! overridden by `LOOM_MAX_PREEMPTIONS`): 2 for the fill/flush and
+//! reclaim models, 1 for the other two (four threads; and the fork handlers take every
 //! lock, 77 with two arenas): with a bound of 2 the fork model ran past
 //! 400 s and the remote-frees model past 80 s.
 //!
@@ -58,6 +63,9 @@
 //! | `bin_fill` does not clear the region's bit | all three: "object ... handed out while in use" |
 //! | `bin_flush` leaves a wholly free slab on the list when the spare is taken | fill/flush and remote frees: "handed out while in use" (the fork model frees too little) |
 //! | `free_slow` lowers the count without moving the rest down (no `copy_within`) | fill/flush: "was freed twice" (the only model whose cache overflows) |
+//! | `reclaim` takes the top object too (`n`, not `n - 1`) | reclaim: "range end index out of range" (`compact` finds more taken than held) |
+//! | the fast paths' `light_fence` removed | reclaim: as above (two pops on the old bounds) |
+//! | `own` lets a slow path at the stacks while the purger reclaims them | reclaim: "was freed twice; aborting" |
 //! | `force_unlock` stores with `Relaxed` | the fork model: loom, concurrent writes to a lock's data (fork's copy against the other thread) |
 //!
 //! Run time: the three models take 8.5 s in release (`finished in`, on a
@@ -318,5 +326,36 @@ fn fork_handlers_race_frees() {
         };
         owner.join().unwrap();
         check_end(&owners, 2);
+    });
+}
+
+/// The purger's reclaim of a thread's cache (`tcache::reclaim`: bounds
+/// blocked, the barrier, the bottom objects taken) races the owner's fast
+/// pops and pushes and its slow paths (the move-down after a reclaim, a
+/// refill, a flush), and its exit. The owner's stack holds two objects
+/// when the reclaimer may start; the owner then pops and pushes at the
+/// top, and allocates one more than its stack holds.
+#[test]
+fn reclaim_races_fast_and_slow_paths() {
+    model(2, || {
+        let owners = Owners::default();
+        let owner = {
+            let owners = owners.clone();
+            thread::spawn(move || {
+                let (a, b) = (owners.alloc(1), owners.alloc(1));
+                owners.free(b, 1);
+                owners.free(a, 1);
+                let x = owners.alloc(1);
+                owners.free(x, 1);
+                let (y, z, w) = (owners.alloc(1), owners.alloc(1), owners.alloc(1));
+                owners.free(y, 1);
+                owners.free(z, 1);
+                owners.free(w, 1);
+            })
+        };
+        let reclaimer = thread::spawn(loom_hooks::reclaim_caches);
+        owner.join().unwrap();
+        reclaimer.join().unwrap();
+        check_end(&owners, 1);
     });
 }

@@ -325,6 +325,7 @@ fn expected_families() -> BTreeMap<&'static str, &'static str> {
             ("hotpool_arena_dirty_bytes", "gauge"),
             ("hotpool_arena_tcache_bytes", "gauge"),
             ("hotpool_arena_depot_bytes", "gauge"),
+            ("hotpool_arena_tcache_reclaimed_bytes_total", "counter"),
             ("hotpool_arena_purged_bytes_total", "counter"),
             ("hotpool_arena_arenas", "gauge"),
             ("hotpool_arena_arenas_open", "gauge"),
@@ -542,6 +543,10 @@ fn arena_figures_match_the_arena_with_known_counts() {
         ("hotpool_arena_dirty_bytes", s.dirty as u64),
         ("hotpool_arena_tcache_bytes", s.tcache_bytes as u64),
         ("hotpool_arena_depot_bytes", s.depot_bytes as u64),
+        (
+            "hotpool_arena_tcache_reclaimed_bytes_total",
+            s.tcache_reclaimed,
+        ),
         ("hotpool_arena_purged_bytes_total", s.purged),
         ("hotpool_arena_arenas", s.narenas as u64),
         ("hotpool_arena_arenas_open", s.arenas_open as u64),

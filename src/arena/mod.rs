@@ -137,6 +137,12 @@ pub mod loom_hooks {
         super::init::loom_fork();
     }
 
+    /// Reclaims every thread's cache as the background purger does a
+    /// quiet thread's (whether or not the thread is quiet).
+    pub fn reclaim_caches() {
+        super::tcache::loom_reclaim_all();
+    }
+
     /// How many modelled threads have run the allocator's exit hook
     /// (which runs after `join` returns under loom: wait for it).
     pub fn exited_threads() -> usize {

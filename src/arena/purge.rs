@@ -337,6 +337,9 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
             continue;
         }
         next = now + round_ms(decay_ms());
+        // Quiet threads' caches first: what they held reaches the slabs,
+        // whose wholly free ones the purge below can give back.
+        tcache::reclaim_quiet(now, decay_ms());
         for i in 0..narenas() {
             if let Some(a) = arena(i) {
                 a.depot_drain(decay_ms() == 0);

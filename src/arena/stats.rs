@@ -81,6 +81,15 @@ pub struct ArenaStats {
     /// assert!(s.depot_bytes + s.tcache_bytes <= s.active);
     /// ```
     pub depot_bytes: usize,
+    /// Bytes of free objects the background purger took back from the
+    /// caches of threads that ran no allocator slow path for `decay_ms`
+    /// (a thread blocked after a burst), cumulative.
+    ///
+    /// ```
+    /// let s = hotpool::arena::stats();
+    /// assert!(s.tcache_reclaimed <= s.classes.iter().map(|c| c.nfree * c.size as u64).sum());
+    /// ```
+    pub tcache_reclaimed: u64,
     /// Arenas in use.
     pub narenas: usize,
     /// Arenas open to new threads, at most `narenas`: with the default
@@ -159,6 +168,7 @@ pub(crate) fn collect() -> ArenaStats {
         depot_bytes: (0..NCLASSES)
             .map(|c| parked[c] as usize * CLASS_SIZE[c])
             .sum(),
+        tcache_reclaimed: tcache::reclaimed_bytes(),
         narenas: init::narenas(),
         arenas_open: init::open_arenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
@@ -195,6 +205,12 @@ pub(crate) fn stats_print(out: &mut dyn std::io::Write) -> std::io::Result<()> {
     ] {
         let _ = writeln!(t, "{name:<10} {:>12}  ({v} B)", hb(v));
     }
+    let _ = writeln!(
+        t,
+        "reclaimed  {:>12}  ({} B, from quiet threads' caches)",
+        hb(s.tcache_reclaimed as usize),
+        s.tcache_reclaimed
+    );
     let _ = writeln!(t, "arenas     {} of {} open", s.arenas_open, s.narenas);
     let _ = writeln!(
         t,
@@ -261,8 +277,8 @@ pub(crate) fn stats_json() -> String {
     let mut t = String::new();
     let _ = write!(
         t,
-        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"depot_bytes\":{},\"narenas\":{},\"arenas_open\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
-        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.depot_bytes, s.narenas, s.arenas_open,
+        "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\"metadata\":{},\"dirty\":{},\"purged\":{},\"tcache_bytes\":{},\"depot_bytes\":{},\"tcache_reclaimed\":{},\"narenas\":{},\"arenas_open\":{},\"huge\":{{\"nmalloc\":{},\"nfree\":{}}},\"classes\":[",
+        s.allocated, s.active, s.resident, s.mapped, s.metadata, s.dirty, s.purged, s.tcache_bytes, s.depot_bytes, s.tcache_reclaimed, s.narenas, s.arenas_open,
         s.huge_nmalloc, s.huge_nfree
     );
     for (i, c) in s.classes.iter().enumerate() {

@@ -46,14 +46,18 @@
 //!   go straight to its arena. The cache's memory is reused by later threads.
 
 use core::cell::Cell;
-use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::ptr::{addr_of_mut, null_mut, NonNull};
+use core::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 use super::chunk::{lookup, Owner};
 use super::heap::Arena;
 use super::lock::SpinLock;
 use super::size_class::*;
 use super::{alloc, chunk, huge, init};
+use crate::sync::{light_fence, RawU16, RawU32};
 
 /// Objects a stack can hold.
 const SLOTS: usize = 128;
@@ -79,21 +83,40 @@ const MOVE_AFTER: u32 = 4;
 /// One class's stack height, bound and low-water mark. The counts of all
 /// classes sit together, apart from the stacks, so that a program using many
 /// classes touches few cache lines for them. Only the owning thread writes
-/// them; statistics read `n` from other threads.
+/// `n`; statistics read it from other threads; the purger's reclaim writes
+/// the bounds ([`reclaim`]). All three are atomics read and written with
+/// relaxed loads and stores (plain moves).
 #[repr(C)]
 struct Count {
-    /// Objects on the stack (relaxed load and store: plain moves). At most
-    /// [`SLOTS`], so the fast paths compare its low 16 bits with the
-    /// bounds (one compare with a memory operand each, as before).
-    n: AtomicU32,
+    /// Objects on the stack. At most [`SLOTS`], so the fast paths compare
+    /// its low 16 bits with the bounds (one compare with a memory operand
+    /// each, as before).
+    n: RawU32,
     /// The free fast path's bound: the class's grant from the thread's byte
-    /// budget, in objects (0: nothing granted, or the class is not cached).
-    max: Cell<u16>,
+    /// budget, in objects (0: nothing granted, or the class is not cached,
+    /// or the cache is being reclaimed).
+    max: RawU16,
     /// Low-water mark of `n` since the last GC event: the bottom `low`
     /// objects were not reached since. The allocation fast path pops only
-    /// above it. Always `low <= n <= max`.
-    low: Cell<u16>,
+    /// above it. `low <= n <= max`, except while the cache is reclaimed,
+    /// when `low` is [`BLOCKED`] and `max` 0.
+    low: RawU16,
 }
+
+/// The low-water mark that stops every pop ([`reclaim`]).
+const BLOCKED: u16 = u16::MAX;
+
+/// [`Tcache::state`]: no one works on the stacks but the fast paths.
+const IDLE: u32 = 0;
+/// The owning thread is in a slow path (or the cache is retired or being
+/// made): the reclaim leaves it alone.
+const OWNER: u32 = 1;
+/// The purger is taking the cache's objects: the owner's slow paths leave
+/// the stacks alone and go to the arena.
+const RECLAIMING: u32 = 2;
+/// The purger took the bottom `taken[c]` objects of each stack: the
+/// owner's next slow path moves the rest down and sets the bounds anew.
+const RECLAIMED: u32 = 3;
 
 /// A thread's cache. All-zero is a valid empty cache (carved from zeroed
 /// metadata memory).
@@ -122,7 +145,19 @@ pub(crate) struct Tcache {
     next_all: *mut Tcache,
     /// Caches of exited threads, for reuse.
     next_free: *mut Tcache,
-    events: u32,
+    /// Slow-path events (the owner's relaxed load+store; the purger reads
+    /// it to tell a quiet thread).
+    events: AtomicU32,
+    /// [`IDLE`], [`OWNER`], [`RECLAIMING`] or [`RECLAIMED`]: who may touch
+    /// the stacks besides the fast paths (see [`reclaim`]).
+    state: RawU32,
+    /// Per class: the objects at the bottom of the stack that the last
+    /// reclaim took (0 once the owner moved the rest down).
+    taken: [AtomicU16; NCACHED],
+    /// The purger's own: `events` when it last looked, and the time (ms)
+    /// it last saw them change.
+    watch_events: AtomicU32,
+    watch_since: AtomicU64,
     /// Per class, the value of `nmalloc` at which the heap profiler takes
     /// its next sample (`prof:true`; 0: not drawn yet).
     prof_next: [u64; NCACHED],
@@ -270,8 +305,13 @@ fn make() -> *mut Tcache {
             return null_mut();
         };
         let tc = p.as_ptr().cast::<Tcache>();
-        // SAFETY: fresh zeroed metadata memory is a valid empty cache.
-        unsafe { (*tc).next_all = reg.all };
+        // SAFETY: fresh zeroed metadata memory is a valid empty cache; it
+        // is ours (the reclaim leaves an [`OWNER`]'s cache alone) until
+        // set up below.
+        unsafe {
+            (*tc).state.store(OWNER, Relaxed);
+            (*tc).next_all = reg.all;
+        }
         reg.all = tc;
         tc
     } else {
@@ -283,7 +323,8 @@ fn make() -> *mut Tcache {
     drop(reg);
     let max_size = init::tcache_max();
     // SAFETY: the cache is now exclusively this thread's (statistics read
-    // only the `n` atomics, which are 0 in a new or retired cache).
+    // only the `n` atomics, which are 0 in a new or retired cache; the
+    // purger leaves it alone while its state is OWNER).
     unsafe {
         (*tc).arena = arena;
         (*tc).contended = 0;
@@ -293,8 +334,8 @@ fn make() -> *mut Tcache {
         for c in 0..NCACHED {
             let bin = &(*tc).counts[c];
             bin.n.store(0, Relaxed);
-            bin.max.set(0);
-            bin.low.set(0);
+            bin.max.store(0, Relaxed);
+            bin.low.store(0, Relaxed);
             (*tc).allocates[c] = false;
             (*tc).cap[c] = if CLASS_SIZE[c] > max_size {
                 0
@@ -311,7 +352,9 @@ fn make() -> *mut Tcache {
             } else {
                 8
             };
+            (*tc).taken[c].store(0, Relaxed);
         }
+        (*tc).state.store(IDLE, Release);
     }
     tc
 }
@@ -321,19 +364,38 @@ fn make() -> *mut Tcache {
 pub(crate) fn alloc(c: usize) -> *mut u8 {
     let tc = current();
     if live(tc) {
+        // One call's accesses stay apart from the next's (see [`reclaim`]).
+        light_fence();
         // SAFETY: a live cache is owned by this thread.
         let bin = unsafe { &(*tc).counts[c] };
         let n = bin.n.load(Relaxed);
-        if n as u16 > bin.low.get() {
+        if n as u16 > bin.low.load(Relaxed) {
             let n = n - 1;
             bin.n.store(n, Relaxed);
-            // SAFETY: as above; `n < max <= SLOTS`.
-            let p = unsafe { *(*tc).stacks[c].get_unchecked(n as usize) };
+            // SAFETY: as above; `n < max <= SLOTS`; the reclaim never takes
+            // the top object.
+            let p = unsafe { slot(tc, c, n as usize).read() };
             // SAFETY: as above; `p` was just popped from class `c`.
             return unsafe { counted(tc, c, p) };
         }
     }
     alloc_slow(c)
+}
+
+/// Slot `i` of class `c`'s stack in `tc`, reached without a reference to
+/// the stacks (the purger may read the slots below the owner's height while
+/// the owner's fast path writes the top one, [`reclaim`]).
+///
+/// # Safety
+/// `tc` is a live cache; `c < NCACHED`, `i < SLOTS`.
+#[inline(always)]
+unsafe fn slot(tc: *mut Tcache, c: usize, i: usize) -> *mut *mut u8 {
+    // SAFETY: per the contract, in bounds of the stacks.
+    unsafe {
+        addr_of_mut!((*tc).stacks)
+            .cast::<*mut u8>()
+            .add(c * SLOTS + i)
+    }
 }
 
 /// Counts the allocation of `p`, just popped from the live cache `tc`'s
@@ -368,13 +430,14 @@ unsafe fn counted(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
 /// stack of class `c`.
 #[inline(always)]
 unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
-    // SAFETY: per the contract.
-    let tc = unsafe { &mut *tc };
-    let k = tc.nmalloc[c].load(Relaxed) + 1;
-    tc.nmalloc[c].store(k, Relaxed);
-    if k >= tc.prof_next[c] {
-        // SAFETY: per the contract.
-        return unsafe { prof_due(tc, c, p) };
+    // SAFETY: per the contract (no reference to the cache: the purger
+    // may be reading its stacks).
+    unsafe {
+        let k = (*tc).nmalloc[c].load(Relaxed) + 1;
+        (*tc).nmalloc[c].store(k, Relaxed);
+        if k >= (*tc).prof_next[c] {
+            return prof_due(tc, c, p);
+        }
     }
     p
 }
@@ -395,19 +458,22 @@ unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
 /// stack of class `c` and counted.
 #[cold]
 #[inline(never)]
-unsafe fn prof_due(tc: &mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
+unsafe fn prof_due(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
     let size = CLASS_SIZE[c];
-    let first = (tc.prof_next[c] == 0).then_some(size);
+    // SAFETY: per the contract; a field only the owner touches.
+    let first = (unsafe { (*tc).prof_next[c] } == 0).then_some(size);
     let promoting = (c < NSMALL).then_some(promote as super::prof::Promote);
     let (bytes, q) = super::prof::due(p, size, first, promoting);
+    // SAFETY: per the contract; an atomic.
+    let nmalloc = unsafe { &(*tc).nmalloc[c] };
     if q != p {
         // SAFETY: `p` is an unused object of class `c`; `tc` is live.
         unsafe { give_back(tc, c, p) };
-        let k = tc.nmalloc[c].load(Relaxed) - 1;
-        tc.nmalloc[c].store(k, Relaxed);
+        nmalloc.store(nmalloc.load(Relaxed) - 1, Relaxed);
     }
-    let k = tc.nmalloc[c].load(Relaxed);
-    tc.prof_next[c] = k + (bytes.max(1) as u64).div_ceil(size as u64);
+    let k = nmalloc.load(Relaxed);
+    // SAFETY: per the contract; a field only the owner touches.
+    unsafe { (*tc).prof_next[c] = k + (bytes.max(1) as u64).div_ceil(size as u64) };
     q
 }
 
@@ -469,11 +535,14 @@ unsafe fn free_sample(p: *mut u8) {
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache; `p` an unused object of class `c`.
-unsafe fn give_back(tc: &mut Tcache, c: usize, p: *mut u8) {
-    let bin = &tc.counts[c];
+unsafe fn give_back(tc: *mut Tcache, c: usize, p: *mut u8) {
+    // SAFETY: per the contract.
+    let bin = unsafe { &(*tc).counts[c] };
     let n = bin.n.load(Relaxed);
-    if (n as u16) < bin.max.get() {
-        tc.stacks[c][n as usize] = p;
+    if (n as u16) < bin.max.load(Relaxed) {
+        // SAFETY: per the contract; `n < max <= SLOTS`, the top slot (see
+        // [`reclaim`]).
+        unsafe { slot(tc, c, n as usize).write(p) };
         bin.n.store(n + 1, Relaxed);
     } else {
         // SAFETY: per the contract.
@@ -525,60 +594,16 @@ unsafe fn freed_sample(c: usize, p: *mut u8) -> bool {
 
 #[cold]
 fn alloc_slow(c: usize) -> *mut u8 {
-    let tc = current();
-    if live(tc) {
-        // SAFETY: a live cache is owned by this thread.
-        let bin = unsafe { &(*tc).counts[c] };
-        // SAFETY: as above.
-        unsafe { (*tc).allocates[c] = true };
-        let n = bin.n.load(Relaxed);
-        if n > 0 {
-            // The fast path stopped at the low-water mark: lower it.
-            let n = n - 1;
-            bin.low.set(n as u16);
-            bin.n.store(n, Relaxed);
-            // SAFETY: as above; `n < max <= SLOTS`.
-            let p = unsafe { (*tc).stacks[c][n as usize] };
-            // SAFETY: as above; `p` was just popped from class `c`.
-            return unsafe { counted(tc, c, p) };
-        }
-    }
     let Some(arena) = arena() else {
         return null_mut();
     };
-    let tc = current();
-    if live(tc) {
-        tick(tc);
-        // SAFETY: a live cache is owned by this thread (which may have
-        // made it just now, in `arena()`).
-        unsafe { (*tc).allocates[c] = true };
+    // `arena()` set the thread up if it was not.
+    if let Some(tc) = own_current() {
+        // SAFETY: the stacks are ours until `disown`.
+        let p = unsafe { alloc_cached(tc, arena, c) };
         // SAFETY: as above.
-        if c < NSMALL && unsafe { grow(tc, c) } > 0 {
-            // SAFETY: as above; other threads read just the counters, not
-            // the stacks.
-            let (bin, items) = unsafe { (&(*tc).counts[c], &mut (*tc).stacks[c]) };
-            let want = (bin.max.get() / 2).max(1) as usize;
-            if arena.bin_busy(c) {
-                // SAFETY: as above.
-                unsafe { contended(tc, arena) };
-            }
-            // The depot first: a copy of what another stack parked.
-            let mut got = arena.depot_take(c, &mut items[..want]);
-            if got < want {
-                got += arena.bin_fill(c, &mut items[got..want]);
-            }
-            if got == 0 {
-                return null_mut();
-            }
-            // The stack was empty, so `low` is 0 and stays so.
-            let n = got - 1;
-            bin.n.store(n as u32, Relaxed);
-            let p = items[n];
-            if init::events() < 0 {
-                // SAFETY: `tc` is live; `p` was just popped from class `c`.
-                return unsafe { prof_alloc(tc, c, p) };
-            }
-            count_stats(c, true, arena);
+        unsafe { disown(tc) };
+        if let Some(p) = p {
             return p;
         }
     }
@@ -600,6 +625,58 @@ fn alloc_slow(c: usize) -> *mut u8 {
     p
 }
 
+/// The allocation slow path through the cache: a pop below the low-water
+/// mark (which it lowers), else a GC tick and a refill of the class from
+/// `arena`, the thread's (its depot first, then its bin). `None` when the
+/// class has no room in the cache (not cached, or no budget left): the
+/// caller allocates from the arena directly. `Some(null)` when memory runs
+/// out.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, owned ([`own`]).
+unsafe fn alloc_cached(tc: *mut Tcache, arena: &'static Arena, c: usize) -> Option<*mut u8> {
+    // SAFETY: per the contract, the stacks and bounds are ours alone.
+    unsafe {
+        let bin = &(*tc).counts[c];
+        (*tc).allocates[c] = true;
+        let n = bin.n.load(Relaxed);
+        if n > 0 {
+            // The fast path stopped at the low-water mark: lower it.
+            let n = n - 1;
+            bin.low.store(n as u16, Relaxed);
+            bin.n.store(n, Relaxed);
+            let p = slot(tc, c, n as usize).read();
+            return Some(counted(tc, c, p));
+        }
+        tick(tc);
+        if c >= NSMALL || grow(tc, c) == 0 {
+            return None;
+        }
+        let items = &mut *addr_of_mut!((*tc).stacks[c]);
+        let want = (bin.max.load(Relaxed) / 2).max(1) as usize;
+        if arena.bin_busy(c) {
+            contended(tc, arena);
+        }
+        // The depot first: a copy of what another stack parked.
+        let mut got = arena.depot_take(c, &mut items[..want]);
+        if got < want {
+            got += arena.bin_fill(c, &mut items[got..want]);
+        }
+        if got == 0 {
+            return Some(null_mut());
+        }
+        // The stack was empty, so `low` is 0 and stays so.
+        let n = got - 1;
+        bin.n.store(n as u32, Relaxed);
+        let p = items[n];
+        if init::events() < 0 {
+            return Some(prof_alloc(tc, c, p));
+        }
+        count_stats(c, true, arena);
+        Some(p)
+    }
+}
+
 /// Frees `p` of cached class `c < NCACHED`.
 ///
 /// # Safety
@@ -608,12 +685,15 @@ fn alloc_slow(c: usize) -> *mut u8 {
 pub(crate) unsafe fn free(p: *mut u8, c: usize) {
     let tc = current();
     if live(tc) {
+        // One call's accesses stay apart from the next's (see [`reclaim`]).
+        light_fence();
         // SAFETY: a live cache is owned by this thread.
         let bin = unsafe { &(*tc).counts[c] };
         let n = bin.n.load(Relaxed);
-        if (n as u16) < bin.max.get() {
-            // SAFETY: as above; `n < max <= SLOTS`.
-            unsafe { *(*tc).stacks[c].get_unchecked_mut(n as usize) = p };
+        if (n as u16) < bin.max.load(Relaxed) {
+            // SAFETY: as above; `n < max <= SLOTS`; the reclaim reads only
+            // slots below the height it read, less one.
+            unsafe { slot(tc, c, n as usize).write(p) };
             bin.n.store(n + 1, Relaxed);
             let e = init::events();
             if e > 0 {
@@ -638,8 +718,7 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
 
 #[cold]
 unsafe fn free_slow(p: *mut u8, c: usize) {
-    let mut tc = current();
-    if tc.is_null() {
+    if current().is_null() {
         // A thread whose first call is a free (a consumer that only frees
         // what others allocated) gets its cache here, or every one of its
         // frees would take a bin lock.
@@ -649,7 +728,6 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             // not cache class `c`, which lands below with a live cache).
             return unsafe { free(p, c) };
         }
-        tc = current();
     }
     // SAFETY: forwarded contract.
     if init::events() < 0 && unsafe { freed_sample(c, p) } {
@@ -657,33 +735,12 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         unsafe { free_sample(p) };
         return;
     }
-    if live(tc) {
-        tick(tc);
-        // SAFETY: a live cache is owned by this thread.
-        let max = unsafe { grow(tc, c) };
-        if max > 0 {
-            // SAFETY: as above.
-            let bin = unsafe { &(*tc).counts[c] };
-            if bin.n.load(Relaxed) == u32::from(max) {
-                // Full at its bound: half goes back, or all of it when the
-                // thread does not allocate the class (no pop would reach
-                // the rest).
-                // SAFETY: as above.
-                let k = if unsafe { (*tc).allocates[c] } {
-                    (max / 2).max(1)
-                } else {
-                    max
-                };
-                // SAFETY: as above; `k <= max == n`.
-                unsafe { drop_newest(tc, c, k) };
-            }
-            let n = bin.n.load(Relaxed);
-            // SAFETY: as above; `n < max <= SLOTS`; other threads never
-            // read the stacks.
-            unsafe { (*tc).stacks[c][n as usize] = p };
-            bin.n.store(n + 1, Relaxed);
-            // SAFETY: the cache's arena lives forever.
-            count_stats(c, false, unsafe { &*(*tc).arena });
+    if let Some(tc) = own_current() {
+        // SAFETY: the stacks are ours until `disown`; forwarded contract.
+        let kept = unsafe { free_cached(tc, c, p) };
+        // SAFETY: as above.
+        unsafe { disown(tc) };
+        if kept {
             return;
         }
     }
@@ -693,6 +750,46 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         count_stats(c, false, owner);
         flush(c, &[p]);
     }
+}
+
+/// The free slow path through the cache: a GC tick, then `p` goes on the
+/// stack of class `c`, after the class's bound grew (if it can) or, when
+/// the stack is full at its bound, half of it (all of it for a class the
+/// thread does not allocate) went back. False when the class has no room
+/// in the cache (not cached, or no budget left): the caller frees to the
+/// arena.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, owned ([`own`]); `p` is a live
+/// object of class `c` from this allocator.
+unsafe fn free_cached(tc: *mut Tcache, c: usize, p: *mut u8) -> bool {
+    tick(tc);
+    // SAFETY: per the contract, the stacks and bounds are ours alone.
+    unsafe {
+        let max = grow(tc, c);
+        if max == 0 {
+            return false;
+        }
+        let bin = &(*tc).counts[c];
+        if bin.n.load(Relaxed) == u32::from(max) {
+            // Full at its bound: half goes back, or all of it when the
+            // thread does not allocate the class (no pop would reach the
+            // rest).
+            let k = if (*tc).allocates[c] {
+                (max / 2).max(1)
+            } else {
+                max
+            };
+            // `k <= max == n`.
+            drop_newest(tc, c, k);
+        }
+        let n = bin.n.load(Relaxed);
+        // `n < max <= SLOTS`.
+        slot(tc, c, n as usize).write(p);
+        bin.n.store(n + 1, Relaxed);
+        count_stats(c, false, &*(*tc).arena);
+    }
+    true
 }
 
 /// Raises class `c`'s bound toward its cap from what is left of the
@@ -710,7 +807,7 @@ unsafe fn grow(tc: *mut Tcache, c: usize) -> u16 {
     // SAFETY: per the contract; the owner alone touches these fields.
     unsafe {
         let bin = &(*tc).counts[c];
-        let max = usize::from(bin.max.get());
+        let max = usize::from(bin.max.load(Relaxed));
         // At its cap (the common case): no division.
         if max >= usize::from((*tc).cap[c]) {
             return max as u16;
@@ -733,7 +830,7 @@ unsafe fn grow(tc: *mut Tcache, c: usize) -> u16 {
         let new = cap.min(max + ((*tc).budget - (*tc).granted) / size);
         if new > max {
             (*tc).granted += (new - max) * size;
-            bin.max.set(new as u16);
+            bin.max.store(new as u16, Relaxed);
         }
         new.max(max) as u16
     }
@@ -750,7 +847,7 @@ unsafe fn steal(tc: *mut Tcache, c: usize) -> bool {
     let mut victim = None;
     let mut most = 0;
     for (v, bin) in counts.iter().enumerate() {
-        let bytes = usize::from(bin.max.get()) * CLASS_SIZE[v];
+        let bytes = usize::from(bin.max.load(Relaxed)) * CLASS_SIZE[v];
         if v != c && bytes > most {
             (victim, most) = (Some(v), bytes);
         }
@@ -759,14 +856,14 @@ unsafe fn steal(tc: *mut Tcache, c: usize) -> bool {
         return false;
     };
     let bin = &counts[v];
-    let max = bin.max.get();
+    let max = bin.max.load(Relaxed);
     let new = max / 2;
     let n = bin.n.load(Relaxed);
     if n > u32::from(new) {
         // SAFETY: per the contract; `n - new <= n`.
         unsafe { drop_oldest(tc, v, n as u16 - new) };
     }
-    bin.max.set(new);
+    bin.max.store(new, Relaxed);
     // SAFETY: per the contract.
     unsafe { (*tc).granted -= usize::from(max - new) * CLASS_SIZE[v] };
     true
@@ -787,7 +884,8 @@ unsafe fn drop_oldest(tc: *mut Tcache, c: usize, k: u16) {
     unsafe { flush(c, &items[..k]) };
     items.copy_within(k..n, 0);
     bin.n.store((n - k) as u32, Relaxed);
-    bin.low.set(bin.low.get().min((n - k) as u16));
+    bin.low
+        .store(bin.low.load(Relaxed).min((n - k) as u16), Relaxed);
 }
 
 /// Every [`GC_EVENTS`] slow-path events: the GC event; then start the
@@ -797,8 +895,9 @@ fn tick(tc: *mut Tcache) {
     // SAFETY: `tc` is the calling thread's live cache; `events` and `arena`
     // are only touched by it.
     unsafe {
-        (*tc).events = (*tc).events.wrapping_add(1);
-        if (*tc).events % GC_EVENTS == 0 {
+        let events = (*tc).events.load(Relaxed).wrapping_add(1);
+        (*tc).events.store(events, Relaxed);
+        if events % GC_EVENTS == 0 {
             gc(tc);
             if !super::purge::start_lazily() {
                 let now = crate::sys::now_ms();
@@ -843,17 +942,17 @@ unsafe fn gc(tc: *mut Tcache) {
     for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
         // SAFETY: per the contract.
         let bin = unsafe { &(*tc).counts[c] };
-        let low = bin.low.get();
+        let low = bin.low.load(Relaxed);
         if low > 0 {
             let k = low - low / 4;
             // SAFETY: per the contract; `k <= low <= n`.
             unsafe { drop_oldest(tc, c, k) };
             // `k <= n <= max`.
-            bin.max.set(bin.max.get() - k);
+            bin.max.store(bin.max.load(Relaxed) - k, Relaxed);
             // SAFETY: per the contract.
             unsafe { (*tc).granted -= usize::from(k) * size };
         }
-        bin.low.set(bin.n.load(Relaxed) as u16);
+        bin.low.store(bin.n.load(Relaxed) as u16, Relaxed);
     }
 }
 
@@ -890,7 +989,8 @@ unsafe fn drop_newest(tc: *mut Tcache, c: usize, k: u16) {
         }
     }
     bin.n.store((n - k) as u32, Relaxed);
-    bin.low.set(bin.low.get().min((n - k) as u16));
+    bin.low
+        .store(bin.low.load(Relaxed).min((n - k) as u16), Relaxed);
 }
 
 /// The arena that owns every object of `ptrs`, if one does (and `ptrs` is
@@ -955,25 +1055,245 @@ unsafe fn flush(c: usize, ptrs: &[*mut u8]) {
 }
 
 /// Empties the calling thread's cache into the arenas (for `trim`).
+/// (A cache the purger is reclaiming is left to it.)
 pub(crate) fn flush_current() {
-    let tc = current();
-    if live(tc) {
-        // SAFETY: a live cache is owned by this thread.
-        unsafe { flush_all(tc) };
+    if let Some(tc) = own_current() {
+        // SAFETY: owned.
+        unsafe {
+            flush_all(tc);
+            disown(tc);
+        }
     }
 }
 
 /// # Safety
-/// `tc` is owned by the calling thread.
+/// `tc` is the calling thread's cache, owned ([`own`]).
 unsafe fn flush_all(tc: *mut Tcache) {
     // SAFETY: per the contract; other threads read just the counters.
     let (counts, stacks) = unsafe { (&(*tc).counts, &(*tc).stacks) };
     for (c, (bin, items)) in counts.iter().zip(stacks).enumerate() {
-        let n = bin.n.swap(0, Relaxed) as usize;
-        bin.low.set(0);
+        let n = bin.n.load(Relaxed) as usize;
+        bin.n.store(0, Relaxed);
+        bin.low.store(0, Relaxed);
         // SAFETY: cached objects are unused.
         unsafe { flush(c, &items[..n]) };
     }
+}
+
+/// Takes the cache's stacks for a slow path of its owning thread: true
+/// when they are the caller's until [`disown`]; false while the purger is
+/// reclaiming them (the caller then goes to the arena and leaves the
+/// stacks alone; it never waits for the purger). After a reclaim, moves
+/// what is left of each stack down first ([`compact`]).
+///
+/// # Safety
+/// `tc` is the calling thread's live cache.
+#[inline]
+unsafe fn own(tc: *mut Tcache) -> bool {
+    // SAFETY: per the contract, `tc` is live.
+    let state = unsafe { &(*tc).state };
+    match state.compare_exchange(IDLE, OWNER, Acquire, Relaxed) {
+        Ok(_) => true,
+        Err(RECLAIMED) => {
+            // Only the owner leaves RECLAIMED: this exchange succeeds.
+            if state
+                .compare_exchange(RECLAIMED, OWNER, Acquire, Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+            // SAFETY: per the contract, and owned now.
+            unsafe { compact(tc) };
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The calling thread's cache, owned ([`own`]) for a slow path, if it has
+/// one and the purger is not reclaiming it.
+#[inline]
+fn own_current() -> Option<*mut Tcache> {
+    let tc = current();
+    // SAFETY: a live cache is owned by this thread.
+    (live(tc) && unsafe { own(tc) }).then_some(tc)
+}
+
+/// Ends what [`own`] began: the purger may reclaim the cache again.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, owned.
+#[inline]
+unsafe fn disown(tc: *mut Tcache) {
+    // SAFETY: per the contract, `tc` is live.
+    unsafe { (*tc).state.store(IDLE, Release) };
+}
+
+/// After a reclaim: each stack's objects above the `taken` ones move down
+/// to the bottom, every bound becomes the height (the grants shrink to
+/// what is held; the slow paths grow them again as the thread works), and
+/// the low-water marks restart at 0.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, owned, after a reclaim.
+#[cold]
+unsafe fn compact(tc: *mut Tcache) {
+    let mut granted = 0;
+    for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
+        // SAFETY: per the contract, the stacks and bounds are ours alone;
+        // the reclaim wrote `taken` before its release of the state, which
+        // `own` acquired.
+        unsafe {
+            let bin = &(*tc).counts[c];
+            let taken = (*tc).taken[c].load(Relaxed) as usize;
+            let n = bin.n.load(Relaxed) as usize;
+            if taken > 0 {
+                (*tc).stacks[c].copy_within(taken..n, 0);
+                (*tc).taken[c].store(0, Relaxed);
+            }
+            let left = n - taken;
+            bin.n.store(left as u32, Relaxed);
+            bin.max.store(left as u16, Relaxed);
+            bin.low.store(0, Relaxed);
+            granted += left * size;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { (*tc).granted = granted };
+}
+
+/// Whether the purger can reclaim caches (`membarrier`; learnt on the
+/// first round).
+static NO_BARRIER: AtomicBool = AtomicBool::new(false);
+
+/// Bytes of objects reclaimed from quiet threads' caches, cumulative.
+static RECLAIMED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of objects the purger reclaimed from quiet threads' caches so far.
+pub(crate) fn reclaimed_bytes() -> u64 {
+    RECLAIMED_BYTES.load(Relaxed)
+}
+
+/// The background purger's round: reclaims the cache of every thread that
+/// took no slow path for `decay_ms` (since the previous round when 0;
+/// never when negative) and holds objects ([`reclaim`]). A thread blocked
+/// after a burst, which runs none of our code, so holds nothing for long.
+pub(crate) fn reclaim_quiet(now: u64, decay_ms: i64) {
+    if decay_ms < 0 || NO_BARRIER.load(Relaxed) {
+        return;
+    }
+    if !crate::sys::membarrier() {
+        NO_BARRIER.store(true, Relaxed);
+        return;
+    }
+    // Caches are never unlinked and a cache's link never changes once it
+    // is in the list: the walk needs the lock only to read the head.
+    let mut tc = REGISTRY.lock().all;
+    while !tc.is_null() {
+        // SAFETY: caches live forever; `quiet` reads atomics (the
+        // `watch_` ones are the purger's alone); the purger is in none of
+        // its own cache's paths here (if it has a cache at all).
+        unsafe {
+            if quiet(tc, now, decay_ms) {
+                reclaim(tc);
+            }
+            tc = (*tc).next_all;
+        }
+    }
+}
+
+/// Whether `tc`'s thread took no slow path for `decay_ms` (the first look
+/// at a cache starts its watch) and it holds more than it would keep.
+///
+/// # Safety
+/// `tc` is a cache of the registry; called by the purger alone.
+unsafe fn quiet(tc: *mut Tcache, now: u64, decay_ms: i64) -> bool {
+    // SAFETY: per the contract (atomics).
+    let t = unsafe { &*tc };
+    let events = t.events.load(Relaxed);
+    if events != t.watch_events.load(Relaxed) || t.watch_since.load(Relaxed) == 0 {
+        t.watch_events.store(events, Relaxed);
+        t.watch_since.store(now.max(1), Relaxed);
+        return false;
+    }
+    now.saturating_sub(t.watch_since.load(Relaxed)) >= decay_ms as u64
+        && t.state.load(Relaxed) == IDLE
+        && t.counts.iter().any(|bin| bin.n.load(Relaxed) > 1)
+}
+
+/// Takes the objects of `tc`, another thread's cache, back to their arenas,
+/// all but the top one of each stack, with no cost on the owner's fast
+/// paths. The protocol:
+///
+/// 1. The state goes from [`IDLE`] to [`RECLAIMING`] (else the owner is in
+///    a slow path, or the cache is retired: nothing to do). From here the
+///    owner's slow paths leave the stacks alone ([`own`]).
+/// 2. Every bound is set so that no fast path succeeds: the low-water mark
+///    to [`BLOCKED`] (no pop), the free bound to 0 (no push).
+/// 3. `membarrier` ([`crate::sys::membarrier`]): the owner, if running,
+///    passes a full barrier. Every fast-path call it starts after that
+///    barrier reads the new bounds and takes the slow path; the one call
+///    that may have read the old ones before it (and may stay preempted
+///    there for any time) pops the top object or pushes above it, and
+///    nothing else: the fast paths' compiler fence
+///    ([`crate::sync::light_fence`]) keeps one call's loads from moving
+///    above the previous call's store of the height.
+/// 4. With `n` the height read now, the bottom `n - 1` objects are taken
+///    (the top one is left for that call) and returned to their arenas;
+///    their count goes to `taken`, and the state to [`RECLAIMED`]
+///    (release). The owner's next slow path moves the rest down and sets
+///    the bounds anew ([`compact`]).
+///
+/// The owner pays nothing for this on its fast paths (a compiler fence,
+/// and the same loads and stores as before, now of atomics); a slow path
+/// pays an uncontended compare-exchange on its own cache's line.
+///
+/// # Safety
+/// `tc` is a cache of the registry; if it is the caller's own, the caller
+/// is in none of its paths.
+unsafe fn reclaim(tc: *mut Tcache) {
+    // SAFETY: per the contract, a cache that lives forever.
+    let t = unsafe { &*tc };
+    if t.state
+        .compare_exchange(IDLE, RECLAIMING, Acquire, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let mut bounds = [(0, 0); NCACHED];
+    for (bin, saved) in t.counts.iter().zip(&mut bounds) {
+        *saved = (bin.low.load(Relaxed), bin.max.load(Relaxed));
+        bin.low.store(BLOCKED, Relaxed);
+        bin.max.store(0, Relaxed);
+    }
+    if !crate::sys::membarrier() {
+        // No barrier after all: nothing was taken, the bounds go back.
+        for (bin, &(low, max)) in t.counts.iter().zip(&bounds) {
+            bin.low.store(low, Relaxed);
+            bin.max.store(max, Relaxed);
+        }
+        NO_BARRIER.store(true, Relaxed);
+        t.state.store(IDLE, Release);
+        return;
+    }
+    for (c, bin) in t.counts.iter().enumerate() {
+        let k = bin.n.load(Relaxed).saturating_sub(1) as usize;
+        if k == 0 {
+            continue;
+        }
+        let mut objs = [null_mut(); SLOTS];
+        for (i, o) in objs[..k].iter_mut().enumerate() {
+            // SAFETY: slots below the height less one are neither read nor
+            // written by the owner until it sees RECLAIMED (step 3); the
+            // barrier made its writes to them visible.
+            *o = unsafe { slot(tc, c, i).read() };
+        }
+        // SAFETY: cached objects are unused objects of class `c`, now ours.
+        unsafe { flush(c, &objs[..k]) };
+        t.taken[c].store(k as u16, Relaxed);
+        RECLAIMED_BYTES.fetch_add((k * CLASS_SIZE[c]) as u64, Relaxed);
+    }
+    t.state.store(RECLAIMED, Release);
 }
 
 /// The `pthread_key` destructor: flush, retire the cache, mark the thread.
@@ -993,6 +1313,12 @@ pub(crate) unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         // (std's, const and without `Drop`, never are).
         let _ = ARENA.try_with(|c| c.set(init::arena_index(arena) as u32 + 1));
         init::detach_thread(&*arena);
+        // The purger may be taking objects: wait for it (a retired cache
+        // stays OWNER, so it never comes back; `make` gives a reused one
+        // to its new thread).
+        while !own(tc) {
+            crate::sys::yield_now();
+        }
         flush_all(tc);
         let mut reg = REGISTRY.lock();
         for c in 0..NCLASSES {
@@ -1032,8 +1358,25 @@ pub(crate) fn sum_cached(out: &mut [u64; NCLASSES]) {
         // SAFETY: caches live forever; the heights are atomics.
         unsafe {
             for (c, bin) in (*tc).counts.iter().enumerate() {
-                out[c] += u64::from(bin.n.load(Relaxed));
+                // Less what a reclaim took that the owner has not seen yet.
+                let taken = (*tc).taken[c].load(Relaxed);
+                out[c] += u64::from(bin.n.load(Relaxed).saturating_sub(taken.into()));
             }
+            tc = (*tc).next_all;
+        }
+    }
+}
+
+/// Under loom: reclaims every cache the purger could ([`reclaim`]), quiet
+/// or not, as a purger round would.
+#[cfg(loom)]
+pub(crate) fn loom_reclaim_all() {
+    let mut tc = REGISTRY.lock().all;
+    while !tc.is_null() {
+        // SAFETY: caches live forever; the calling modelled thread is in
+        // none of their paths.
+        unsafe {
+            reclaim(tc);
             tc = (*tc).next_all;
         }
     }

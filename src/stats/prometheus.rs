@@ -137,6 +137,7 @@ const POOL_ACTIVITY: [PoolFigure; 6] = [
 /// | `hotpool_handle_table_bytes` | gauge | | `bytes` |
 /// | `hotpool_arena_{allocated,active,resident,mapped,metadata,dirty}_bytes` | gauge | | the arena totals |
 /// | `hotpool_arena_tcache_bytes`, `hotpool_arena_depot_bytes` | gauge | | `tcache_bytes`, `depot_bytes` |
+/// | `hotpool_arena_tcache_reclaimed_bytes_total` | counter | | `tcache_reclaimed` |
 /// | `hotpool_arena_purged_bytes_total` | counter | | `purged` |
 /// | `hotpool_arena_arenas` | gauge | | `narenas` |
 /// | `hotpool_arena_arenas_open` | gauge | | `arenas_open` |
@@ -266,7 +267,7 @@ fn handle_families(out: &mut Text, h: &crate::handle::HandleStats) {
 
 #[cfg(target_os = "linux")]
 fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
-    let totals: [(&str, Kind, &str, u64); 13] = [
+    let totals: [(&str, Kind, &str, u64); 14] = [
         (
             "hotpool_arena_allocated_bytes",
             Kind::Gauge,
@@ -314,6 +315,12 @@ fn arena_families(out: &mut Text, s: &crate::arena::ArenaStats) {
             Kind::Gauge,
             "Bytes of free objects parked in the arenas' depots (class sizes).",
             s.depot_bytes as u64,
+        ),
+        (
+            "hotpool_arena_tcache_reclaimed_bytes_total",
+            Kind::Counter,
+            "Bytes of free objects taken back from quiet threads' caches.",
+            s.tcache_reclaimed,
         ),
         (
             "hotpool_arena_purged_bytes_total",
