@@ -35,6 +35,17 @@
 //!   grant shrinks by as much. The allocation fast path pops only above the
 //!   mark (one compare, as against zero before); reaching it takes the slow
 //!   path, which lowers it.
+//! * a thread that runs no slow path for `decay_ms` (blocked after a
+//!   burst, say, so running none of our code) has its cache reclaimed from
+//!   outside by the background purger ([`reclaim`]): the purger blocks the
+//!   cache's bounds, issues `membarrier`, and takes all but the top object
+//!   of each stack back to the arenas; the owner's next slow path moves
+//!   what is left down. The fast paths pay a compiler fence (no
+//!   instruction) and read the bounds as atomics (the same loads, no longer
+//!   folded into the compare: one instruction more per call); each slow path
+//!   pays an uncontended compare-exchange on its own cache's state word.
+//!   Without `membarrier` (old kernels, sandboxes, Miri, ThreadSanitizer
+//!   builds) or without the purger there is no reclaim.
 //! * counters are per thread, written with relaxed load+store (no shared
 //!   read-modify-write) and summed by [`super::stats()`] on read; so are
 //!   the stack heights (`tcache_bytes` of the statistics).
