@@ -64,7 +64,7 @@
 //! (the compare it made with 0 is now made with the mark); reaching the
 //! mark takes the slow path, which lowers it.
 //!
-//! Other threads read an entry's `stamp`, `top`, `slots` and `taken`
+//! Other threads read an entry's `stamp`, `top`, `slots` and `end`
 //! (atomics) for statistics; the rest is the owning thread's, but for the
 //! reclaimer (below). The owner moves a stack (`slots` and `top` together)
 //! only on slow paths, inside the cache's `seq` count (a seqlock), so a
@@ -91,7 +91,7 @@
 //! state and leaves the lists alone (the thread-exit hook and a trim wait
 //! for the reclaimer instead: it holds nothing they hold); finding
 //! `RECLAIMED`, it first settles the lists ([`ThreadCache::settle`]: the
-//! `taken` objects at the bottom of each stack are gone, the rest move
+//! objects the reclaimer took at the bottom of each stack are gone, the rest move
 //! down, and bounds and grants shrink to what is left).
 //!
 //! The reclaimer, for a quiet thread whose lists hold something to take:
@@ -106,7 +106,9 @@
 //!    was switched out). If there is no such barrier, nothing is taken,
 //!    and no reclaim is tried again;
 //! 4. reads each entry's `top` and gives the objects in `[slots, top - 1)`
-//!    back to their pool, recording how many in `taken` (before they go);
+//!    back to their pool, recording how many, `k`, before they go, as
+//!    `end = slots - k` (still below the base: no push passes; an entry
+//!    keeps its 64 bytes, one cache line);
 //! 5. stores `RECLAIMED` (Release), after which it touches nothing.
 //!
 //! Why no object is handed out twice. A fast-path call starts with the
@@ -122,7 +124,7 @@
 //! reads that `top` or the one the call stores (one less or one more), and
 //! takes only below its reading minus one: never the popped object, never
 //! the slot pushed to. The straddling call's effect is then in `top` when
-//! the owner settles (length minus `taken` is what is left). An entry's
+//! the owner settles (length minus `k` is what is left). An entry's
 //! pool stays alive through the reclaim: the entry held at least two of
 //! its objects at step 4, and the taken ones count until `put` returns;
 //! an entry whose stamp is stale (the pool was trimmed or dropped since)
@@ -176,14 +178,13 @@ pub(crate) struct Entry {
     /// while reclaimed: then `slots + cap`, which stops every pop.
     low: AtomicPtr<*mut u8>,
     /// `slots + ` the free path's bound (at most `cap`): the entry's grant
-    /// from the thread's byte budget, in objects. While reclaimed, `slots`,
-    /// which stops every push.
+    /// from the thread's byte budget, in objects. While reclaimed, the base
+    /// minus the objects the reclaimer took from the bottom of the stack
+    /// ([`Entry::taken`]; a heap address is far above the few KiB that
+    /// subtracts): below the base, so no push passes.
     end: AtomicPtr<*mut u8>,
     /// The stack of free objects (null when it has no storage).
     slots: StatPtr<*mut u8>,
-    /// Objects at the bottom of the stack the reclaimer gave back to the
-    /// pool (0 but while the cache is [`RECLAIMING`] or [`RECLAIMED`]).
-    taken: AtomicUsize,
     /// Capacity of `slots`.
     cap: Cell<usize>,
     /// Bytes granted (the bound times the pool's slot size).
@@ -257,8 +258,8 @@ const OWNER: u32 = 1;
 /// the owner's slow paths leave them alone.
 const RECLAIMING: u32 = 2;
 /// [`ThreadCache::state`]: the reclaimer took objects off the bottom of
-/// the lists (each entry's `taken`) and left their bounds stopping every
-/// fast path; the owner's next slow path settles them.
+/// the lists (each entry's [`Entry::taken`]) and left their bounds
+/// stopping every fast path; the owner's next slow path settles them.
 const RECLAIMED: u32 = 3;
 
 /// The per-thread byte budget of all pools' lists; `usize::MAX` until read
@@ -376,7 +377,6 @@ impl Entry {
                 low: AtomicPtr::new(ptr::null_mut()),
                 end: AtomicPtr::new(ptr::null_mut()),
                 slots: StatPtr::new(ptr::null_mut()),
-                taken: AtomicUsize::new(0),
                 cap: Cell::new(0),
                 grant: Cell::new(0),
                 inner: Cell::new(ptr::null()),
@@ -402,6 +402,16 @@ impl Entry {
     /// Sets the number of objects on the stack (owner only).
     fn set_len(&self, n: usize) {
         self.top.store(self.at(n), Ordering::Relaxed);
+    }
+
+    /// Objects the reclaimer took from the bottom of the stack, kept in
+    /// `end` below the base until the owner settles; 0 otherwise (`end` is
+    /// then at or above the base).
+    fn taken(&self) -> usize {
+        taken(
+            self.slots.load(Ordering::Relaxed),
+            self.end.load(Ordering::Relaxed),
+        )
     }
 
     /// The low-water mark, in objects (owner only).
@@ -535,11 +545,11 @@ impl ThreadCache {
         fence(Ordering::Release);
         e.slots.store(slots, Ordering::Relaxed);
         e.top.store(slots.wrapping_add(len), Ordering::Relaxed);
-        e.taken.store(0, Ordering::Relaxed);
+        // Inside the count: a reader takes the objects taken from `end`.
+        e.end.store(slots.wrapping_add(bound), Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
         e.cap.set(cap);
         e.low.store(slots.wrapping_add(low), Ordering::Relaxed);
-        e.end.store(slots.wrapping_add(bound), Ordering::Relaxed);
     }
 
     /// Objects on `e`'s stack, read from another thread (for statistics):
@@ -550,11 +560,11 @@ impl ThreadCache {
             let seq = self.seq.load(Ordering::Acquire);
             let slots = e.slots.load(Ordering::Relaxed);
             let top = e.top.load(Ordering::Relaxed);
-            let taken = e.taken.load(Ordering::Relaxed);
+            let end = e.end.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if seq % 2 == 0 && self.seq.load(Ordering::Relaxed) == seq {
                 let len = (top as usize).wrapping_sub(slots as usize) / mem::size_of::<Stack>();
-                return len.saturating_sub(taken);
+                return len.saturating_sub(taken(slots, end));
             }
             core::hint::spin_loop();
         }
@@ -767,8 +777,8 @@ impl ThreadCache {
     }
 
     /// After a reclaim (owner, in [`ThreadCache::enter`]): each stack loses
-    /// the `taken` objects at its bottom, which the reclaimer gave back, and
-    /// the rest move down; the bounds, left stopping every fast path, become
+    /// the [`Entry::taken`] objects at its bottom, which the reclaimer gave
+    /// back, and the rest move down; the bounds, left stopping every fast path, become
     /// what is left: the bound and the grant shrink to the objects kept, and
     /// the low-water mark restarts there.
     fn settle(&self) {
@@ -777,7 +787,7 @@ impl ThreadCache {
             if slots.is_null() {
                 continue;
             }
-            let (n, k) = (e.len(), e.taken.load(Ordering::Relaxed));
+            let (n, k) = (e.len(), e.taken());
             debug_assert!(k <= n);
             let m = n - k;
             if k > 0 {
@@ -839,10 +849,10 @@ impl ThreadCache {
     }
 
     /// Gives every entry's objects but its top one back to their pool,
-    /// recording how many in `taken`. The reclaimer, holding the cache
-    /// [`RECLAIMING`], after [`ThreadCache::block`] and the barrier: the
+    /// recording how many in `end` ([`Entry::taken`]). The reclaimer,
+    /// holding the cache [`RECLAIMING`], after [`ThreadCache::block`] and the barrier: the
     /// owner is in at most one fast-path call that read the old bounds,
-    /// which pops the top object or pushes above it. `taken` is written
+    /// which pops the top object or pushes above it. The count is written
     /// before the objects go, so a fork meanwhile leaves the child's copy
     /// of them lost (the cache settles without them), never cached twice.
     #[cfg(target_os = "linux")]
@@ -856,7 +866,7 @@ impl ThreadCache {
             if k == 0 {
                 continue;
             }
-            e.taken.store(k, Ordering::Relaxed);
+            e.end.store(slots.wrapping_sub(k), Ordering::Relaxed);
             let inner = e.inner.get();
             // SAFETY: the entry holds k + 1 > 1 free objects of `inner`
             // (the owner may pop the top one), which keep it alive.
@@ -1050,10 +1060,10 @@ fn reclaim(mut quiet: impl FnMut(&ThreadCache) -> bool) {
 }
 
 /// In the child of a fork (the caller is its only thread): a reclaimer
-/// that was at the caller's lists is gone. What it took is in the entries'
-/// `taken` (written before the objects went back) and the bounds it
-/// blocked are settled at the next slow path: the lists become the
-/// owner's again, as after a reclaim.
+/// that was at the caller's lists is gone. What it took is in the
+/// entries' [`Entry::taken`] (written before the objects went back) and
+/// the bounds it blocked are settled at the next slow path: the lists
+/// become the owner's again, as after a reclaim.
 #[cfg(not(loom))]
 pub(crate) fn after_fork_in_child() {
     with_cache(|tc| {
@@ -1159,6 +1169,11 @@ pub(crate) unsafe fn free(chunk: *const ChunkHeader, obj: NonNull<u8>) {
         }
         free_slow(tc, inner, obj)
     })
+}
+
+/// [`Entry::taken`] of an entry whose base is `slots` and bound `end`.
+fn taken(slots: Stack, end: Stack) -> usize {
+    (slots as usize).saturating_sub(end as usize) / mem::size_of::<Stack>()
 }
 
 /// The fast paths' side of the reclaim protocol (see the module doc): no
@@ -1401,10 +1416,7 @@ pub(crate) fn reclaim_all() {
 pub(crate) fn bound_lists() -> Vec<(u64, usize)> {
     with_cache(|tc| {
         tc.entries()
-            .map(|e| {
-                let taken = e.taken.load(Ordering::Relaxed);
-                (e.stamp.load(Ordering::Relaxed), e.len() - taken)
-            })
+            .map(|e| (e.stamp.load(Ordering::Relaxed), e.len() - e.taken()))
             .filter(|&(stamp, _)| stamp != 0)
             .collect()
     })
