@@ -778,9 +778,9 @@ impl ThreadCache {
 
     /// After a reclaim (owner, in [`ThreadCache::enter`]): each stack loses
     /// the [`Entry::taken`] objects at its bottom, which the reclaimer gave
-    /// back, and the rest move down; the bounds, left stopping every fast path, become
-    /// what is left: the bound and the grant shrink to the objects kept, and
-    /// the low-water mark restarts there.
+    /// back, and the rest move down; the bounds, left stopping every fast
+    /// path, become what is left: the bound and the grant shrink to the
+    /// objects kept, and the low-water mark restarts there.
     fn settle(&self) {
         for e in self.entries() {
             let slots = e.at(0);
@@ -850,9 +850,9 @@ impl ThreadCache {
 
     /// Gives every entry's objects but its top one back to their pool,
     /// recording how many in `end` ([`Entry::taken`]). The reclaimer,
-    /// holding the cache [`RECLAIMING`], after [`ThreadCache::block`] and the barrier: the
-    /// owner is in at most one fast-path call that read the old bounds,
-    /// which pops the top object or pushes above it. The count is written
+    /// holding the cache [`RECLAIMING`], after [`ThreadCache::block`] and
+    /// the barrier: the owner is in at most one fast-path call that read
+    /// the old bounds, which pops the top object or pushes above it. The count is written
     /// before the objects go, so a fork meanwhile leaves the child's copy
     /// of them lost (the cache settles without them), never cached twice.
     #[cfg(target_os = "linux")]
@@ -896,9 +896,10 @@ impl ThreadCache {
     }
 
     /// Hands every list back to its pool and stops caching (thread exit).
-    /// Waits for a reclaimer at the lists to finish, then keeps the lists
-    /// for good: no other slow path of the thread touches them again, and
-    /// once unregistered no reclaimer can reach them.
+    /// Waits for a reclaimer at the lists to finish, then stays [`OWNER`]
+    /// for good: a later slow path of the thread (another thread-local's
+    /// destructor) is served by the pool itself, and once unregistered no
+    /// reclaimer can reach the cache.
     fn retire(&self) {
         let Some(owned) = self.enter_waiting() else {
             return;
