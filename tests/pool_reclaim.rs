@@ -306,3 +306,79 @@ fn threads_alternating_bursts_and_blocks_never_share_an_object() {
     }
     arena::set_decay_ms(hotpool::config::DEFAULT.decay_ms);
 }
+
+static FORKED: Pool<[u64; 8]> = Pool::new();
+
+/// Allocates `n` objects of [`FORKED`] holding `salt + i`; true if each
+/// kept its value and none was handed out twice. Frees them.
+fn forked_burst(n: u64, salt: u64) -> bool {
+    let objs: Vec<_> = (0..n).map(|i| FORKED.alloc([salt + i; 8])).collect();
+    let distinct: HashSet<_> = objs.iter().map(|o| &**o as *const _ as usize).collect();
+    let kept = objs
+        .iter()
+        .enumerate()
+        .all(|(i, o)| o.iter().all(|&x| x == salt + i as u64));
+    kept && distinct.len() == objs.len()
+}
+
+/// Waits for the child `pid` up to 10 s: its exit status, or None if it
+/// hung (it is then killed and reaped).
+fn wait_child(pid: libc::pid_t) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+            return Some(libc::WEXITSTATUS(status));
+        }
+        assert_eq!(r, 0, "waitpid failed");
+        if Instant::now() > deadline {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The forking thread fills its list, goes quiet for up to about two
+/// purger rounds (`decay_ms:0`: the purger may be taking its list when it
+/// forks), then forks: the child, without the purger, uses the list at
+/// once (settling it if the purger was at it) and gets distinct objects
+/// with their values; so does the parent.
+#[test]
+fn a_child_forked_while_the_purger_reclaims_uses_its_list() {
+    let _g = serial();
+    if !reclaim_available() {
+        eprintln!("pool_reclaim: skipped: no membarrier (or a ThreadSanitizer build)");
+        return;
+    }
+    start_purger(0);
+    let (mut hung, mut failed) = (0, 0);
+    for round in 0..40u64 {
+        assert!(forked_burst(2000, round << 32), "parent, round {round}");
+        std::thread::sleep(Duration::from_millis(round % 25));
+        // SAFETY: the child only uses the pool and the allocator (both
+        // fork-safe) and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = forked_burst(3000, 1 << 40);
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or unwinding into the test harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        match wait_child(pid) {
+            None => hung += 1,
+            Some(0) => {}
+            Some(_) => failed += 1,
+        }
+    }
+    assert_eq!((hung, failed), (0, 0), "children hung or got bad objects");
+    arena::set_decay_ms(hotpool::config::DEFAULT.decay_ms);
+}
