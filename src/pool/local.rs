@@ -249,10 +249,13 @@ pub(crate) struct ThreadCache {
     /// Slow paths the owner entered (written by the owner only): while it
     /// does not change, the thread runs no slow path, the reclaimer's sign
     /// of a quiet thread.
+    #[cfg(target_os = "linux")]
     slow: AtomicUsize,
     /// The reclaimer's last reading of `slow` (under [`THREADS`]).
+    #[cfg(target_os = "linux")]
     seen: Cell<usize>,
     /// When (ms) the reclaimer saw `slow` change last (under [`THREADS`]).
+    #[cfg(target_os = "linux")]
     seen_at: Cell<u64>,
 }
 
@@ -473,8 +476,11 @@ impl ThreadCache {
                 granted: Cell::new(0),
                 events: Cell::new(0),
                 state: AtomicU32::new(IDLE),
+                #[cfg(target_os = "linux")]
                 slow: AtomicUsize::new(0),
+                #[cfg(target_os = "linux")]
                 seen: Cell::new(0),
+                #[cfg(target_os = "linux")]
                 seen_at: Cell::new(0),
             }
         }
@@ -741,8 +747,11 @@ impl ThreadCache {
     /// only a slow path entered from inside another would find; none is.)
     fn enter(&self) -> Option<Owned<'_>> {
         // Only the owner writes the count: a load and a store.
-        let slow = self.slow.load(Ordering::Relaxed);
-        self.slow.store(slow.wrapping_add(1), Ordering::Relaxed);
+        #[cfg(target_os = "linux")]
+        self.slow.store(
+            self.slow.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         match self
             .state
             .compare_exchange(IDLE, OWNER, Ordering::Acquire, Ordering::Relaxed)
