@@ -130,7 +130,7 @@ fn a_thread_that_blocks_after_a_burst_keeps_one_object_per_list() {
         eprintln!("pool_reclaim: skipped: no membarrier (or a ThreadSanitizer build)");
         return;
     }
-    const DECAY_MS: i64 = 200;
+    const DECAY_MS: i64 = 400;
     start_purger(DECAY_MS);
     let (ready_tx, ready_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
