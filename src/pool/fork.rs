@@ -17,11 +17,14 @@
 //!
 //! In the child, the other threads' caches stay registered with the
 //! objects they held: those objects are lost to the child (as the threads
-//! are), never handed out twice.
+//! are), never handed out twice. A reclaimer (the purger) that was at the
+//! forking thread's lists is gone too: the child hands the lists back to
+//! their owner as reclaimed ([`local::after_fork_in_child`]). Another
+//! thread's cache may stay in any state; no one waits on it.
 
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use super::registry;
+use super::{local, registry};
 
 /// Registers the fork handlers, once per process. Another thread that
 /// comes here meanwhile does not wait for the first to finish: with a
@@ -62,4 +65,5 @@ unsafe extern "C" fn child() {
         registry::unlock_after_fork(true);
         registry::INIT.reset_after_fork();
     }
+    local::after_fork_in_child();
 }

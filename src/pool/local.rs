@@ -64,11 +64,78 @@
 //! (the compare it made with 0 is now made with the mark); reaching the
 //! mark takes the slow path, which lowers it.
 //!
-//! Other threads read an entry's `stamp`, `top` and `slots` (atomics) for
-//! statistics; everything else is touched only by the owning thread. The
-//! owner moves a stack (`slots` and `top` together) only on slow paths,
-//! inside the cache's `seq` count (a seqlock), so a reader never takes a
-//! top of one stack against the base of another.
+//! Other threads read an entry's `stamp`, `top`, `slots` and `end`
+//! (atomics) for statistics; the rest is the owning thread's, but for the
+//! reclaimer (below). The owner moves a stack (`slots` and `top` together)
+//! only on slow paths, inside the cache's `seq` count (a seqlock), so a
+//! reader never takes a top of one stack against the base of another.
+//!
+//! # Reclaim: a thread that goes quiet
+//!
+//! The GC above runs on the owner's own slow paths, so a thread that
+//! stops calling (blocked on a channel after a burst, say) would keep its
+//! lists, up to the budget, for ever. The background purger reclaims them
+//! from outside ([`reclaim_quiet`], from the pool layer's idle hook): the
+//! lists of a thread that ran no slow path for `decay_ms` go back to their
+//! pools but for the top object of each. (Quiet means no slow path: a
+//! thread that runs only fast paths that long is reclaimed too, at most
+//! once per `decay_ms`, and refills at its next slow path. The purger's
+//! rounds are a quarter of `decay_ms`, between 10 ms and 1 s, so a quiet
+//! thread's lists go back within `decay_ms` and a round or two.) The fast
+//! paths pay one compiler fence each ([`crate::sync::light_fence`], no
+//! instruction) and load their bound (`low`, `end`) from an atomic: on
+//! x86-64 a plain load, which LLVM no longer folds into the compare, so
+//! one instruction more per call (callgrind, an alloc and free pair: 39
+//! instructions instead of 37). Everything else happens on slow paths
+//! and in the reclaimer.
+//!
+//! Each cache has a `state` word: [`IDLE`], [`OWNER`] (the owner is in a
+//! slow path), [`RECLAIMING`], [`RECLAIMED`]. Every slow path of the owner
+//! that touches the lists (refill, overflow, hand-over, GC, grants, trim,
+//! thread exit) runs inside [`ThreadCache::enter`]: a CAS from `IDLE` to
+//! `OWNER` (Acquire), `IDLE` again at the end (Release). Finding
+//! `RECLAIMING`, it serves that one call from or to the pool's central
+//! state and leaves the lists alone (the thread-exit hook and a trim wait
+//! for the reclaimer instead: it holds nothing they hold); finding
+//! `RECLAIMED`, it first settles the lists ([`ThreadCache::settle`]: the
+//! objects the reclaimer took at the bottom of each stack are gone, the rest move
+//! down, and bounds and grants shrink to what is left).
+//!
+//! The reclaimer, for a quiet thread whose lists hold something to take:
+//!
+//! 1. under [`THREADS`] (so the thread cannot exit meanwhile), CAS `IDLE`
+//!    to `RECLAIMING` (Acquire: it sees every slow path's writes; and the
+//!    exit hook now waits for it, so the cache stays valid);
+//! 2. sets each entry's `low` to the end of its storage and `end` to its
+//!    base, so that no pop (`top > low`) and no push (`top < end`) passes;
+//! 3. [`crate::sys::membarrier`]: every running thread of the process
+//!    executes a full barrier (a thread not running passed one when it
+//!    was switched out). If there is no such barrier, nothing is taken,
+//!    and no reclaim is tried again;
+//! 4. reads each entry's `top` and gives the objects in `[slots, top - 1)`
+//!    back to their pool, recording how many, `k`, before they go, as
+//!    `end = slots - k` (still below the base: no push passes; an entry
+//!    keeps its 64 bytes, one cache line);
+//! 5. stores `RECLAIMED` (Release), after which it touches nothing.
+//!
+//! Why no object is handed out twice. A fast-path call starts with the
+//! compiler fence, so the compiler never moves one call's loads of the
+//! bounds above the previous call's store of `top`; the CPU executes the
+//! barrier of step 3 between two instructions of the owner. Every call
+//! that starts after that point loads the bounds of step 2, fails, and goes
+//! to a slow path, which sees `RECLAIMING` or `RECLAIMED` and leaves the
+//! stacks alone (or settles them once the reclaimer is done). Every call
+//! that ended before it has its `top` visible to step 4. So at most one
+//! call straddles the barrier, having loaded the old bounds: a pop of the
+//! object at `top - 1` or a push at `top`, for the `top` it loaded. Step 4
+//! reads that `top` or the one the call stores (one less or one more), and
+//! takes only below its reading minus one: never the popped object, never
+//! the slot pushed to. The straddling call's effect is then in `top` when
+//! the owner settles (length minus `k` is what is left). An entry's
+//! pool stays alive through the reclaim: the entry held at least two of
+//! its objects at step 4, and the taken ones count until `put` returns;
+//! an entry whose stamp is stale (the pool was trimmed or dropped since)
+//! sends them to the chunks, as `bind` would.
 
 use core::cell::Cell;
 use core::mem;
@@ -79,8 +146,8 @@ use super::central::{Inner, Slots};
 use super::chunk::ChunkHeader;
 use super::registry::{ThreadRef, THREADS};
 use crate::error::AllocError;
-use crate::sync::stat::{AtomicPtr, AtomicU64, AtomicUsize};
-use crate::sync::{const_thread_local, Ordering, Wait};
+use crate::sync::stat::{AtomicPtr as StatPtr, AtomicU64, AtomicUsize};
+use crate::sync::{const_fn, const_thread_local, AtomicPtr, AtomicU32, Ordering, Wait};
 
 /// Slow-path events of a thread between two GC events.
 const GC_EVENTS: u32 = 256;
@@ -110,16 +177,21 @@ type Stack = *mut *mut u8;
 pub(crate) struct Entry {
     /// Stamp of the pool this entry serves; 0 when unbound.
     stamp: AtomicU64,
-    /// One past the top object of the stack: `slots + len`.
+    /// One past the top object of the stack: `slots + len`. Written by
+    /// the owner only; read by the reclaimer.
     top: AtomicPtr<*mut u8>,
     /// `slots + ` the low-water mark of the length since the last GC event:
-    /// the objects below it were not reached since. At most `top`.
-    low: Cell<Stack>,
+    /// the objects below it were not reached since. At most `top`, except
+    /// while reclaimed: then `slots + cap`, which stops every pop.
+    low: AtomicPtr<*mut u8>,
     /// `slots + ` the free path's bound (at most `cap`): the entry's grant
-    /// from the thread's byte budget, in objects.
-    end: Cell<Stack>,
+    /// from the thread's byte budget, in objects. While reclaimed, the base
+    /// minus the objects the reclaimer took from the bottom of the stack
+    /// ([`Entry::taken`]; a heap address is far above the few KiB that
+    /// subtracts): below the base, so no push passes.
+    end: AtomicPtr<*mut u8>,
     /// The stack of free objects (null when it has no storage).
-    slots: AtomicPtr<*mut u8>,
+    slots: StatPtr<*mut u8>,
     /// Capacity of `slots`.
     cap: Cell<usize>,
     /// Bytes granted (the bound times the pool's slot size).
@@ -131,7 +203,14 @@ pub(crate) struct Entry {
 /// The free path's guess before a thread freed into an inline entry: an
 /// entry with a bound of 0 (null `end`), so no push onto it succeeds and
 /// it is never written.
+#[cfg(not(loom))]
 static NO_ENTRY: ReadOnly = ReadOnly(Entry::new());
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// As outside loom; made anew in each execution (its atomics are loom's).
+    static ref NO_ENTRY: ReadOnly = ReadOnly(Entry::new());
+}
 
 /// An entry that is only read (see [`NO_ENTRY`]).
 struct ReadOnly(Entry);
@@ -164,7 +243,34 @@ pub(crate) struct ThreadCache {
     granted: Cell<usize>,
     /// Slow-path events, for the GC.
     events: Cell<u32>,
+    /// Who may touch the lists: [`IDLE`], [`OWNER`], [`RECLAIMING`] or
+    /// [`RECLAIMED`] (see the module doc).
+    state: AtomicU32,
+    /// Slow paths the owner entered (written by the owner only): while it
+    /// does not change, the thread runs no slow path, the reclaimer's sign
+    /// of a quiet thread.
+    #[cfg(target_os = "linux")]
+    slow: AtomicUsize,
+    /// The reclaimer's last reading of `slow` (under [`THREADS`]).
+    #[cfg(target_os = "linux")]
+    seen: Cell<usize>,
+    /// When (ms) the reclaimer saw `slow` change last (under [`THREADS`]).
+    #[cfg(target_os = "linux")]
+    seen_at: Cell<u64>,
 }
+
+/// [`ThreadCache::state`]: no one is in the lists but the owner's fast
+/// paths.
+const IDLE: u32 = 0;
+/// [`ThreadCache::state`]: the owner is in a slow path.
+const OWNER: u32 = 1;
+/// [`ThreadCache::state`]: the reclaimer is taking objects off the lists;
+/// the owner's slow paths leave them alone.
+const RECLAIMING: u32 = 2;
+/// [`ThreadCache::state`]: the reclaimer took objects off the bottom of
+/// the lists (each entry's [`Entry::taken`]) and left their bounds
+/// stopping every fast path; the owner's next slow path settles them.
+const RECLAIMED: u32 = 3;
 
 /// The per-thread byte budget of all pools' lists; `usize::MAX` until read
 /// from `HOTPOOL_CONF` (`pool_thread_bytes`).
@@ -272,16 +378,19 @@ fn exit_hook_available() -> bool {
 }
 
 impl Entry {
-    const fn new() -> Entry {
-        Entry {
-            stamp: AtomicU64::new(0),
-            top: AtomicPtr::new(ptr::null_mut()),
-            low: Cell::new(ptr::null_mut()),
-            end: Cell::new(ptr::null_mut()),
-            slots: AtomicPtr::new(ptr::null_mut()),
-            cap: Cell::new(0),
-            grant: Cell::new(0),
-            inner: Cell::new(ptr::null()),
+    const_fn! {
+        /// An unbound entry with no storage.
+        fn new() -> Entry {
+            Entry {
+                stamp: AtomicU64::new(0),
+                top: AtomicPtr::new(ptr::null_mut()),
+                low: AtomicPtr::new(ptr::null_mut()),
+                end: AtomicPtr::new(ptr::null_mut()),
+                slots: StatPtr::new(ptr::null_mut()),
+                cap: Cell::new(0),
+                grant: Cell::new(0),
+                inner: Cell::new(ptr::null()),
+            }
         }
     }
 
@@ -305,25 +414,35 @@ impl Entry {
         self.top.store(self.at(n), Ordering::Relaxed);
     }
 
-    /// The low-water mark, in objects.
+    /// Objects the reclaimer took from the bottom of the stack, kept in
+    /// `end` below the base until the owner settles; 0 otherwise (`end` is
+    /// then at or above the base).
+    fn taken(&self) -> usize {
+        taken(
+            self.slots.load(Ordering::Relaxed),
+            self.end.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The low-water mark, in objects (owner only).
     fn low(&self) -> usize {
-        self.index(self.low.get())
+        self.index(self.low.load(Ordering::Relaxed))
     }
 
-    /// Sets the low-water mark, in objects.
+    /// Sets the low-water mark, in objects (owner only).
     fn set_low(&self, n: usize) {
-        self.low.set(self.at(n));
+        self.low.store(self.at(n), Ordering::Relaxed);
     }
 
-    /// The free path's bound, in objects.
+    /// The free path's bound, in objects (owner only).
     fn bound(&self) -> usize {
-        self.index(self.end.get())
+        self.index(self.end.load(Ordering::Relaxed))
     }
 
-    /// Sets the free path's bound, in objects (at most `cap`).
+    /// Sets the free path's bound, in objects (at most `cap`; owner only).
     fn set_bound(&self, n: usize) {
         debug_assert!(n <= self.cap.get());
-        self.end.set(self.at(n));
+        self.end.store(self.at(n), Ordering::Relaxed);
     }
 
     /// Hands every cached object back to the pool it belongs to.
@@ -340,16 +459,30 @@ impl Entry {
 }
 
 impl ThreadCache {
-    const fn new() -> ThreadCache {
-        ThreadCache {
-            table: [const { Entry::new() }; INLINE + 1],
-            overflow: Cell::new(ptr::null_mut()),
-            key: Cell::new(0),
-            last_free: Cell::new(&NO_ENTRY.0),
-            seq: AtomicUsize::new(0),
-            retired: Cell::new(false),
-            granted: Cell::new(0),
-            events: Cell::new(0),
+    const_fn! {
+        /// An empty cache, not registered.
+        fn new() -> ThreadCache {
+            #[cfg(not(loom))]
+            let table = [const { Entry::new() }; INLINE + 1];
+            #[cfg(loom)]
+            let table = core::array::from_fn(|_| Entry::new());
+            ThreadCache {
+                table,
+                overflow: Cell::new(ptr::null_mut()),
+                key: Cell::new(0),
+                last_free: Cell::new(&NO_ENTRY.0),
+                seq: AtomicUsize::new(0),
+                retired: Cell::new(false),
+                granted: Cell::new(0),
+                events: Cell::new(0),
+                state: AtomicU32::new(IDLE),
+                #[cfg(target_os = "linux")]
+                slow: AtomicUsize::new(0),
+                #[cfg(target_os = "linux")]
+                seen: Cell::new(0),
+                #[cfg(target_os = "linux")]
+                seen_at: Cell::new(0),
+            }
         }
     }
 
@@ -425,23 +558,26 @@ impl ThreadCache {
         fence(Ordering::Release);
         e.slots.store(slots, Ordering::Relaxed);
         e.top.store(slots.wrapping_add(len), Ordering::Relaxed);
+        // Inside the count: a reader takes the objects taken from `end`.
+        e.end.store(slots.wrapping_add(bound), Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
         e.cap.set(cap);
-        e.low.set(slots.wrapping_add(low));
-        e.end.set(slots.wrapping_add(bound));
+        e.low.store(slots.wrapping_add(low), Ordering::Relaxed);
     }
 
     /// Objects on `e`'s stack, read from another thread (for statistics):
-    /// a length of one stack, though maybe not the latest; 0 if the owner
-    /// kept moving stacks meanwhile.
+    /// a length of one stack, though maybe not the latest, without those
+    /// the reclaimer took; 0 if the owner kept moving stacks meanwhile.
     fn shared_len(&self, e: &Entry) -> usize {
         for _ in 0..64 {
             let seq = self.seq.load(Ordering::Acquire);
             let slots = e.slots.load(Ordering::Relaxed);
             let top = e.top.load(Ordering::Relaxed);
+            let end = e.end.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if seq % 2 == 0 && self.seq.load(Ordering::Relaxed) == seq {
-                return (top as usize).wrapping_sub(slots as usize) / mem::size_of::<Stack>();
+                let len = (top as usize).wrapping_sub(slots as usize) / mem::size_of::<Stack>();
+                return len.saturating_sub(taken(slots, end));
             }
             core::hint::spin_loop();
         }
@@ -603,6 +739,164 @@ impl ThreadCache {
         true
     }
 
+    /// Starts a slow path of the owner that may touch the lists (the
+    /// `state` goes from [`IDLE`] to [`OWNER`] until the guard drops); first
+    /// settles the lists if the reclaimer took objects off them. None while
+    /// the reclaimer is at them: the caller serves its one call from or to
+    /// the pool itself, without waiting. (Also None for [`OWNER`], which
+    /// only a slow path entered from inside another would find; none is.)
+    fn enter(&self) -> Option<Owned<'_>> {
+        // Only the owner writes the count: a load and a store.
+        #[cfg(target_os = "linux")]
+        self.slow.store(
+            self.slow.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        match self
+            .state
+            .compare_exchange(IDLE, OWNER, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => {}
+            Err(RECLAIMED) => {
+                // Only the owner leaves RECLAIMED, so this succeeds; its
+                // Acquire pairs with the reclaimer's Release.
+                let won = self.state.compare_exchange(
+                    RECLAIMED,
+                    OWNER,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                );
+                debug_assert!(won.is_ok());
+                self.settle();
+            }
+            Err(_) => return None,
+        }
+        Some(Owned(self))
+    }
+
+    /// [`ThreadCache::enter`], yielding while the reclaimer is at the lists:
+    /// for the paths that must have them (thread exit, a trim). The
+    /// reclaimer waits for nothing this thread holds.
+    fn enter_waiting(&self) -> Option<Owned<'_>> {
+        loop {
+            if let Some(owned) = self.enter() {
+                return Some(owned);
+            }
+            if self.state.load(Ordering::Relaxed) == OWNER {
+                return None;
+            }
+            #[cfg(loom)]
+            loom::thread::yield_now();
+            #[cfg(not(loom))]
+            std::thread::yield_now();
+        }
+    }
+
+    /// After a reclaim (owner, in [`ThreadCache::enter`]): each stack loses
+    /// the [`Entry::taken`] objects at its bottom, which the reclaimer gave
+    /// back, and the rest move down; the bounds, left stopping every fast
+    /// path, become what is left: the bound and the grant shrink to the
+    /// objects kept, and the low-water mark restarts there.
+    fn settle(&self) {
+        for e in self.entries() {
+            let slots = e.at(0);
+            if slots.is_null() {
+                continue;
+            }
+            let (n, k) = (e.len(), e.taken());
+            debug_assert!(k <= n);
+            let m = n - k;
+            if k > 0 {
+                // SAFETY: the stack holds n objects; the m above the k
+                // taken ones move down, inside it.
+                unsafe { ptr::copy(slots.add(k), slots, m) };
+            }
+            let grant = if m == 0 {
+                0
+            } else {
+                // SAFETY: the entry holds m > 0 objects of `inner`, which
+                // keep it alive.
+                m * unsafe { (*e.inner.get()).hot.0.geo.slot }.max(1)
+            };
+            self.granted
+                .set(self.granted.get() - e.grant.replace(grant) + grant);
+            self.set_stack(e, slots, e.cap.get(), m, m, m);
+        }
+    }
+
+    /// Whether some entry holds objects a reclaim would take (more than
+    /// one). Any thread holding [`THREADS`].
+    #[cfg(target_os = "linux")]
+    fn holds_spare(&self) -> bool {
+        self.entries().any(|e| {
+            let slots = e.slots.load(Ordering::Relaxed) as usize;
+            let top = e.top.load(Ordering::Relaxed) as usize;
+            top.wrapping_sub(slots) / mem::size_of::<Stack>() > 1
+        })
+    }
+
+    /// How long (ms) the owner has run no slow path as of `now`, per the
+    /// reclaimer's readings of `slow`; None if it ran one since the last
+    /// reading (which this one replaces). Under [`THREADS`].
+    #[cfg(target_os = "linux")]
+    fn quiet_for(&self, now: u64) -> Option<u64> {
+        let slow = self.slow.load(Ordering::Relaxed);
+        if slow != self.seen.replace(slow) {
+            self.seen_at.set(now);
+            return None;
+        }
+        Some(now.saturating_sub(self.seen_at.get()))
+    }
+
+    /// Sets every entry's bounds so that no fast path pops (`low` at the
+    /// end of the storage, which no `top` passes) or pushes (`end` at its
+    /// base, which no `top` is below). The reclaimer, holding the cache
+    /// [`RECLAIMING`] (so no slow path of the owner changes the entries).
+    #[cfg(target_os = "linux")]
+    fn block(&self) {
+        for e in self.entries() {
+            let slots = e.slots.load(Ordering::Relaxed);
+            if !slots.is_null() {
+                e.low
+                    .store(slots.wrapping_add(e.cap.get()), Ordering::Relaxed);
+                e.end.store(slots, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Gives every entry's objects but its top one back to their pool,
+    /// recording how many in `end` ([`Entry::taken`]). The reclaimer,
+    /// holding the cache [`RECLAIMING`], after [`ThreadCache::block`] and
+    /// the barrier: the owner is in at most one fast-path call that read
+    /// the old bounds, which pops the top object or pushes above it. The count is written
+    /// before the objects go, so a fork meanwhile leaves the child's copy
+    /// of them lost (the cache settles without them), never cached twice.
+    #[cfg(target_os = "linux")]
+    fn take(&self) {
+        for e in self.entries() {
+            let slots = e.slots.load(Ordering::Relaxed);
+            if slots.is_null() {
+                continue;
+            }
+            let k = e.len().saturating_sub(1);
+            if k == 0 {
+                continue;
+            }
+            e.end.store(slots.wrapping_sub(k), Ordering::Relaxed);
+            let inner = e.inner.get();
+            // SAFETY: the entry holds k + 1 > 1 free objects of `inner`
+            // (the owner may pop the top one), which keep it alive.
+            let current = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
+            // A stale entry (trimmed pool) sends its objects to the chunks,
+            // as `bind` would.
+            let to_depot = current == e.stamp.load(Ordering::Relaxed);
+            // SAFETY: the bottom k slots hold free objects of `inner` that
+            // no fast path reaches any more (above); the owner will drop
+            // them from its stack when it settles.
+            unsafe { Inner::put(inner, slots, k, to_depot) };
+        }
+    }
+
     /// The overflow entries (empty if none were made).
     fn overflow(&self) -> &[Box<Entry>] {
         let v = self.overflow.get();
@@ -610,14 +904,23 @@ impl ThreadCache {
             &[]
         } else {
             // SAFETY: made by `entry` and freed only by `retire` after the
-            // cache is unregistered; only this thread or readers holding
-            // THREADS (which every change holds) get here.
+            // cache is unregistered; only this thread, readers holding
+            // THREADS (which every change holds) or the reclaimer holding
+            // the cache RECLAIMING (no slow path runs) get here.
             unsafe { &*v }
         }
     }
 
     /// Hands every list back to its pool and stops caching (thread exit).
+    /// Waits for a reclaimer at the lists to finish, then stays [`OWNER`]
+    /// for good: a later slow path of the thread (another thread-local's
+    /// destructor) is served by the pool itself, and once unregistered no
+    /// reclaimer can reach the cache.
     fn retire(&self) {
+        let Some(owned) = self.enter_waiting() else {
+            return;
+        };
+        mem::forget(owned);
         self.retired.set(true);
         self.last_free.set(&NO_ENTRY.0);
         for e in self.entries() {
@@ -687,6 +990,106 @@ impl ThreadCache {
     }
 }
 
+/// The owner's hold on its lists during a slow path
+/// ([`ThreadCache::enter`]); dropping it lets the reclaimer in again.
+struct Owned<'a>(&'a ThreadCache);
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        self.0.state.store(IDLE, Ordering::Release);
+    }
+}
+
+/// Set once [`crate::sys::membarrier`] failed: without the barrier there
+/// is no reclaim.
+#[cfg(target_os = "linux")]
+static NO_BARRIER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Thread caches reclaimed per round (the rest wait for the next).
+#[cfg(target_os = "linux")]
+const RECLAIM_BATCH: usize = 64;
+
+/// Reclaims the lists of threads that ran no pool slow path for `decay_ms`
+/// (never if negative; with 0, none since the previous call): every list
+/// keeps its top object, the rest go back to their pools (see the module
+/// doc). Called with the time (ms) by the pool layer's idle hook
+/// (`registry::trim_idle`) on each round of the background purger.
+/// Allocates nothing.
+#[cfg(target_os = "linux")]
+pub(crate) fn reclaim_quiet(now: u64, decay_ms: i64) {
+    if decay_ms < 0 {
+        return;
+    }
+    reclaim(|tc| tc.quiet_for(now).is_some_and(|q| q >= decay_ms as u64));
+}
+
+/// Reclaims the lists of every registered thread for which `quiet` holds
+/// (called under [`THREADS`] on each of them) and that holds objects to
+/// take, up to [`RECLAIM_BATCH`]: blocks their fast paths, then one
+/// barrier, then takes all but the top object of each list.
+#[cfg(target_os = "linux")]
+fn reclaim(mut quiet: impl FnMut(&ThreadCache) -> bool) {
+    if NO_BARRIER.load(Relaxed) {
+        return;
+    }
+    let mut picked = [ptr::null::<ThreadCache>(); RECLAIM_BATCH];
+    let mut n = 0;
+    for (_, t) in THREADS.lock().iter() {
+        // SAFETY: registered caches are alive while THREADS is held.
+        let tc = unsafe { &*t.0 };
+        // Taken under THREADS, so the thread cannot be gone meanwhile;
+        // once RECLAIMING, its exit hook waits for us.
+        if quiet(tc)
+            && n < RECLAIM_BATCH
+            && tc.holds_spare()
+            && tc
+                .state
+                .compare_exchange(IDLE, RECLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            picked[n] = tc;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    let picked = &picked[..n];
+    for &tc in picked {
+        // SAFETY: we hold it RECLAIMING (above).
+        unsafe { &*tc }.block();
+    }
+    let fenced = crate::sys::membarrier();
+    if !fenced {
+        NO_BARRIER.store(true, Relaxed);
+    }
+    for &tc in picked {
+        // SAFETY: we hold it RECLAIMING (above) until the store below,
+        // after which it is not touched.
+        let tc = unsafe { &*tc };
+        // Without the barrier nothing is taken: the owner's next slow path
+        // settles the blocked bounds to the lists' lengths.
+        if fenced {
+            tc.take();
+        }
+        tc.state.store(RECLAIMED, Ordering::Release);
+    }
+}
+
+/// In the child of a fork (the caller is its only thread): a reclaimer
+/// that was at the caller's lists is gone. What it took is in the
+/// entries' [`Entry::taken`] (written before the objects went back) and
+/// the bounds it blocked are settled at the next slow path: the lists
+/// become the owner's again, as after a reclaim.
+#[cfg(not(loom))]
+pub(crate) fn after_fork_in_child() {
+    with_cache(|tc| {
+        let _ =
+            tc.state
+                .compare_exchange(RECLAIMING, RECLAIMED, Ordering::Relaxed, Ordering::Relaxed);
+    });
+}
+
 /// Frees a stack's storage (not the objects on it).
 ///
 /// # Safety
@@ -715,6 +1118,7 @@ pub(crate) unsafe fn alloc(
     // The fast path yields an `Option<NonNull>` (a bare pointer, null: go
     // slow), so that no `Result` travels through memory on the hot path.
     let fast = with_cache(|tc| {
+        fast_path_fence();
         // SAFETY: per the contract.
         let e = unsafe { tc.at(index) };
         let top = e.top.load(Ordering::Relaxed);
@@ -723,8 +1127,9 @@ pub(crate) unsafe fn alloc(
         // have passed to another pool), which is the caller's. A trim
         // epoch is noticed at the next free or when the list runs dry. The
         // pop stops at the low-water mark (`low <= top`); the MISS entry
-        // always stops (null <= null).
-        if top > e.low.get() {
+        // always stops (null <= null), and so does a reclaimed entry
+        // (`low` at the end of its storage).
+        if top > e.low.load(Ordering::Relaxed) {
             // SAFETY: above the mark, so inside the stack, on an object.
             let top = unsafe { top.sub(1) };
             e.top.store(top, Ordering::Relaxed);
@@ -755,6 +1160,7 @@ pub(crate) unsafe fn free(chunk: *const ChunkHeader, obj: NonNull<u8>) {
     // once at creation.
     let inner = unsafe { (*chunk).owner };
     with_cache(|tc| {
+        fast_path_fence();
         // The entry is the one this thread freed to last (at first
         // `NO_ENTRY`, which never takes an object), confirmed by its stamp
         // (stamps are unique per pool). Its address does not depend on the
@@ -782,7 +1188,22 @@ pub(crate) unsafe fn free(chunk: *const ChunkHeader, obj: NonNull<u8>) {
     })
 }
 
-/// Pushes `obj` on `e` if the entry serves `inner` and has room.
+/// [`Entry::taken`] of an entry whose base is `slots` and bound `end`.
+fn taken(slots: Stack, end: Stack) -> usize {
+    (slots as usize).saturating_sub(end as usize) / mem::size_of::<Stack>()
+}
+
+/// The fast paths' side of the reclaim protocol (see the module doc): no
+/// instruction, but the compiler keeps each fast-path call's accesses to
+/// an entry after those of the call before.
+#[inline(always)]
+fn fast_path_fence() {
+    #[cfg(target_os = "linux")]
+    crate::sync::light_fence();
+}
+
+/// Pushes `obj` on `e` if the entry serves `inner` and has room (a
+/// reclaimed entry has none: its bound is the base of its storage).
 ///
 /// # Safety
 ///
@@ -792,7 +1213,7 @@ unsafe fn push(e: &Entry, inner: *const Inner, obj: NonNull<u8>) -> bool {
     let top = e.top.load(Ordering::Relaxed);
     // SAFETY: alive per the contract.
     let stamp = unsafe { (*inner).hot.0.stamp.load(Ordering::Relaxed) };
-    if top < e.end.get() && e.stamp.load(Ordering::Relaxed) == stamp {
+    if top < e.end.load(Ordering::Relaxed) && e.stamp.load(Ordering::Relaxed) == stamp {
         // SAFETY: below the bound, so inside the stack.
         unsafe {
             top.write(obj.as_ptr());
@@ -817,6 +1238,11 @@ fn alloc_cached(tc: &ThreadCache, inner: *const Inner) -> Result<NonNull<u8>, Al
     if crate::debug::bypass() {
         return alloc_debug(inner);
     }
+    let Some(_owned) = tc.enter() else {
+        // The reclaimer is at the lists: take the object straight from the
+        // pool.
+        return alloc_uncached(inner);
+    };
     let Some(e) = tc.bind(inner) else {
         // The thread is exiting: take the object straight from the pool.
         return alloc_uncached(inner);
@@ -855,6 +1281,13 @@ fn free_slow(tc: &ThreadCache, inner: *const Inner, obj: NonNull<u8>) {
         // SAFETY: forwarded contract of `free`.
         return unsafe { free_debug(inner, obj) };
     }
+    let Some(_owned) = tc.enter() else {
+        // The reclaimer is at the lists: hand the object straight to the
+        // pool.
+        // SAFETY: a free object of `inner`; `inner` is not used afterwards.
+        unsafe { Inner::put(inner, &obj.as_ptr(), 1, true) };
+        return;
+    };
     let Some(e) = tc.bind(inner) else {
         // The thread is exiting: hand the object straight to the pool.
         // SAFETY: a free object of `inner`; `inner` is not used afterwards.
@@ -953,6 +1386,10 @@ pub(crate) unsafe fn flush_current(inner: *const Inner) {
         if tc.key.get() == 0 {
             return;
         }
+        // A trim promises the list is flushed: wait for a reclaimer.
+        let Some(_owned) = tc.enter_waiting() else {
+            return;
+        };
         let e = tc.entry(hot.id);
         if e.stamp.load(Ordering::Relaxed) >> 32 == hot.stamp.load(Ordering::Relaxed) >> 32 {
             e.flush(false);
@@ -984,13 +1421,19 @@ pub(crate) fn cached_in_threads(id: usize, serial: u32, wait: Wait) -> (usize, u
     (objects, holders)
 }
 
+/// Reclaims the lists of every registered thread; for the loom models.
+#[cfg(loom)]
+pub(crate) fn reclaim_all() {
+    reclaim(|_| true);
+}
+
 /// The calling thread's bound entries, as (stamp, objects cached); for the
 /// loom models.
 #[cfg(loom)]
 pub(crate) fn bound_lists() -> Vec<(u64, usize)> {
     with_cache(|tc| {
         tc.entries()
-            .map(|e| (e.stamp.load(Ordering::Relaxed), e.len()))
+            .map(|e| (e.stamp.load(Ordering::Relaxed), e.len() - e.taken()))
             .filter(|&(stamp, _)| stamp != 0)
             .collect()
     })

@@ -96,7 +96,8 @@ const IDLE_BATCH: usize = 64;
 /// wholly free chunks (spares too) returned to the OS at once. Called by
 /// the arena's background purger about once a second (registered with
 /// [`crate::arena::set_idle_hook`]); a pool is trimmed once per idle spell.
-/// Objects in threads' lists stay there (they are bounded per thread).
+/// Then the lists of threads that ran no pool slow path for `decay_ms` go
+/// back to their pools but for one object each (`local::reclaim_quiet`).
 #[cfg(target_os = "linux")]
 pub(crate) fn trim_idle(now: u64, decay_ms: i64) {
     if decay_ms < 0 {
@@ -119,6 +120,7 @@ pub(crate) fn trim_idle(now: u64, decay_ms: i64) {
             Inner::release(p, 1);
         }
     }
+    super::local::reclaim_quiet(now, decay_ms);
 }
 
 /// Takes the pool registry's lock, then every registered pool's central
