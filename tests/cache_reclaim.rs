@@ -1,7 +1,9 @@
 //! A quiet thread's arena cache is reclaimed from outside (issue 14,
 //! item 3): the background purger takes the objects of a thread that ran
 //! no slow path for `decay_ms`, with the default budgets, while the thread
-//! stays blocked; the thread's cache works as before when it wakes. And
+//! stays blocked, so that with its pool lists (reclaimed the same way,
+//! `tests/pool_reclaim.rs`) it holds at most 256 KiB in all; the thread's
+//! cache works as before when it wakes. And
 //! the reclaim never hands an object out twice: threads that alternate
 //! bursts and short blocks while the purger reclaims on every round find
 //! every object as they wrote it. Linux only (the arena, `membarrier`);
@@ -13,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hotpool::{arena, config, HotAlloc};
+use hotpool::{arena, config, HotAlloc, Pool};
 
 /// The tests change process-wide settings: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -82,6 +84,27 @@ fn cached_bytes() -> usize {
     arena::stats().tcache_bytes
 }
 
+static SMALL: Pool<[u8; 64]> = Pool::new();
+static PAGES: Pool<[u8; 4096]> = Pool::new();
+
+/// Bytes of free objects in all threads' lists of the two pools.
+fn listed_bytes() -> usize {
+    SMALL.stats().local_free * SMALL.stats().slot_size
+        + PAGES.stats().local_free * PAGES.stats().slot_size
+}
+
+/// A burst through both pools, every object checked when dropped.
+fn pool_burst(n: usize) {
+    let small: Vec<_> = (0..n).map(|i| SMALL.alloc([i as u8; 64])).collect();
+    let pages: Vec<_> = (0..n / 4).map(|i| PAGES.alloc([i as u8; 4096])).collect();
+    for (i, o) in small.iter().enumerate() {
+        assert_eq!(o[63], i as u8);
+    }
+    for (i, o) in pages.iter().enumerate() {
+        assert_eq!(o[4095], i as u8);
+    }
+}
+
 /// Whether the kernel lets the process use `membarrier` (the purger's
 /// reclaim needs it): `MEMBARRIER_CMD_QUERY` lists the commands offered.
 fn barrier_offered() -> bool {
@@ -126,32 +149,44 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let worker = std::thread::spawn(move || {
         burst(60_000, 1);
+        pool_burst(20_000);
         ready_tx.send(()).unwrap();
         // Blocked: no allocator call until told.
         go_rx.recv().unwrap();
-        // The reclaimed cache works: a second burst, every block intact.
+        // The reclaimed caches work: a second burst, every block intact.
         burst(60_000, 2);
+        pool_burst(20_000);
     });
     ready_rx.recv().unwrap();
     let held = cached_bytes().saturating_sub(before);
-    // With the default budget (1 MiB) the burst leaves a warm cache.
+    let listed = listed_bytes();
+    // With the default budgets (1 MiB, 8 MiB) the bursts leave warm caches.
     assert!(held > 256 << 10, "the burst left only {held} B cached");
+    assert!(listed > 256 << 10, "the burst left only {listed} B listed");
+    // At most the top object of each of the six classes stays, and of
+    // each pool list.
+    let bound: usize = SIZES.iter().map(|s| s.next_power_of_two()).sum();
+    let list_bound = [SMALL.stats(), PAGES.stats()]
+        .iter()
+        .map(|p| p.threads * p.slot_size)
+        .sum::<usize>();
     let start = Instant::now();
-    let mut now = held;
+    let (mut now, mut lists) = (held, listed);
     while start.elapsed() < Duration::from_millis(DECAY_MS as u64 * 10 + 3000) {
         now = cached_bytes().saturating_sub(before);
-        if now <= 32 << 10 {
+        lists = listed_bytes();
+        if now <= bound && lists <= list_bound {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // At most the top object of each of the six classes stays.
-    let bound: usize = SIZES.iter().map(|s| s.next_power_of_two()).sum();
     assert!(
-        now <= bound,
-        "the blocked thread still holds {now} B of {held} B after {:?}",
+        now <= bound && lists <= list_bound,
+        "the blocked thread still holds {now} B of {held} B cached and {lists} B of \
+         {listed} B listed after {:?}",
         start.elapsed()
     );
+    assert!(now + lists <= 256 << 10);
     assert!(
         start.elapsed() >= Duration::from_millis(DECAY_MS as u64 / 2),
         "reclaimed before the thread was quiet for decay_ms"

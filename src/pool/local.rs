@@ -53,8 +53,9 @@
 //! `local_max` (full; else it goes to the depot, above); a list
 //! without a grant that finds the budget spent halves the largest other
 //! grant (the objects above the new bound go to their depot). A list whose
-//! bound is below a batch refills that many objects at a time. A thread that stops calling holds at most
-//! its budget, whatever it did before.
+//! bound is below a batch refills that many objects at a time. A thread
+//! that stops calling holds at most its budget, whatever it did before,
+//! until the purger reclaims its lists (below).
 //!
 //! Lists left unused shrink gradually (the arena's incremental GC): every
 //! [`GC_EVENTS`] slow-path events of a thread, each of its lists gives 3/4
