@@ -293,3 +293,62 @@ fn reclaims_of_threads_inside_their_fast_paths_take_no_object_in_use() {
     let reclaimed = arena::stats().tcache_reclaimed - reclaimed_before;
     assert!(reclaimed > 0, "no reclaim happened while the threads ran");
 }
+
+/// Waits for the child `pid` up to 10 s: whether it exited with status 0
+/// (a child that hangs is killed and counts as failed).
+fn child_passed(pid: libc::pid_t) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+        }
+        assert_eq!(r, 0, "waitpid failed");
+        if Instant::now() > deadline {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_child_forked_while_the_purger_reclaims_the_forking_thread_uses_its_cache() {
+    let _g = serial();
+    if !barrier_offered() {
+        eprintln!("skipped: no membarrier here, so no reclaim");
+        return;
+    }
+    // The forking thread bursts, then is quiet for up to two rounds: the
+    // purger may be taking its cache when it forks. The child, which has
+    // no purger, settles the cache and uses it (its blocks intact, its
+    // cache holding objects again); so does the parent.
+    let _s = Settings::decay(0);
+    let mut failed = 0;
+    for round in 0..40u64 {
+        burst(3000, round);
+        std::thread::sleep(Duration::from_millis(round % 25));
+        // SAFETY: the child uses only the allocator (fork-safe: its fork
+        // handlers) and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // The cache works in the child: the burst leaves objects in it
+            // (a reclaim left unfinished would send every call to the arena).
+            let ok = std::panic::catch_unwind(|| burst(3000, 1 << 20 | round)).is_ok()
+                && cached_bytes() > 0;
+            // SAFETY: ends the child without the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        if !child_passed(pid) {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "children hung or found blocks written twice");
+}

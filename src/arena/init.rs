@@ -358,6 +358,7 @@ unsafe extern "C" fn fork_child() {
             a.fork_child();
         }
     }
+    super::tcache::fork_child();
 }
 
 /// Under loom, first thing in every model execution: the allocator starts

@@ -1299,9 +1299,12 @@ unsafe fn reclaim(tc: *mut Tcache) {
             // barrier made its writes to them visible.
             *o = unsafe { slot(tc, c, i).read() };
         }
+        // Recorded first: a `fork` in between leaves the child (whose
+        // thread settles the cache, [`fork_child`]) without these objects,
+        // never with them both in its stack and in a bin.
+        t.taken[c].store(k as u16, Relaxed);
         // SAFETY: cached objects are unused objects of class `c`, now ours.
         unsafe { flush(c, &objs[..k]) };
-        t.taken[c].store(k as u16, Relaxed);
         RECLAIMED_BYTES.fetch_add((k * CLASS_SIZE[c]) as u64, Relaxed);
     }
     t.state.store(RECLAIMED, Release);
@@ -1378,6 +1381,19 @@ pub(crate) fn sum_cached(out: &mut [u64; NCLASSES]) {
     }
 }
 
+/// In the child of a `fork`: the purger is gone, so a reclaim of the
+/// forking thread's cache that it had begun ends here, as taken so far
+/// (the next slow path settles the cache); else the thread would go to
+/// the arena for good.
+pub(crate) fn fork_child() {
+    let tc = current();
+    if live(tc) {
+        // SAFETY: a live cache is this thread's; the child has no other.
+        let state = unsafe { &(*tc).state };
+        let _ = state.compare_exchange(RECLAIMING, RECLAIMED, Acquire, Relaxed);
+    }
+}
+
 /// Under loom: reclaims every cache the purger could ([`reclaim`]), quiet
 /// or not, as a purger round would.
 #[cfg(loom)]
@@ -1402,4 +1418,50 @@ pub(crate) fn loom_reset() {
         retired_nmalloc: [0; NCLASSES],
         retired_nfree: [0; NCLASSES],
     };
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A `fork` that lands in the middle of the purger's reclaim of the
+    /// forking thread's cache: the child's handler ends the reclaim as
+    /// taken so far, and the thread's next slow path settles the cache and
+    /// caches again (without the handler, the child's thread would go to
+    /// the arena for good).
+    #[test]
+    fn fork_child_ends_a_reclaim_of_this_thread_s_cache() {
+        std::thread::spawn(|| {
+            let c = CLASS_SIZE.iter().position(|&s| s == 48).unwrap();
+            let objs: Vec<_> = (0..8).map(|_| alloc(c)).collect();
+            for &p in &objs {
+                // SAFETY: allocated above as class `c`, freed once.
+                unsafe { free(p, c) };
+            }
+            let tc = current();
+            assert!(live(tc));
+            // SAFETY: this thread's live cache; what the purger does in
+            // its steps 1 and 2 (no objects taken yet), done by the owner
+            // itself outside any of its paths.
+            let t = unsafe { &*tc };
+            let held = t.counts[c].n.load(Relaxed);
+            assert!(held >= 2);
+            t.state.store(RECLAIMING, Relaxed);
+            for bin in &t.counts {
+                bin.low.store(BLOCKED, Relaxed);
+                bin.max.store(0, Relaxed);
+            }
+            fork_child();
+            assert_eq!(t.state.load(Relaxed), RECLAIMED);
+            // The next call settles the cache and pops from it.
+            let p = alloc(c);
+            assert!(objs.contains(&p), "served from the cache");
+            assert_eq!(t.state.load(Relaxed), IDLE);
+            assert_eq!(t.counts[c].n.load(Relaxed), held - 1);
+            // SAFETY: allocated above, freed once.
+            unsafe { free(p, c) };
+        })
+        .join()
+        .unwrap();
+    }
 }
