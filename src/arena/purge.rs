@@ -337,15 +337,17 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
             continue;
         }
         next = now + round_ms(decay_ms());
-        // Quiet threads' caches first: what they held reaches the slabs,
-        // whose wholly free ones the purge below can give back.
-        tcache::reclaim_quiet(now, decay_ms());
         for i in 0..narenas() {
             if let Some(a) = arena(i) {
                 a.depot_drain(decay_ms() == 0);
                 a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
             }
         }
+        // Quiet threads' caches after the purge: the slab runs they free
+        // start their decay now. (Before it, such a run merged into a
+        // neighbour about to expire, and restarted its decay: 4 MiB of a
+        // burst's pages stayed resident for another `decay_ms`.)
+        tcache::reclaim_quiet(sys::now_ms(), decay_ms());
         huge_purge(sys::now_ms());
         let hook = IDLE_HOOK.load(Acquire);
         if !hook.is_null() {
