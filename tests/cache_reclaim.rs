@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 use hotpool::{arena, config, HotAlloc, Pool};
 
+#[path = "common/child.rs"]
+mod child;
+#[path = "common/membarrier.rs"]
+mod membarrier;
+use child::wait_child;
+use membarrier::reclaim_available;
+
 /// The tests change process-wide settings: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -105,15 +112,6 @@ fn pool_burst(n: usize) {
     }
 }
 
-/// Whether the kernel lets the process use `membarrier` (the purger's
-/// reclaim needs it): `MEMBARRIER_CMD_QUERY` lists the commands offered.
-fn barrier_offered() -> bool {
-    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    // SAFETY: membarrier's query command touches no memory.
-    let cmds = unsafe { libc::syscall(libc::SYS_membarrier, 0, 0) };
-    cmds >= 0 && cmds & PRIVATE_EXPEDITED != 0
-}
-
 /// Sets a short decay (and so short purger rounds) with the purger on;
 /// puts the defaults back when dropped.
 struct Settings;
@@ -135,7 +133,7 @@ impl Drop for Settings {
 #[test]
 fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
     let _g = serial();
-    if !barrier_offered() {
+    if !reclaim_available() {
         eprintln!("skipped: no membarrier here, so no reclaim");
         return;
     }
@@ -198,7 +196,7 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
 #[test]
 fn reclaims_racing_bursts_never_hand_an_object_out_twice() {
     let _g = serial();
-    if !barrier_offered() {
+    if !reclaim_available() {
         eprintln!("skipped: no membarrier here, so no reclaim");
         return;
     }
@@ -257,7 +255,7 @@ fn live_of_big_classes() -> [u64; 2] {
 #[test]
 fn reclaims_of_threads_inside_their_fast_paths_take_no_object_in_use() {
     let _g = serial();
-    if !barrier_offered() {
+    if !reclaim_available() {
         eprintln!("skipped: no membarrier here, so no reclaim");
         return;
     }
@@ -294,34 +292,10 @@ fn reclaims_of_threads_inside_their_fast_paths_take_no_object_in_use() {
     assert!(reclaimed > 0, "no reclaim happened while the threads ran");
 }
 
-/// Waits for the child `pid` up to 10 s: whether it exited with status 0
-/// (a child that hangs is killed and counts as failed).
-fn child_passed(pid: libc::pid_t) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = 0;
-    loop {
-        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-        }
-        assert_eq!(r, 0, "waitpid failed");
-        if Instant::now() > deadline {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn a_child_forked_while_the_purger_reclaims_the_forking_thread_uses_its_cache() {
     let _g = serial();
-    if !barrier_offered() {
+    if !reclaim_available() {
         eprintln!("skipped: no membarrier here, so no reclaim");
         return;
     }
@@ -346,7 +320,7 @@ fn a_child_forked_while_the_purger_reclaims_the_forking_thread_uses_its_cache() 
             // SAFETY: ends the child without the parent's exit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        if !child_passed(pid) {
+        if wait_child(pid) != Some(0) {
             failed += 1;
         }
     }

@@ -9,9 +9,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use hotpool::{Pool, PoolConfig};
+
+#[path = "common/child.rs"]
+mod child;
+use child::wait_child;
 
 /// Tiny lists: nearly every operation moves a batch under the depot lock.
 const TINY: PoolConfig = PoolConfig::new().batch(2).local_max(2).depot_max(4);
@@ -38,31 +41,6 @@ fn fork_child(pool: &Pool<[u64; 4]>) -> libc::pid_t {
         child_work(pool);
     }
     pid
-}
-
-/// Waits for `pid` up to 10 s; `Some(exit status)`, or `None` if it hung
-/// (it is then killed and reaped).
-fn wait_child(pid: libc::pid_t) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = 0;
-    loop {
-        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-            return Some(libc::WEXITSTATUS(status));
-        }
-        assert_eq!(r, 0, "waitpid failed");
-        if Instant::now() > deadline {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
@@ -113,7 +91,7 @@ fn fork_while_another_thread_is_inside_the_depot_lock() {
             // Held until the parent returned from fork: without fork
             // handlers the child is made while we are in here. With them,
             // fork waits for this lock, so let it go after a while.
-            let _ = forked_rx.recv_timeout(Duration::from_millis(200));
+            let _ = forked_rx.recv_timeout(std::time::Duration::from_millis(200));
         });
     });
     locked_rx.recv().unwrap();

@@ -20,24 +20,18 @@ use std::time::{Duration, Instant};
 use hotpool::stats::PoolStats;
 use hotpool::{arena, Pool};
 
+#[path = "common/child.rs"]
+mod child;
+#[path = "common/membarrier.rs"]
+mod membarrier;
+use child::wait_child;
+use membarrier::reclaim_available;
+
 /// The tests set process-wide knobs (`decay_ms`): one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Whether the purger can reclaim: `membarrier` offers the private
-/// expedited barrier, and the build is not ThreadSanitizer's.
-fn reclaim_available() -> bool {
-    if cfg!(hotpool_tsan) {
-        return false;
-    }
-    const QUERY: libc::c_long = 0;
-    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    // SAFETY: MEMBARRIER_CMD_QUERY takes no memory of ours.
-    let commands = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0) };
-    commands > 0 && commands & PRIVATE_EXPEDITED != 0
 }
 
 /// Shortens `decay_ms` and makes sure the purger runs.
@@ -319,31 +313,6 @@ fn forked_burst(n: u64, salt: u64) -> bool {
         .enumerate()
         .all(|(i, o)| o.iter().all(|&x| x == salt + i as u64));
     kept && distinct.len() == objs.len()
-}
-
-/// Waits for the child `pid` up to 10 s: its exit status, or None if it
-/// hung (it is then killed and reaped).
-fn wait_child(pid: libc::pid_t) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = 0;
-    loop {
-        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-            return Some(libc::WEXITSTATUS(status));
-        }
-        assert_eq!(r, 0, "waitpid failed");
-        if Instant::now() > deadline {
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// The forking thread fills its list, goes quiet for up to about two
