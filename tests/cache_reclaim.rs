@@ -112,16 +112,11 @@ fn pool_burst(n: usize) {
     }
 }
 
-/// Sets a short decay (and so short purger rounds) with the purger on;
-/// puts the defaults back when dropped.
-struct Settings;
-
-impl Settings {
-    fn decay(ms: i64) -> Settings {
-        arena::set_decay_ms(ms);
-        assert!(arena::set_background_thread(true), "the purger starts");
-        Settings
-    }
+/// A test's hold on the process-wide settings: a short decay (and so
+/// short purger rounds) with the purger on; the default decay comes back
+/// when dropped.
+struct Settings {
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Drop for Settings {
@@ -130,15 +125,25 @@ impl Drop for Settings {
     }
 }
 
-#[test]
-fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
-    let _g = serial();
+/// Starts a test of the reclaim (one at a time) with `decay_ms` set and the
+/// purger on; None, with a note, where the reclaim cannot run.
+fn reclaiming(decay_ms: i64) -> Option<Settings> {
+    let serial = serial();
     if !reclaim_available() {
         eprintln!("skipped: no membarrier here, so no reclaim");
-        return;
+        return None;
     }
+    arena::set_decay_ms(decay_ms);
+    assert!(arena::set_background_thread(true), "the purger starts");
+    Some(Settings { _serial: serial })
+}
+
+#[test]
+fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
     const DECAY_MS: i64 = 300;
-    let _s = Settings::decay(DECAY_MS);
+    let Some(_settings) = reclaiming(DECAY_MS) else {
+        return;
+    };
     // This thread's own cache goes back first: what is measured is the
     // worker's.
     arena::trim();
@@ -195,14 +200,11 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
 
 #[test]
 fn reclaims_racing_bursts_never_hand_an_object_out_twice() {
-    let _g = serial();
-    if !reclaim_available() {
-        eprintln!("skipped: no membarrier here, so no reclaim");
+    let Some(_settings) = reclaiming(0) else {
         return;
-    }
+    };
     // A reclaim on every round (10 ms) of every thread quiet since the
     // previous one.
-    let _s = Settings::decay(0);
     let reclaimed_before = arena::stats().tcache_reclaimed;
     let live_before = live_of_big_classes();
     const THREADS: u64 = 8;
@@ -254,16 +256,13 @@ fn live_of_big_classes() -> [u64; 2] {
 
 #[test]
 fn reclaims_of_threads_inside_their_fast_paths_take_no_object_in_use() {
-    let _g = serial();
-    if !reclaim_available() {
-        eprintln!("skipped: no membarrier here, so no reclaim");
+    let Some(_settings) = reclaiming(0) else {
         return;
-    }
+    };
     // A thread that only pops and pushes (no slow path) looks quiet to the
     // purger after one round: with `decay_ms:0` it is reclaimed every
     // 10 ms while it runs, so the barrier often lands inside a pop or a
     // push, whose object the reclaim must leave.
-    let _s = Settings::decay(0);
     let reclaimed_before = arena::stats().tcache_reclaimed;
     let workers: Vec<_> = (0..4u64)
         .map(|t| {
@@ -294,16 +293,13 @@ fn reclaims_of_threads_inside_their_fast_paths_take_no_object_in_use() {
 
 #[test]
 fn a_child_forked_while_the_purger_reclaims_the_forking_thread_uses_its_cache() {
-    let _g = serial();
-    if !reclaim_available() {
-        eprintln!("skipped: no membarrier here, so no reclaim");
+    let Some(_settings) = reclaiming(0) else {
         return;
-    }
+    };
     // The forking thread bursts, then is quiet for up to two rounds: the
     // purger may be taking its cache when it forks. The child, which has
     // no purger, settles the cache and uses it (its blocks intact, its
     // cache holding objects again); so does the parent.
-    let _s = Settings::decay(0);
     let mut failed = 0;
     for round in 0..40u64 {
         burst(3000, round);
