@@ -140,7 +140,7 @@ fn reclaiming(decay_ms: i64) -> Option<Settings> {
 
 #[test]
 fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
-    const DECAY_MS: i64 = 300;
+    const DECAY_MS: i64 = 500;
     let Some(_settings) = reclaiming(DECAY_MS) else {
         return;
     };
@@ -151,21 +151,21 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let worker = std::thread::spawn(move || {
+        // What each burst leaves is read right after it: while the pool
+        // burst runs, the arena cache is already quiet (and may be
+        // reclaimed on a loaded machine), and the other way round.
         burst(60_000, 1);
+        let held = cached_bytes().saturating_sub(before);
         pool_burst(20_000);
-        ready_tx.send(()).unwrap();
+        let listed = listed_bytes();
+        ready_tx.send((held, listed)).unwrap();
         // Blocked: no allocator call until told.
         go_rx.recv().unwrap();
         // The reclaimed caches work: a second burst, every block intact.
         burst(60_000, 2);
         pool_burst(20_000);
     });
-    ready_rx.recv().unwrap();
-    let held = cached_bytes().saturating_sub(before);
-    let listed = listed_bytes();
-    // With the default budgets (1 MiB, 8 MiB) the bursts leave warm caches.
-    assert!(held > 256 << 10, "the burst left only {held} B cached");
-    assert!(listed > 256 << 10, "the burst left only {listed} B listed");
+    let (held, listed) = ready_rx.recv().unwrap();
     // At most the top object of each of the six classes stays, and of
     // each pool list.
     let bound: usize = SIZES.iter().map(|s| s.next_power_of_two()).sum();
@@ -173,6 +173,15 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
         .iter()
         .map(|p| p.threads * p.slot_size)
         .sum::<usize>();
+    // With the default budgets (1 MiB, 8 MiB) the bursts leave warm caches,
+    // well over those bounds and over 256 KiB together. (What the arena
+    // cache keeps of the burst varies with its GC events: 240-330 KiB.)
+    assert!(held > 2 * bound, "the burst left only {held} B cached");
+    assert!(
+        listed > 2 * list_bound,
+        "the burst left only {listed} B listed"
+    );
+    assert!(held + listed > 256 << 10);
     let start = Instant::now();
     let (mut now, mut lists) = (held, listed);
     while start.elapsed() < Duration::from_millis(DECAY_MS as u64 * 10 + 3000) {
