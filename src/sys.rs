@@ -432,8 +432,9 @@ pub(crate) fn wake_one(word: &core::sync::atomic::AtomicU32) {
 /// The heavy side of an asymmetric fence (light side:
 /// [`crate::sync::light_fence`]): every thread of the process that is
 /// running executes a full memory barrier before this returns
-/// (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, registered on first
-/// use and again after a `fork`, whose child starts unregistered). So a
+/// (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, registered when the
+/// kernel first refuses it as unregistered; a forked child inherits the
+/// registration). So a
 /// store made before the call is seen by each other thread's next
 /// instruction after its barrier, and each other thread's stores before its
 /// barrier are seen after the call. False when there is no such barrier
