@@ -281,6 +281,20 @@ pub(crate) fn purge(now: u64, decay_ms: i64) -> usize {
     unmap_all(&out[..nout])
 }
 
+/// When (ms) the oldest kept mapping was freed; `u64::MAX` if none is
+/// kept.
+pub(crate) fn next_free_at() -> u64 {
+    if KEPT.load(Relaxed) == 0 {
+        return u64::MAX;
+    }
+    let c = CACHE.lock();
+    if c.n > 0 {
+        c.e[0].freed_at
+    } else {
+        u64::MAX
+    }
+}
+
 /// Fork `prepare`: hold the lock across `fork`.
 pub(crate) fn fork_prepare() {
     CACHE.force_lock();

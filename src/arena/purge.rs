@@ -110,6 +110,19 @@ impl Arena {
         }
     }
 
+    /// When (ms) this arena's oldest dirty run is `decay_ms` (not
+    /// negative) old; `u64::MAX` if it has none.
+    fn next_expiry(&self, decay_ms: i64) -> u64 {
+        let r = self.runs.lock();
+        if r.dirty_runs.is_empty() {
+            return u64::MAX;
+        }
+        // SAFETY: dirty list members are free runs guarded by the run
+        // lock, which we hold.
+        let freed_at = unsafe { (*r.dirty_runs.head()).freed_at };
+        freed_at.saturating_add(decay_ms as u64)
+    }
+
     /// Purges the runs [`Arena::take_expired`] took, with the run lock
     /// released, then files them as clean free runs; a chunk that becomes
     /// one clean free run is unmapped when `who` is [`Purger::Patient`].
@@ -130,7 +143,7 @@ impl Arena {
             // nothing: it leaves the arena's lists under the lock.
             unsafe {
                 r.purging.remove(m);
-                let (run, total) = r.coalesce(m, npages, false);
+                let (run, total, _) = r.coalesce(m, npages, false);
                 r.make_free(run, total, false, 0);
                 if who == Purger::Patient && total == USABLE_PAGES {
                     let c = chunk_of(run);
@@ -195,9 +208,7 @@ impl Arena {
             unsafe {
                 let npages = (*m).npages as usize;
                 r.purging.remove(m);
-                let (run, total) = r.coalesce(m, npages, true);
-                r.make_free(run, total, true, sys::now_ms());
-                r.dirty_runs.push_back(run);
+                r.file_dirty(m, npages, sys::now_ms());
                 add(&self.dirty_pages, npages);
             }
         }
@@ -313,7 +324,8 @@ fn round_ms(d: i64) -> u64 {
 }
 
 extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
-    let mut next = sys::now_ms() + round_ms(decay_ms());
+    let mut next_round = sys::now_ms() + round_ms(decay_ms());
+    let mut next_expiry = u64::MAX;
     loop {
         if !BG_WANTED.load(SeqCst) {
             BG_RUNNING.store(false, SeqCst);
@@ -323,8 +335,9 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
             }
         }
         let now = sys::now_ms();
-        if now < next {
-            sys::wait_ms(&NUDGED, 0, next - now);
+        let wake = next_round.min(next_expiry);
+        if now < wake {
+            sys::wait_ms(&NUDGED, 0, wake - now);
             if NUDGED.swap(0, Acquire) != 0 {
                 // A depot ran full: its older half goes back to the slabs
                 // now, off the thread that found it full.
@@ -336,27 +349,60 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
             }
             continue;
         }
-        next = now + round_ms(decay_ms());
-        for i in 0..narenas() {
-            if let Some(a) = arena(i) {
-                a.depot_drain(decay_ms() == 0);
-                a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
+        if now >= next_round {
+            next_round = now + round_ms(decay_ms());
+            round();
+        } else {
+            // Between rounds, only what expires now: each run goes back
+            // `decay_ms` after it was freed, not up to a round later.
+            for i in 0..narenas() {
+                if let Some(a) = arena(i) {
+                    a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
+                }
             }
+            huge_purge(sys::now_ms());
         }
-        // Quiet threads' caches after the purge: the slab runs they free
-        // start their decay now. (Before it, such a run merged into a
-        // neighbour about to expire, and restarted its decay: 4 MiB of a
-        // burst's pages stayed resident for another `decay_ms`.)
-        tcache::reclaim_quiet(sys::now_ms(), decay_ms());
-        huge_purge(sys::now_ms());
-        let hook = IDLE_HOOK.load(Acquire);
-        if !hook.is_null() {
-            // SAFETY: only `set_idle_hook` stores here, always a
-            // `fn(u64, i64)`.
-            let hook: fn(u64, i64) = unsafe { core::mem::transmute(hook) };
-            hook(sys::now_ms(), decay_ms());
+        next_expiry = next_expiry_ms(decay_ms());
+    }
+}
+
+/// A round of the background purger: depots drained, expired runs and
+/// huge mappings given back, quiet threads' caches reclaimed, then the
+/// layers above ([`set_idle_hook`]).
+fn round() {
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            a.depot_drain(decay_ms() == 0);
+            a.purge_expired(sys::now_ms(), decay_ms(), Purger::Patient);
         }
     }
+    // Quiet threads' caches after the purge: the slab runs they free
+    // start their decay now (or take the age of the larger dirty run
+    // they join, [`super::runs::Runs::coalesce`]).
+    tcache::reclaim_quiet(sys::now_ms(), decay_ms());
+    huge_purge(sys::now_ms());
+    let hook = IDLE_HOOK.load(Acquire);
+    if !hook.is_null() {
+        // SAFETY: only `set_idle_hook` stores here, always a
+        // `fn(u64, i64)`.
+        let hook: fn(u64, i64) = unsafe { core::mem::transmute(hook) };
+        hook(sys::now_ms(), decay_ms());
+    }
+}
+
+/// When (ms) the oldest dirty run of any arena, or the oldest kept huge
+/// mapping, is `decay_ms` old; `u64::MAX` if nothing is waiting.
+fn next_expiry_ms(decay_ms: i64) -> u64 {
+    if decay_ms < 0 {
+        return u64::MAX;
+    }
+    let mut at = super::huge_cache::next_free_at().saturating_add(decay_ms as u64);
+    for i in 0..narenas() {
+        if let Some(a) = arena(i) {
+            at = at.min(a.next_expiry(decay_ms));
+        }
+    }
+    at
 }
 
 /// Flushes the caller's cache, then purges every arena now.
@@ -377,6 +423,85 @@ pub(crate) fn trim() {
 mod tests {
     use super::*;
     use core::alloc::{GlobalAlloc, Layout};
+
+    /// `n` adjacent runs of the given page counts, taken from a fresh
+    /// chunk of `a`, then one guard page after them.
+    #[cfg(not(loom))]
+    fn adjacent_runs(a: &Arena, pages: &[usize]) -> Vec<*mut RunMeta> {
+        let mut r = a.runs.lock();
+        let mut out: Vec<*mut RunMeta> = Vec::new();
+        for &n in pages.iter().chain([1].iter()) {
+            // SAFETY: we hold the run lock.
+            let (m, _) = unsafe { a.alloc_run(&mut r, n, PAGE, RUN_LARGE, 0, 0) }.expect("run");
+            if let Some(&prev) = out.last() {
+                // SAFETY: `prev` is a live run of ours.
+                let end = unsafe { run_addr(prev).add((*prev).npages as usize * PAGE) };
+                assert_eq!(run_addr(m), end, "runs from a fresh chunk are adjacent");
+            }
+            out.push(m);
+        }
+        out.pop();
+        out
+    }
+
+    /// Frees run `m` of `a` at time `t` (ms).
+    #[cfg(not(loom))]
+    fn free_at(a: &Arena, m: *mut RunMeta, t: u64) {
+        let mut r = a.runs.lock();
+        // SAFETY: `m` is an allocated run of `a` that no one uses.
+        unsafe { a.free_run(&mut r, m, t) };
+    }
+
+    /// A burst freed slab after slab into one dirty run goes back
+    /// `decay_ms` after its first slabs, not after its last (each free
+    /// used to restart the whole run's decay); a large run freed next to a
+    /// small old one keeps its own, younger, age.
+    #[test]
+    #[cfg(not(loom))]
+    fn a_merged_dirty_run_takes_the_age_of_its_largest_part() {
+        let a = super::super::heap::private_arena();
+        let burst = adjacent_runs(a, &[2; 8]);
+        for (i, &m) in burst.iter().enumerate() {
+            free_at(a, m, 1000 + i as u64);
+        }
+        assert_eq!(a.dirty_pages.load(Relaxed), 16);
+        // The first two tie (the newer wins), then the merged run is the
+        // largest part of each merge: it is as old as the second slab.
+        a.purge_expired(1100, 100, Purger::Patient);
+        assert_eq!(a.dirty_pages.load(Relaxed), 16, "nothing expired yet");
+        a.purge_expired(1101, 100, Purger::Patient);
+        assert_eq!(a.dirty_pages.load(Relaxed), 0, "the whole burst went back");
+
+        let old_and_big = adjacent_runs(a, &[1, 8]);
+        free_at(a, old_and_big[0], 2000);
+        free_at(a, old_and_big[1], 3000);
+        a.purge_expired(3099, 100, Purger::Patient);
+        assert_eq!(
+            a.dirty_pages.load(Relaxed),
+            9,
+            "the larger, younger part decides"
+        );
+        a.purge_expired(3100, 100, Purger::Patient);
+        assert_eq!(a.dirty_pages.load(Relaxed), 0);
+    }
+
+    /// The purger wakes when the oldest dirty run expires, not at its next
+    /// round: the arena names that time, and the next one once it purged.
+    #[test]
+    #[cfg(not(loom))]
+    fn the_next_expiry_is_the_oldest_dirty_run_s() {
+        let a = super::super::heap::private_arena();
+        assert_eq!(a.next_expiry(100), u64::MAX, "nothing dirty");
+        // A page between each, kept, so that the freed runs do not merge.
+        let runs = adjacent_runs(a, &[1, 1, 1]);
+        free_at(a, runs[0], 1000);
+        free_at(a, runs[2], 1500);
+        assert_eq!(a.next_expiry(100), 1100);
+        a.purge_expired(1100, 100, Purger::Patient);
+        assert_eq!(a.next_expiry(100), 1600);
+        a.purge_expired(1600, 100, Purger::Patient);
+        assert_eq!(a.next_expiry(100), u64::MAX);
+    }
 
     /// Without a purger, an allocating thread drains the depots at most
     /// once per purger-round interval: a large block's allocation or free

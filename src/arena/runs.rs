@@ -74,11 +74,20 @@ impl Runs {
     }
 
     /// Takes the free neighbours of the `n` pages at `m` that are as dirty
-    /// as `dirty` out of their buckets (and the dirty list) and returns the
-    /// start and length of the merged run, not yet filed. Dirty and clean
-    /// runs never merge, so a clean page is never counted or reused as
-    /// dirty, and allocation's preference for dirty runs reuses pages
-    /// that are already resident.
+    /// as `dirty` out of their buckets and returns the start and length of
+    /// the merged run, not yet filed. Dirty and clean runs never merge, so
+    /// a clean page is never counted or reused as dirty, and allocation's
+    /// preference for dirty runs reuses pages that are already resident.
+    ///
+    /// A dirty neighbour also leaves the dirty list, except the one with
+    /// more pages than the new run and the other neighbour: it stays in
+    /// the list (the caller puts the merged run in its place) and is
+    /// returned with its age. The merged run takes the age of its largest
+    /// part, which keeps the list in age order without a search, and a
+    /// burst freed slab after slab into one run is as old as its first
+    /// slab (with the newest part's age, each slab freed restarted the
+    /// whole run's decay: the last chunk of a burst stayed resident for
+    /// up to another `decay_ms`).
     ///
     /// # Safety
     /// `m` heads `n` pages of a chunk that no free run covers; run lock held.
@@ -87,20 +96,34 @@ impl Runs {
         m: *mut RunMeta,
         n: usize,
         dirty: bool,
-    ) -> (*mut RunMeta, usize) {
+    ) -> (*mut RunMeta, usize, Option<(*mut RunMeta, u64)>) {
         // SAFETY: neighbours are runs of the same chunk (runs tile it);
         // everything is guarded by the run lock.
         unsafe {
             let c = chunk_of(m);
             let (mut s, mut n) = (page_of(m), n);
+            // The largest part so far (pages), and its dirty-list node if
+            // it is a neighbour.
+            let mut largest = (n, None::<(*mut RunMeta, u64)>);
+            let mut absorb = |this: &mut Self, nb: *mut RunMeta| {
+                this.bucket_remove(nb);
+                if dirty {
+                    let pages = (*nb).npages as usize;
+                    if pages > largest.0 {
+                        if let Some((old, _)) = largest.1 {
+                            this.dirty_runs.remove(old);
+                        }
+                        largest = (pages, Some((nb, (*nb).freed_at)));
+                    } else {
+                        this.dirty_runs.remove(nb);
+                    }
+                }
+            };
             let t = s + n;
             if t < CHUNK_PAGES {
                 let nm = meta_at(c, t);
                 if (*nm).state == RUN_FREE && (*nm).dirty == dirty {
-                    self.bucket_remove(nm);
-                    if dirty {
-                        self.dirty_runs.remove(nm);
-                    }
+                    absorb(self, nm);
                     (*nm).state = RUN_NONE;
                     n += (*nm).npages as usize;
                 }
@@ -108,16 +131,39 @@ impl Runs {
             if s > HEADER_PAGES {
                 let pm = meta_at(c, pagemap(c, s - 1));
                 if (*pm).state == RUN_FREE && (*pm).dirty == dirty {
-                    self.bucket_remove(pm);
-                    if dirty {
-                        self.dirty_runs.remove(pm);
-                    }
+                    absorb(self, pm);
                     (*m).state = RUN_NONE;
                     s -= (*pm).npages as usize;
                     n += (*pm).npages as usize;
                 }
             }
-            (meta_at(c, s), n)
+            (meta_at(c, s), n, largest.1)
+        }
+    }
+
+    /// Files the `n` pages at `m`, freed (or found dirty) at `now`, as a
+    /// dirty free run merged with its dirty neighbours, in the dirty list
+    /// by the age of its largest part ([`Runs::coalesce`]).
+    ///
+    /// # Safety
+    /// `m` heads `n` pages of a chunk that no free run covers; run lock held.
+    pub(super) unsafe fn file_dirty(&mut self, m: *mut RunMeta, n: usize, now: u64) {
+        // SAFETY: per the contract; a kept node is a dirty neighbour still
+        // in the dirty list, now inside (or heading) the merged run.
+        unsafe {
+            let (run, total, kept) = self.coalesce(m, n, true);
+            match kept {
+                None => {
+                    self.make_free(run, total, true, now);
+                    self.dirty_runs.push_back(run);
+                }
+                Some((node, freed_at)) => {
+                    self.make_free(run, total, true, freed_at);
+                    if node != run {
+                        self.dirty_runs.replace(node, run);
+                    }
+                }
+            }
         }
     }
 
@@ -257,9 +303,7 @@ impl Arena {
             }
             sub(&self.active_pages, n);
             add(&self.dirty_pages, n);
-            let (run, total) = r.coalesce(m, n, true);
-            r.make_free(run, total, true, now);
-            r.dirty_runs.push_back(run);
+            r.file_dirty(m, n, now);
         }
     }
 }
