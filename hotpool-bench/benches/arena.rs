@@ -20,10 +20,13 @@
 //! not contain "memory" is given, and in `--test`/`--list` mode) runs each
 //! workload with a larger working set once per allocator, each in a child
 //! process of its own (this binary re-run), and prints the peak resident
-//! memory each child reached above its start (`VmHWM - VmRSS`):
+//! memory each child reached above its start (`VmHWM - VmRSS`), then where
+//! hotpool's bytes were when its blocks' requested bytes peaked (from
+//! `hotpool::arena::stats()`, taken by a counting wrapper each time the
+//! live requested bytes grow by 1%):
 //!
 //! ```text
-//! cargo bench -p hotpool-bench --bench arena -- memory     # the peak-RSS table only
+//! cargo bench -p hotpool-bench --bench arena -- memory     # the peak-RSS tables only
 //! ```
 
 #[path = "common/alloc_kernels.rs"]
@@ -31,7 +34,9 @@ mod kernels;
 
 use std::alloc::{GlobalAlloc, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -234,7 +239,61 @@ mod memory {
         }
     }
 
-    /// In a child: runs one cell and prints its peak above the start.
+    /// `HotAlloc` with the bytes its callers asked for counted, and the
+    /// arena's statistics taken (after the call) each time they reach 1%
+    /// (and 64 KiB) above the last time: the last snapshot is where the
+    /// bytes were when the requested bytes peaked.
+    struct Counted {
+        live: AtomicUsize,
+        next: AtomicUsize,
+        peak: Mutex<Option<(usize, hotpool::arena::ArenaStats)>>,
+    }
+
+    static COUNTED: Counted = Counted {
+        live: AtomicUsize::new(0),
+        next: AtomicUsize::new(0),
+        peak: Mutex::new(None),
+    };
+
+    impl Counted {
+        fn grew(&self, size: usize) {
+            let live = self.live.fetch_add(size, Relaxed) + size;
+            if live >= self.next.load(Relaxed) {
+                if let Ok(mut peak) = self.peak.try_lock() {
+                    self.next.store(live + live / 100 + (64 << 10), Relaxed);
+                    *peak = Some((live, hotpool::arena::stats()));
+                }
+            }
+        }
+    }
+
+    // SAFETY: every call goes to `HotAlloc` unchanged; only counters are
+    // added.
+    unsafe impl GlobalAlloc for Counted {
+        unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+            // SAFETY: forwarded contract.
+            let p = unsafe { HOT.alloc(l) };
+            self.grew(l.size());
+            p
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+            self.live.fetch_sub(l.size(), Relaxed);
+            // SAFETY: forwarded contract.
+            unsafe { HOT.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+            // SAFETY: forwarded contract.
+            let q = unsafe { HOT.realloc(p, l, new) };
+            self.live.fetch_sub(l.size(), Relaxed);
+            self.grew(new);
+            q
+        }
+    }
+
+    /// In a child: runs one cell and prints its peak above the start (for
+    /// hotpool, then the breakdown at its requested bytes' peak, KiB:
+    /// requested, allocated, active, thread caches, depots, dirty,
+    /// metadata).
     pub fn child() -> bool {
         let Ok(cell) = std::env::var(CHILD) else {
             return false;
@@ -242,25 +301,42 @@ mod memory {
         let (workload, allocator) = cell.split_once('/').unwrap();
         let start = status_kib("VmRSS:");
         match allocator {
-            "hotpool" => work(&HOT, workload),
+            "hotpool" => work(&COUNTED, workload),
             "mimalloc" => work(&MI, workload),
             "jemalloc" => work(&JE, workload),
             "system" => work(&System, workload),
             _ => panic!("unknown allocator {allocator}"),
         }
-        println!("{}", status_kib("VmHWM:").saturating_sub(start));
+        print!("{}", status_kib("VmHWM:").saturating_sub(start));
+        if let Some((live, s)) = COUNTED.peak.lock().unwrap().take() {
+            for v in [
+                live,
+                s.allocated,
+                s.active,
+                s.tcache_bytes,
+                s.depot_bytes,
+                s.dirty,
+                s.metadata,
+            ] {
+                print!(" {}", v >> 10);
+            }
+        }
+        println!();
         true
     }
 
-    /// Runs every cell in a child and prints the table with each
-    /// allocator's ratio to jemalloc (the target: at most 1.1).
+    /// Runs every cell in a child and prints the table with hotpool's
+    /// ratio to jemalloc and to the lower of mimalloc and the system
+    /// allocator (issue 14's target: at most 1.1), then hotpool's
+    /// breakdowns.
     pub fn run() {
         println!("memory: peak resident KiB above the process's start, one child per cell");
         println!(
-            "{:<8} {:>10} {:>10} {:>10} {:>10}   hotpool/jemalloc",
+            "{:<8} {:>10} {:>10} {:>10} {:>10}   hotpool/jemalloc   hotpool/min(mimalloc, system)",
             "", "hotpool", "mimalloc", "jemalloc", "system"
         );
         let exe = std::env::current_exe().unwrap();
+        let mut breakdowns = Vec::new();
         for w in WORKLOADS {
             let peaks: Vec<u64> = ALLOCATORS
                 .iter()
@@ -270,21 +346,59 @@ mod memory {
                         .output()
                         .unwrap();
                     assert!(out.status.success(), "child {w}/{a} failed");
-                    String::from_utf8(out.stdout)
+                    let fields: Vec<u64> = String::from_utf8(out.stdout)
                         .unwrap()
-                        .trim()
-                        .parse()
-                        .unwrap()
+                        .split_whitespace()
+                        .map(|f| f.parse().unwrap())
+                        .collect();
+                    if fields.len() == 8 {
+                        breakdowns.push((w, fields.clone()));
+                    }
+                    fields[0]
                 })
                 .collect();
             println!(
-                "{:<8} {:>10} {:>10} {:>10} {:>10}   {:.2}",
+                "{:<8} {:>10} {:>10} {:>10} {:>10}   {:>16.2}   {:>29.2}",
                 w,
                 peaks[0],
                 peaks[1],
                 peaks[2],
                 peaks[3],
-                peaks[0] as f64 / peaks[2].max(1) as f64
+                peaks[0] as f64 / peaks[2].max(1) as f64,
+                peaks[0] as f64 / peaks[1].min(peaks[3]).max(1) as f64
+            );
+        }
+        println!();
+        println!(
+            "memory: hotpool when its blocks' requested bytes peaked, KiB (rounding: allocated - requested; \
+             slab free: active - allocated - caches - depots)"
+        );
+        println!(
+            "{:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "",
+            "peak RSS",
+            "requested",
+            "rounding",
+            "slab free",
+            "caches",
+            "depots",
+            "dirty",
+            "metadata"
+        );
+        for (w, f) in breakdowns {
+            let (rss, req, alloc, active, caches, depots, dirty, meta) =
+                (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]);
+            println!(
+                "{:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                w,
+                rss,
+                req,
+                alloc as i64 - req as i64,
+                active as i64 - (alloc + caches + depots) as i64,
+                caches,
+                depots,
+                dirty,
+                meta
             );
         }
         println!();
