@@ -623,7 +623,8 @@ pub fn set_tcache_bytes(bytes: usize) {
 
 /// Starts or stops the background purge thread (a raw pthread that never
 /// allocates); returns whether it runs. It wakes every `decay_ms / 4`
-/// (10 ms ..= 1 s) and purges expired pages of every arena.
+/// (10 ms ..= 1 s), and when the oldest dirty run or kept huge mapping
+/// reaches `decay_ms`, and purges expired pages of every arena.
 ///
 /// ```
 /// assert!(hotpool::arena::set_background_thread(true));
