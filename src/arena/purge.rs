@@ -362,7 +362,11 @@ extern "C" fn background_main(_: *mut libc::c_void) -> *mut libc::c_void {
             }
             huge_purge(sys::now_ms());
         }
-        next_expiry = next_expiry_ms(decay_ms());
+        // No sooner than an eighth of a round from now: a program that
+        // frees all the time has a run expiring every millisecond, and
+        // the purger would wake (and take the run locks) as often.
+        let d = decay_ms();
+        next_expiry = next_expiry_ms(d).max(sys::now_ms() + (round_ms(d) / 8).max(1));
     }
 }
 
@@ -391,9 +395,11 @@ fn round() {
 }
 
 /// When (ms) the oldest dirty run of any arena, or the oldest kept huge
-/// mapping, is `decay_ms` old; `u64::MAX` if nothing is waiting.
+/// mapping, is `decay_ms` old; `u64::MAX` if nothing is waiting, or if
+/// `decay_ms` is 0 (allocating threads purge at once then, and the rounds,
+/// every 10 ms, take what they left) or negative (never).
 fn next_expiry_ms(decay_ms: i64) -> u64 {
-    if decay_ms < 0 {
+    if decay_ms <= 0 {
         return u64::MAX;
     }
     let mut at = super::huge_cache::next_free_at().saturating_add(decay_ms as u64);

@@ -84,8 +84,8 @@ impl Runs {
     /// the list (the caller puts the merged run in its place) and is
     /// returned with its age. The merged run takes the age of its largest
     /// part, which keeps the list in age order without a search, and a
-    /// burst freed slab after slab into one run is as old as its first
-    /// slab (with the newest part's age, each slab freed restarted the
+    /// burst freed slab after slab into one run is about as old as its
+    /// first slabs (with the newest part's age, each slab freed restarted the
     /// whole run's decay: the last chunk of a burst stayed resident for
     /// up to another `decay_ms`).
     ///
