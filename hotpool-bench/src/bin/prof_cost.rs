@@ -22,6 +22,9 @@
 #[path = "../../benches/common/alloc_kernels.rs"]
 #[allow(dead_code)]
 mod kernels;
+#[path = "../measure.rs"]
+#[allow(dead_code)]
+mod measure;
 
 use std::alloc::GlobalAlloc;
 use std::time::Instant;
@@ -58,11 +61,6 @@ fn time<A: GlobalAlloc>(a: &A, kernel: &str) -> f64 {
         once(a, kernel);
     }
     t.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -123,8 +121,8 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (k, kernel) in KERNELS.iter().enumerate() {
         for (a, allocator) in ALLOCATORS.iter().enumerate() {
-            let off = median(&mut figs[k][a][0]);
-            let on = median(&mut figs[k][a][1]);
+            let off = measure::median(&figs[k][a][0]);
+            let on = measure::median(&figs[k][a][1]);
             println!(
                 "| {kernel} | {allocator} | {off:.0} | {on:.0} | {:.2} |",
                 on / off
