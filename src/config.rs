@@ -5,8 +5,8 @@
 //! |---|---|---|---|
 //! | `narenas` | 1..=64 | 4 per CPU online (at most 64) | arenas; a new thread joins the open one with the fewest threads. By default only the first is open at the start, and a thread that shares its arena and finds its bin locks held 4 times between two GC events moves to a less used one, opening one more if needed; set, every arena is open from the start |
 //! | `tcache` | bool | `true` | per-thread caches in front of the arenas |
-//! | `tcache_max` | 0..=65536 | 32768 | largest size class kept in thread caches |
-//! | `tcache_bytes` | 0..=67108864 | 1048576 (1 MiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |
+//! | `tcache_max` | 0..=65536 | 65536 | largest size class kept in thread caches |
+//! | `tcache_bytes` | 0..=67108864 | 4194304 (4 MiB) | bytes of free objects one thread's arena cache may hold, all classes together; 0 caches nothing |
 //! | `pool_thread_bytes` | 0..=1073741824 | 8388608 (8 MiB) | bytes of free objects one thread may hold in the free lists of all pools together; 0 caches nothing |
 //! | `decay_ms` | integer >= -1 | 10000 | ms before freed dirty pages are purged; 0 purges at once, -1 never |
 //! | `background_thread` | bool | `true` | a thread of the allocator's own, started at the first frees, purges expired pages (and idle pools) even when the program is idle; with `false` threads purge on their own allocator calls only |
@@ -132,8 +132,8 @@ impl ProfPrefix {
 pub const DEFAULT: ArenaConf = ArenaConf {
     narenas: 0,
     tcache: true,
-    tcache_max: 32768,
-    tcache_bytes: 1 << 20,
+    tcache_max: 65536,
+    tcache_bytes: 4 << 20,
     pool_thread_bytes: 8 << 20,
     decay_ms: 10_000,
     background_thread: !cfg!(any(miri, loom)),

@@ -32,7 +32,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Sizes of the bursts: small classes of several slab shapes and a large
-/// class kept in thread caches (up to `tcache_max`, 32 KiB).
+/// class kept in thread caches (up to `tcache_max`, 64 KiB).
 const SIZES: [usize; 6] = [24, 100, 512, 3000, 9000, 20_000];
 
 /// A block and its layout, with the word its owner wrote at its start.
@@ -173,7 +173,7 @@ fn a_blocked_thread_s_cache_is_reclaimed_after_decay_ms() {
         .iter()
         .map(|p| p.threads * p.slot_size)
         .sum::<usize>();
-    // With the default budgets (1 MiB, 8 MiB) the bursts leave warm caches,
+    // With the default budgets (4 MiB, 8 MiB) the bursts leave warm caches,
     // well over those bounds and over 256 KiB together. (What the arena
     // cache keeps of the burst varies with its GC events: 240-330 KiB.)
     assert!(held > 2 * bound, "the burst left only {held} B cached");

@@ -44,7 +44,7 @@
 //!   so the resident cost is a fraction of that.
 //! * A thread cache holds at most 128 objects per class (fewer for big
 //!   classes; 8 for large classes up to `tcache_max`) and at most
-//!   `tcache_bytes` (1 MiB by default) in all, whether or not the thread
+//!   `tcache_bytes` (4 MiB by default) in all, whether or not the thread
 //!   still calls: a thread that goes quiet holds no more. A class the
 //!   thread frees but has not allocated (a consumer's) holds at most 4 KiB
 //!   (at least 4 objects) and goes back whole to its owner's depot when
@@ -608,13 +608,13 @@ pub fn set_decay_ms(ms: i64) {
 /// together (`HOTPOOL_CONF=tcache_bytes`). With 192 KiB here and
 /// [`crate::pool::set_thread_bytes`] at 64 KiB, a thread that goes quiet
 /// holds at most 256 KiB of free objects; mixed-size churn then makes more
-/// trips to the arena's bins (hotpool-bench's churn 2.2x slower than at
-/// the default 1 MiB).
+/// trips to the arena's bins (hotpool-bench's churn 3.9x slower than at
+/// the default 4 MiB).
 ///
 /// ```
 /// hotpool::arena::set_tcache_bytes(192 << 10);
 /// assert_eq!(hotpool::arena::config().tcache_bytes, 192 << 10);
-/// hotpool::arena::set_tcache_bytes(1 << 20);
+/// hotpool::arena::set_tcache_bytes(4 << 20);
 /// ```
 pub fn set_tcache_bytes(bytes: usize) {
     init::ensure_init();

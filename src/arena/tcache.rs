@@ -11,7 +11,7 @@
 //!   objects have several owners or the depot is full, to the owning
 //!   arenas' bins, each under that bin's lock. A refill takes from the
 //!   thread's arena's depot first. No global lock anywhere.
-//! * a thread's cache holds at most `tcache_bytes` (1 MiB by default) of
+//! * a thread's cache holds at most `tcache_bytes` (4 MiB by default) of
 //!   free objects, all classes together, by construction: each class's
 //!   bound (`max`, what the free fast path compares with) is a *grant* of
 //!   `max * size` bytes from that budget, and the grants never add up to
