@@ -157,6 +157,49 @@ fn large_realloc_grows_in_place_when_room() {
     }
 }
 
+/// Free objects of the size class of `size` bytes in threads' caches.
+fn cached(size: usize) -> u64 {
+    let s = arena::stats();
+    s.classes.iter().find(|c| c.size == size).unwrap().cached
+}
+
+/// A large block that `realloc` moves goes back to its arena, where it can
+/// merge with its free neighbours, not to the thread cache; a large block
+/// freed by `dealloc` goes to the thread cache.
+#[test]
+fn a_large_block_that_realloc_moved_skips_the_thread_cache() {
+    let _g = serial();
+    const SIZE: usize = 28 << 10;
+    let layout = Layout::from_size_align(SIZE, 8).unwrap();
+    // SAFETY: layouts match each block.
+    unsafe {
+        let blocks: Vec<*mut u8> = (0..16).map(|_| HotAlloc.alloc(layout)).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        // A block whose next run is another of ours cannot grow in place.
+        let (i, &p) = blocks
+            .iter()
+            .enumerate()
+            .find(|&(_, &p)| blocks.contains(&p.wrapping_add(SIZE)))
+            .expect("two of 16 runs are neighbours");
+        fill(p, SIZE, 3);
+        let before = cached(SIZE);
+        let q = HotAlloc.realloc(p, layout, 2 * SIZE);
+        assert!(!q.is_null() && q != p, "the block moved");
+        check(q, SIZE, 3);
+        assert_eq!(cached(SIZE), before, "the old run went to the arena");
+        HotAlloc.dealloc(q, Layout::from_size_align(2 * SIZE, 8).unwrap());
+        for (j, &b) in blocks.iter().enumerate() {
+            if j != i {
+                HotAlloc.dealloc(b, layout);
+            }
+        }
+        assert!(
+            cached(SIZE) > before,
+            "a freed run goes to the thread cache"
+        );
+    }
+}
+
 /// Huge blocks that cannot grow where they are move with their pages
 /// (new mappings go below old ones, so a block's neighbour is usually
 /// taken): every byte survives every step.

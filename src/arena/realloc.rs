@@ -8,7 +8,7 @@ use super::alloc::{alloc_with, small_class_of, MAX_RUN_ALIGN};
 use super::chunk::*;
 #[cfg(any(feature = "checks", debug_assertions))]
 use super::free::usable_size;
-use super::free::{free, size_and_class};
+use super::free::{free_moved, size_and_class};
 use super::huge::{huge_move, huge_resize};
 use super::size_class::*;
 use super::tcache;
@@ -63,12 +63,13 @@ unsafe fn resize(
     let q = alloc_with(new, align, false, new > old);
     if !q.is_null() {
         // SAFETY: both blocks are live, distinct, and hold at least the
-        // copied bytes; `p` is freed once, by class when it is small.
+        // copied bytes; `p` is freed once, by class when it is small, else
+        // to its arena ([`free_moved`]).
         unsafe {
             ptr::copy_nonoverlapping(p, q, old.min(new));
             match old_class {
                 Some(c) => tcache::free(p, c),
-                None => free(p),
+                None => free_moved(p),
             }
         }
     }

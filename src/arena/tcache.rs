@@ -536,7 +536,7 @@ unsafe fn free_sample(p: *mut u8) {
         count_stats(PROMOTED, false, unsafe { chunk::owner_arena(p) });
     } else {
         // SAFETY: per the contract, a large run of ours.
-        unsafe { super::free::free_run_or_huge(p) };
+        unsafe { super::free::free_run_or_huge(p, true) };
     }
 }
 
