@@ -255,6 +255,36 @@ fn zero_size_allocator_requests_dangle_aligned() {
     assert_eq!(&v[..], &[0, 1, 2]);
 }
 
+/// `allocate` reports a small block's length from its layout alone (the
+/// class size, no metadata lookup): it is the block's usable size, its
+/// first and last bytes can be written, and a layout of that length frees it.
+#[test]
+fn allocate_reports_the_class_size_of_small_blocks() {
+    let _g = serial();
+    for align in [1, 8, 16, 64, 512, 4096] {
+        let mut size = 1;
+        while size <= 16 << 10 {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let b = HotAlloc.allocate(layout).unwrap();
+            let p = b.cast::<u8>();
+            assert!(b.len() >= size && p.as_ptr() as usize % align == 0);
+            // SAFETY: a live block of ours, `b.len()` bytes long; freed once
+            // with a length between the requested and the reported one.
+            unsafe {
+                assert_eq!(
+                    b.len(),
+                    arena::usable_size(p),
+                    "{size} B aligned to {align}"
+                );
+                p.as_ptr().write(1);
+                p.as_ptr().add(b.len() - 1).write(2);
+                HotAlloc.deallocate(p, Layout::from_size_align(b.len(), align).unwrap());
+            }
+            size = size * 5 / 4 + 1;
+        }
+    }
+}
+
 #[test]
 fn allocate_reports_usable_size_and_zeroes() {
     let _g = serial();
