@@ -51,7 +51,8 @@ pub(super) fn alloc_with(size: usize, align: usize, zero: bool, growing: bool) -
 #[inline(always)]
 fn alloc_unchecked(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     if let Some(c) = small_class_of(size, align) {
-        let p = tcache::alloc(c);
+        // SAFETY: small classes are cached (`c < NSMALL <= NCACHED`).
+        let p = unsafe { tcache::alloc(c) };
         if zero && !p.is_null() {
             // SAFETY: `p` is a fresh region of at least `size` bytes.
             unsafe { ptr::write_bytes(p, 0, size) };
@@ -74,7 +75,8 @@ fn alloc_big(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     };
     let c = class_of(size.max(SMALL_MAX + 1));
     if align <= PAGE && c < NCACHED && !growing {
-        let p = tcache::alloc(c);
+        // SAFETY: `c < NCACHED`, checked above.
+        let p = unsafe { tcache::alloc(c) };
         if zero && !p.is_null() {
             // SAFETY: a fresh run of at least `size` bytes.
             unsafe { ptr::write_bytes(p, 0, size) };

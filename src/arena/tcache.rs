@@ -370,9 +370,15 @@ fn make() -> *mut Tcache {
     tc
 }
 
-/// Allocates from cached class `c < NCACHED`; null when memory runs out.
+/// Allocates from cached class `c`; null when memory runs out.
+///
+/// # Safety
+/// `c < NCACHED` (the fast path indexes the class's counters unchecked).
 #[inline(always)]
-pub(crate) fn alloc(c: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc(c: usize) -> *mut u8 {
+    // SAFETY: per the contract; the bounds checks of `counts[c]` and
+    // `nmalloc[c]` go (two instructions and a branch per call).
+    unsafe { core::hint::assert_unchecked(c < NCACHED) };
     let tc = current();
     if live(tc) {
         // One call's accesses stay apart from the next's (see [`reclaim`]).
@@ -688,12 +694,15 @@ unsafe fn alloc_cached(tc: *mut Tcache, arena: &'static Arena, c: usize) -> Opti
     }
 }
 
-/// Frees `p` of cached class `c < NCACHED`.
+/// Frees `p` of cached class `c`.
 ///
 /// # Safety
-/// `p` is a live object of class `c` from this allocator.
+/// `c < NCACHED`; `p` is a live object of class `c` from this allocator.
 #[inline(always)]
 pub(crate) unsafe fn free(p: *mut u8, c: usize) {
+    // SAFETY: per the contract; the bounds checks of `counts[c]` and
+    // `nfree[c]` go.
+    unsafe { core::hint::assert_unchecked(c < NCACHED) };
     let tc = current();
     if live(tc) {
         // One call's accesses stay apart from the next's (see [`reclaim`]).
@@ -1433,7 +1442,8 @@ mod tests {
     fn fork_child_ends_a_reclaim_of_this_thread_s_cache() {
         std::thread::spawn(|| {
             let c = CLASS_SIZE.iter().position(|&s| s == 48).unwrap();
-            let objs: Vec<_> = (0..8).map(|_| alloc(c)).collect();
+            // SAFETY: the 48-byte class is small, so cached.
+            let objs: Vec<_> = (0..8).map(|_| unsafe { alloc(c) }).collect();
             for &p in &objs {
                 // SAFETY: allocated above as class `c`, freed once.
                 unsafe { free(p, c) };
@@ -1454,7 +1464,8 @@ mod tests {
             fork_child();
             assert_eq!(t.state.load(Relaxed), RECLAIMED);
             // The next call settles the cache and pops from it.
-            let p = alloc(c);
+            // SAFETY: as above.
+            let p = unsafe { alloc(c) };
             assert!(objs.contains(&p), "served from the cache");
             assert_eq!(t.state.load(Relaxed), IDLE);
             assert_eq!(t.counts[c].n.load(Relaxed), held - 1);
