@@ -9,6 +9,10 @@ use hotpool::arena;
 use hotpool::config::{parse, ConfProblem, DEFAULT};
 use hotpool::{AllocError, HotAlloc};
 
+#[path = "common/cached.rs"]
+mod cached;
+use cached::cached;
+
 /// Serialises the tests: several read process-wide figures (resident
 /// memory, dirty pages, allocated bytes) that any concurrent test changes.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -155,12 +159,6 @@ fn large_realloc_grows_in_place_when_room() {
         check(q, 20_000, 2);
         HotAlloc.dealloc(q, Layout::from_size_align(30_000, 8).unwrap());
     }
-}
-
-/// Free objects of the size class of `size` bytes in threads' caches.
-fn cached(size: usize) -> u64 {
-    let s = arena::stats();
-    s.classes.iter().find(|c| c.size == size).unwrap().cached
 }
 
 /// A large block that `realloc` moves goes back to its arena, where it can

@@ -11,6 +11,10 @@ use std::sync::{mpsc, Mutex, MutexGuard};
 
 use hotpool::{arena, config, HotAlloc, Pool, PoolConfig};
 
+#[path = "common/cached.rs"]
+mod cached;
+use cached::cached;
+
 /// The tests read process-wide figures: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -102,12 +106,6 @@ fn a_thread_that_blocks_after_a_burst_holds_at_most_256_kib() {
     worker.join().unwrap();
     arena::set_tcache_bytes(defaults.tcache_bytes);
     hotpool::pool::set_thread_bytes(defaults.pool_thread_bytes);
-}
-
-/// Objects of the class of `size` bytes in threads' caches.
-fn cached(size: usize) -> u64 {
-    let s = arena::stats();
-    s.classes.iter().find(|c| c.size == size).unwrap().cached
 }
 
 #[test]
