@@ -202,14 +202,19 @@ fn dangling(align: usize) -> NonNull<[u8]> {
 }
 
 /// The block `p` made for `layout`, with its usable length: a small
-/// request's class size, known from the layout (a region of that class, or
-/// a larger run when the profiler sampled it), else read from the metadata
-/// (a lookup of the chunk header and the run's entry, two cache misses
-/// where blocks are spread out).
+/// request's class size (`class`, the layout's small class, computed by the
+/// caller once for the allocation too: a region of that class, or a larger
+/// run when the profiler sampled it), else read from the metadata (a lookup
+/// of the chunk header and the run's entry, two cache misses where blocks
+/// are spread out).
 #[inline(always)]
-fn block(p: *mut u8, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+fn block(
+    p: *mut u8,
+    layout: Layout,
+    class: Option<usize>,
+) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
     let p = NonNull::new(p).ok_or(allocator_api2::alloc::AllocError)?;
-    let len = match alloc::small_class_of(layout.size(), layout.align()) {
+    let len = match class {
         Some(c) => size_class::CLASS_SIZE[c],
         // SAFETY: `p` is a live block of ours.
         None => unsafe { free::usable_size(p.as_ptr()) }.max(layout.size()),
@@ -225,7 +230,12 @@ unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
         if layout.size() == 0 {
             return Ok(dangling(layout.align()));
         }
-        block(alloc::alloc(layout.size(), layout.align(), false), layout)
+        let class = alloc::small_class_of(layout.size(), layout.align());
+        block(
+            alloc::alloc(layout.size(), layout.align(), false),
+            layout,
+            class,
+        )
     }
 
     fn allocate_zeroed(
@@ -321,7 +331,7 @@ impl HotAlloc {
         }
         // SAFETY: the caller's contract is `realloc`'s.
         let p = unsafe { realloc::realloc(ptr.as_ptr(), old.size(), old.align(), new.size()) };
-        block(p, new)
+        block(p, new, alloc::small_class_of(new.size(), new.align()))
     }
 }
 
