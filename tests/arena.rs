@@ -284,6 +284,34 @@ fn allocate_reports_the_class_size_of_small_blocks() {
 }
 
 #[test]
+fn allocate_hands_back_a_cached_block_with_its_class_length() {
+    // The second allocation of each layout pops the block the first one
+    // freed from the thread cache (allocate's fast path in a release
+    // build): the same address, and the same reported length, the usable
+    // size.
+    let _g = serial();
+    for (size, align) in [(1, 1), (24, 8), (40, 16), (100, 4), (3000, 8), (14336, 16)] {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        let first = HotAlloc.allocate(layout).unwrap();
+        // SAFETY: a live block of ours, freed once with its layout.
+        unsafe { HotAlloc.deallocate(first.cast(), layout) };
+        let again = HotAlloc.allocate(layout).unwrap();
+        let p = again.cast::<u8>();
+        assert_eq!(p, first.cast::<u8>(), "{size} B aligned to {align}");
+        // SAFETY: a live block of ours; freed once with its layout.
+        unsafe {
+            assert_eq!(
+                again.len(),
+                arena::usable_size(p),
+                "{size} B aligned to {align}"
+            );
+            p.as_ptr().add(again.len() - 1).write(1);
+            HotAlloc.deallocate(p, layout);
+        }
+    }
+}
+
+#[test]
 fn allocate_reports_usable_size_and_zeroes() {
     let _g = serial();
     let layout = Layout::from_size_align(100, 8).unwrap();

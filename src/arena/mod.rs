@@ -201,6 +201,21 @@ fn dangling(align: usize) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(p, 0)
 }
 
+/// `allocate` past the thread cache's fast path (and every allocation
+/// with the debug checks on): out of line, so that the fast path returns
+/// the popped object as it is, without the null test and the metadata
+/// lookup of [`block`].
+#[cold]
+#[inline(never)]
+fn allocate_slow(layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+    let class = alloc::small_class_of(layout.size(), layout.align());
+    block(
+        alloc::alloc(layout.size(), layout.align(), false),
+        layout,
+        class,
+    )
+}
+
 /// The block `p` made for `layout`, with its usable length: a small
 /// request's class size (`class`, the layout's small class, computed by the
 /// caller once for the allocation too: a region of that class, or a larger
@@ -226,16 +241,21 @@ fn block(
 // length, and moved/copied correctly by grow/shrink; zero-size requests get
 // a dangling aligned pointer that is never passed to the arenas.
 unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
+    #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         if layout.size() == 0 {
             return Ok(dangling(layout.align()));
         }
-        let class = alloc::small_class_of(layout.size(), layout.align());
-        block(
-            alloc::alloc(layout.size(), layout.align(), false),
-            layout,
-            class,
-        )
+        if let (Some(c), false) = (
+            alloc::small_class_of(layout.size(), layout.align()),
+            cfg!(any(feature = "checks", debug_assertions)),
+        ) {
+            // SAFETY: small classes are cached (`c < NSMALL <= NCACHED`).
+            if let Some(p) = unsafe { tcache::pop(c) } {
+                return Ok(NonNull::slice_from_raw_parts(p, size_class::CLASS_SIZE[c]));
+            }
+        }
+        allocate_slow(layout)
     }
 
     fn allocate_zeroed(
@@ -253,6 +273,7 @@ unsafe impl allocator_api2::alloc::Allocator for HotAlloc {
             .ok_or(allocator_api2::alloc::AllocError)
     }
 
+    #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
             // SAFETY: the caller's contract is ours.

@@ -381,22 +381,62 @@ pub(crate) unsafe fn alloc(c: usize) -> *mut u8 {
     unsafe { core::hint::assert_unchecked(c < NCACHED) };
     let tc = current();
     if live(tc) {
-        // One call's accesses stay apart from the next's (see [`reclaim`]).
-        light_fence();
-        // SAFETY: a live cache is owned by this thread.
-        let bin = unsafe { &(*tc).counts[c] };
-        let n = bin.n.load(Relaxed);
-        if n as u16 > bin.low.load(Relaxed) {
-            let n = n - 1;
-            bin.n.store(n, Relaxed);
-            // SAFETY: as above; `n < max <= SLOTS`; the reclaim never takes
-            // the top object.
-            let p = unsafe { slot(tc, c, n as usize).read() };
+        // SAFETY: a live cache of this thread; `c < NCACHED`.
+        if let Some(p) = unsafe { take(tc, c) } {
             // SAFETY: as above; `p` was just popped from class `c`.
             return unsafe { counted(tc, c, p) };
         }
     }
     alloc_slow(c)
+}
+
+/// The allocation fast path alone: an object of cached class `c` popped
+/// and counted, or `None` (a miss, no cache, or the profiler on, which
+/// [`alloc`] serves). For a caller that needs more than the pointer (the
+/// allocator-api2 `allocate` reports the class size): with every other
+/// case a tail call to its own slow path, its fast path saves no register.
+///
+/// # Safety
+/// `c < NCACHED`.
+#[inline(always)]
+pub(crate) unsafe fn pop(c: usize) -> Option<NonNull<u8>> {
+    // SAFETY: per the contract (as in [`alloc`]).
+    unsafe { core::hint::assert_unchecked(c < NCACHED) };
+    let e = init::events();
+    let tc = current();
+    if e < 0 || !live(tc) {
+        return None;
+    }
+    // SAFETY: a live cache of this thread; `c < NCACHED`.
+    let p = unsafe { take(tc, c) }?;
+    if e > 0 {
+        // SAFETY: as above.
+        bump(unsafe { &(*tc).nmalloc[c] });
+    }
+    // SAFETY: the stacks hold objects, never null.
+    Some(unsafe { NonNull::new_unchecked(p) })
+}
+
+/// Pops the top object of class `c` from `tc`'s stack if it lies above
+/// the low-water mark; not counted.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache; `c < NCACHED`.
+#[inline(always)]
+unsafe fn take(tc: *mut Tcache, c: usize) -> Option<*mut u8> {
+    // One call's accesses stay apart from the next's (see [`reclaim`]).
+    light_fence();
+    // SAFETY: per the contract, a cache owned by this thread.
+    let bin = unsafe { &(*tc).counts[c] };
+    let n = bin.n.load(Relaxed);
+    if n as u16 <= bin.low.load(Relaxed) {
+        return None;
+    }
+    let n = n - 1;
+    bin.n.store(n, Relaxed);
+    // SAFETY: as above; `n < max <= SLOTS`; the reclaim never takes the top
+    // object.
+    Some(unsafe { slot(tc, c, n as usize).read() })
 }
 
 /// Slot `i` of class `c`'s stack in `tc`, reached without a reference to
