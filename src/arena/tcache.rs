@@ -393,8 +393,9 @@ pub(crate) unsafe fn alloc(c: usize) -> *mut u8 {
 /// The allocation fast path alone: an object of cached class `c` popped
 /// and counted, or `None` (a miss, no cache, or the profiler on, which
 /// [`alloc`] serves). For a caller that needs more than the pointer (the
-/// allocator-api2 `allocate` reports the class size): with every other
-/// case a tail call to its own slow path, its fast path saves no register.
+/// allocator-api2 `allocate` reports the class size) and takes every other
+/// case out of line: its fast path then returns the object as it is, with
+/// no null test where the slow paths join.
 ///
 /// # Safety
 /// `c < NCACHED`.
