@@ -15,6 +15,15 @@ failed=0
 pass() { printf 'ok    %s\n' "$1"; }
 fail() { printf 'FAIL  %s\n' "$1"; failed=1; }
 
+# The library does not pull in libm: its pages would count in the resident
+# memory of every process it is preloaded into.
+needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+if [[ " $needed" == *" libm.so"* ]]; then
+  fail "needed libraries: $needed(libm among them)"
+else
+  pass "needed libraries: $needed"
+fi
+
 # compare NAME CMD...: stdout and exit status with and without hotpool.
 compare() {
   local name="$1"; shift

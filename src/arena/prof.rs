@@ -247,8 +247,65 @@ fn next_random(rng: &mut u64) -> u64 {
 fn draw(rng: &mut u64, period: u64) -> i64 {
     // A uniform in (0, 1] from 53 random bits.
     let u = ((next_random(rng) >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    let bytes = -u.ln() * period as f64;
+    let bytes = -ln(u) * period as f64;
     (bytes as i64).max(1)
+}
+
+// The profiler's two transcendental functions are computed here, not by
+// `f64::ln` and `f64::exp`: those are libm's `log` and `exp`, and would make
+// every program that links hotpool (and every process `hotpool-malloc` is
+// preloaded into) load libm, whose pages count in its resident memory
+// (0.3 MiB in a small Rust program here). Only arithmetic and bit
+// operations: no call that lowers to libm (`round`, `floor`, `mul_add`
+// would, on the baseline x86-64 target).
+
+/// The natural logarithm of a normal, finite `x > 0`: `x = m * 2^e` with `m`
+/// in [1/√2, √2), and `ln m = 2 atanh(s)` with `s = (m - 1) / (m + 1)`,
+/// `|s| < 0.172`, its series summed to `s^15` (the next term is below
+/// 1e-14 of the sum).
+fn ln(x: f64) -> f64 {
+    debug_assert!(x.is_normal() && x > 0.0);
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & ((1 << 52) - 1)) | (1023 << 52));
+    if m > core::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let mut t = 1.0 / 15.0;
+    for k in [13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
+        t = t * s2 + 1.0 / k;
+    }
+    e as f64 * core::f64::consts::LN_2 + 2.0 * s * t
+}
+
+/// `1 - e^-r` for `r >= 0`, without the cancellation of `1.0 - exp(-r)` at
+/// small `r`: `r = k ln 2 + y` with `|y| <= ln 2 / 2`, `e^-y - 1` by its
+/// series to the 16th power (the next term is below 1e-19), then
+/// `1 - 2^-k (1 + (e^-y - 1))`.
+fn one_minus_exp_neg(r: f64) -> f64 {
+    debug_assert!(r >= 0.0);
+    if r >= 40.0 {
+        // e^-40 is below the spacing of doubles near 1.
+        return 1.0;
+    }
+    // Rounds to nearest: `r` is not negative.
+    let k = (r * core::f64::consts::LOG2_E + 0.5) as i64;
+    let y = r - k as f64 * core::f64::consts::LN_2;
+    let mut term = 1.0;
+    let mut em1 = 0.0;
+    for n in 1..=16 {
+        term *= -y / f64::from(n);
+        em1 += term;
+    }
+    if k == 0 {
+        -em1
+    } else {
+        // `1 <= k <= 58`: `2^-k` is a normal double.
+        1.0 - (1.0 + em1) * f64::from_bits(((1023 - k) as u64) << 52)
+    }
 }
 
 /// An allocation of `size` bytes at `p` (profiler on) on a path without
@@ -662,7 +719,7 @@ fn scale(objs: u64, bytes: u64) -> f64 {
         return 0.0;
     }
     let ratio = bytes as f64 / objs as f64 / period() as f64;
-    1.0 / (1.0 - (-ratio).exp())
+    1.0 / one_minus_exp_neg(ratio)
 }
 
 /// Calls `f(objects, bytes, frames)` for each stack with live samples
@@ -1081,6 +1138,43 @@ mod tests {
         let sum: i64 = (0..n).map(|_| draw(&mut rng, 1024)).sum();
         let mean = sum as f64 / n as f64;
         assert!((mean - 1024.0).abs() < 1024.0 * 0.03, "mean {mean}");
+    }
+
+    #[test]
+    fn ln_and_one_minus_exp_neg_match_the_c_library() {
+        // Powers of two times mantissas at the range reduction's
+        // boundaries (1, √2 either side, just under 2) and between them.
+        let sqrt2 = core::f64::consts::SQRT_2;
+        for e in (-1020..=1020).step_by(5) {
+            let x = f64::from_bits(((e + 1023) as u64) << 52);
+            for m in [
+                1.0,
+                1.0 + 1e-12,
+                1.3,
+                sqrt2 * (1.0 - 1e-12),
+                sqrt2 * (1.0 + 1e-12),
+                1.77,
+                2.0 - 1e-15,
+            ] {
+                let v = x * m;
+                let (got, want) = (ln(v), v.ln());
+                assert!(
+                    (got - want).abs() <= 1e-13 * want.abs().max(1.0),
+                    "ln {v}: {got} {want}"
+                );
+            }
+        }
+        assert_eq!(ln(1.0), 0.0);
+        let mut r = 1e-12;
+        while r < 60.0 {
+            let (got, want) = (one_minus_exp_neg(r), -(-r).exp_m1());
+            assert!(
+                (got - want).abs() <= 1e-13 * want,
+                "1 - e^-{r}: {got} {want}"
+            );
+            r *= 1.3;
+        }
+        assert_eq!(one_minus_exp_neg(0.0), 0.0);
     }
 
     #[test]
