@@ -29,6 +29,26 @@ const READY: usize = 2;
 /// Set once each (before the call, so a fork in between cannot make a
 /// child register twice): the fork handlers and the exit handlers.
 static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
+
+/// Registers the fork handlers when the program (or the library) is
+/// loaded, before it has a second thread; [`init_slow`] registers them
+/// too if this did not run. glibc skips the parent and child handlers of
+/// one registered after a fork's prepare phase began, so a fork on one
+/// thread that raced the allocator's start on another, with the handlers
+/// registered by the start, could copy a bin lock the starting thread had
+/// just taken into a child that then waited on it for ever (CI lost a
+/// forked child so, twice; tests/fork.rs).
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_LOAD: extern "C" fn() = register_fork_handlers;
+
+/// Registers the fork handlers, once.
+extern "C" fn register_fork_handlers() {
+    if !FORK_HANDLERS.swap(true, Relaxed) {
+        sys::at_fork(fork_prepare, fork_parent, fork_child);
+    }
+}
 static EXIT_STATS: AtomicBool = AtomicBool::new(false);
 static EXIT_PROF: AtomicBool = AtomicBool::new(false);
 
@@ -267,7 +287,13 @@ fn init_slow() -> bool {
     }
     conf.narenas = made;
     super::registry::start();
+    // Published under the lock the fork handler takes before it reads the
+    // count: a fork then either takes the locks of every arena published,
+    // or copies a start that has not published any, which the child then
+    // takes over (above).
+    let reg = tcache::REGISTRY.lock();
     NARENAS.store(made, Release);
+    drop(reg);
     DECAY_MS.store(conf.decay_ms, Relaxed);
     TCACHE_ON.store(conf.tcache, Relaxed);
     TCACHE_MAX.store(conf.tcache_max, Relaxed);
@@ -279,9 +305,7 @@ fn init_slow() -> bool {
     }
     let lazy = lazy && tcache_enabled();
     OPEN.store(if lazy { made.min(1) } else { made }, Release);
-    if !FORK_HANDLERS.swap(true, Relaxed) {
-        sys::at_fork(fork_prepare, fork_parent, fork_child);
-    }
+    register_fork_handlers();
     if conf.stats_print && !EXIT_STATS.swap(true, Relaxed) {
         sys::at_exit(print_at_exit);
     }

@@ -26,6 +26,23 @@ use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::{local, registry};
 
+/// Registers the fork handlers when the program (or the library) is
+/// loaded, before it has a second thread; [`register`] runs again at the
+/// first pool's creation in case this did not. glibc skips the parent and
+/// child handlers of one registered after a fork's prepare phase began: a
+/// fork racing the first pool's creation on another thread could otherwise
+/// copy a pool lock held into a child that waits on it for ever (as the
+/// arena's start did, see `arena::init`).
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_LOAD: extern "C" fn() = register_at_load;
+
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+extern "C" fn register_at_load() {
+    register();
+}
+
 /// Registers the fork handlers, once per process. Another thread that
 /// comes here meanwhile does not wait for the first to finish: with a
 /// `Once`, a thread of the parent caught inside `call_once` at a fork left
