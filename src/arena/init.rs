@@ -29,6 +29,8 @@ const READY: usize = 2;
 /// Set once each (before the call, so a fork in between cannot make a
 /// child register twice): the fork handlers and the exit handlers.
 static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
+static EXIT_STATS: AtomicBool = AtomicBool::new(false);
+static EXIT_PROF: AtomicBool = AtomicBool::new(false);
 
 /// Registers the fork handlers when the program (or the library) is
 /// loaded, before it has a second thread; [`init_slow`] registers them
@@ -49,8 +51,6 @@ extern "C" fn register_fork_handlers() {
         sys::at_fork(fork_prepare, fork_parent, fork_child);
     }
 }
-static EXIT_STATS: AtomicBool = AtomicBool::new(false);
-static EXIT_PROF: AtomicBool = AtomicBool::new(false);
 
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
 
