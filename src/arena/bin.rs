@@ -45,6 +45,9 @@ pub(crate) struct Bin {
     /// Low-water mark of `depot_n` since the last [`Arena::depot_drain`]:
     /// the bottom `depot_low` objects were not taken since.
     depot_low: u32,
+    /// The thread cache that last refilled from this bin ([`Arena::refill`];
+    /// its address, 0 for none).
+    filler: usize,
 }
 
 /// Most objects a depot holds.
@@ -83,6 +86,22 @@ pub(crate) fn depot_cap(c: usize) -> usize {
     }
 }
 
+/// Moves up to `out.len()` objects from the depot of `bin` (its lock held
+/// by the caller; the newest first) into `out`; returns how many.
+fn take_parked(bin: &mut Bin, out: &mut [*mut u8]) -> usize {
+    let n = bin.depot_n as usize;
+    let k = n.min(out.len());
+    if k == 0 {
+        return 0;
+    }
+    // SAFETY: `depot[..n]` are parked objects (a non-empty depot has its
+    // slots); `k <= out.len()`; the caller holds the bin lock.
+    unsafe { copy_nonoverlapping(bin.depot.add(n - k), out.as_mut_ptr(), k) };
+    bin.depot_n = (n - k) as u32;
+    bin.depot_low = bin.depot_low.min(bin.depot_n);
+    k
+}
+
 /// A bin on its own cache line.
 #[repr(C, align(64))]
 pub(crate) struct PaddedBin(pub(crate) SpinLock<Bin>);
@@ -92,6 +111,28 @@ impl Arena {
     /// many (fewer only when memory runs out).
     pub(crate) fn bin_fill(&self, c: usize, out: &mut [*mut u8]) -> usize {
         let mut bin = self.bins[c].0.lock();
+        self.fill_locked(&mut bin, c, out)
+    }
+
+    /// A thread cache's refill of class `c`, under one hold of the bin
+    /// lock: its depot first (the newest objects), then the slabs
+    /// ([`Arena::bin_fill`]). Returns how many objects it moved into
+    /// `out`, and whether another cache than `me` (the caller's address)
+    /// refilled from this bin since `me` last did, that is, whether the
+    /// bin serves another allocating thread. Only then is contention on
+    /// its lock a reason for the caller to move to another arena: threads
+    /// that only free into it (the consumers of the caller's objects)
+    /// would follow it there.
+    pub(crate) fn refill(&self, c: usize, me: usize, out: &mut [*mut u8]) -> (usize, bool) {
+        let mut bin = self.bins[c].0.lock();
+        let shared = bin.filler != me && bin.filler != 0;
+        bin.filler = me;
+        let got = take_parked(&mut bin, out);
+        (got + self.fill_locked(&mut bin, c, &mut out[got..]), shared)
+    }
+
+    /// [`Arena::bin_fill`] with the bin's lock held.
+    fn fill_locked(&self, bin: &mut Bin, c: usize, out: &mut [*mut u8]) -> usize {
         let mut got = 0;
         let size = CLASS_SIZE[c];
         while got < out.len() {
@@ -173,19 +214,9 @@ impl Arena {
 
     /// Moves up to `out.len()` objects of class `c` from its depot (the
     /// newest) into `out`; returns how many.
+    #[cfg(test)]
     pub(crate) fn depot_take(&self, c: usize, out: &mut [*mut u8]) -> usize {
-        let mut bin = self.bins[c].0.lock();
-        let n = bin.depot_n as usize;
-        let k = n.min(out.len());
-        if k == 0 {
-            return 0;
-        }
-        // SAFETY: `depot[..n]` are parked objects (a non-empty depot has its
-        // slots); `k <= out.len()`; we hold the bin lock.
-        unsafe { copy_nonoverlapping(bin.depot.add(n - k), out.as_mut_ptr(), k) };
-        bin.depot_n = (n - k) as u32;
-        bin.depot_low = bin.depot_low.min(bin.depot_n);
-        k
+        take_parked(&mut self.bins[c].0.lock(), out)
     }
 
     /// Returns to the slabs the objects of every depot of this arena that
@@ -368,6 +399,34 @@ unsafe fn init_slab(m: *mut RunMeta, c: usize) {
 mod tests {
     use super::super::heap::private_arena;
     use super::*;
+
+    #[test]
+    fn a_refill_takes_the_depot_first_and_tells_whether_another_cache_refilled() {
+        let a = private_arena();
+        let c = CLASS_SIZE.iter().position(|&s| s == 64).unwrap();
+        // Two caches, named by their addresses as the thread caches are.
+        let (me, other) = (0x1000, 0x2000);
+        let mut objs = [null_mut(); 64];
+        assert_eq!(a.refill(c, me, &mut objs), (64, false), "no refill before");
+        // SAFETY: unused regions of class `c` from `a`, parked once.
+        unsafe { assert!(a.depot_put(c, &objs[..32])) };
+        let mut again = [null_mut(); 48];
+        assert_eq!(a.refill(c, me, &mut again), (48, false));
+        assert_eq!(&again[..32], &objs[..32], "the depot comes first");
+        assert!(
+            again[32..].iter().all(|p| !objs.contains(p)),
+            "then the slabs"
+        );
+        // Frees into the bin (a consumer's) do not make it shared.
+        // SAFETY: unused regions of class `c` from `a`, returned once.
+        unsafe { a.bin_flush(c, &again[32..]) };
+        let mut one = [null_mut(); 1];
+        assert_eq!(a.refill(c, me, &mut one), (1, false));
+        // Another cache's refill does, for the next refill of each.
+        assert_eq!(a.refill(c, other, &mut one), (1, true));
+        assert_eq!(a.refill(c, me, &mut one), (1, true));
+        assert_eq!(a.refill(c, me, &mut one), (1, false));
+    }
 
     #[test]
     fn a_depot_keeps_batches_whole_and_drains_what_no_take_reached() {
