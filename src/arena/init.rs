@@ -200,9 +200,9 @@ pub(crate) fn detach_thread(a: &Arena) {
 
 /// The calling thread, attached to `from`, found its bin locks held too
 /// often while other threads refilled from them. If it shares `from` with
-/// other threads, it moves to the open
-/// arena with the fewest threads when that has fewer than the others left
-/// in `from`, opening one more arena first if none has and any is closed.
+/// other threads, it moves to the open arena with the fewest threads when
+/// that has fewer than the others left in `from`, opening one more arena
+/// first if none has and any is closed.
 /// A thread alone in its arena stays: what contends there is other
 /// threads' frees of its objects, which would follow it (a producer that
 /// moved on each contended refill left its consumer's frees in one depot
