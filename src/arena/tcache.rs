@@ -978,7 +978,7 @@ fn tick(tc: *mut Tcache) {
 /// publisher, which shares its arena with subscribers that allocate a few
 /// objects of their own, moved at the subscribers' frees, and each move
 /// left the subscribers' frees of its earlier objects in the depots of the
-/// arena it left: with 4 subscribers, 2.4-4.0 MiB of active pages after
+/// arena it left: with 4 subscribers, 2.4-3.9 MiB of active pages after
 /// 600 000 messages, against 1.4 MiB now. The objects a moving thread holds
 /// stay where they are: each goes back to the arena that owns it.
 ///
