@@ -3,7 +3,19 @@
 //! quarter steps, and telling arena blocks from foreign pointers
 //! (`arena::owns`).
 
+use std::sync::{Mutex, MutexGuard};
+
 use hotpool::arena;
+
+/// Held by each test here: all of them map huge blocks, and a freed huge
+/// mapping is kept for reuse, so a block another test maps meanwhile can
+/// start at the very address `owns_tells_arena_blocks_from_foreign_ones`
+/// has just freed (CI saw `owns` answer true there once).
+static HUGE_BLOCKS: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    HUGE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The byte after `i` that `fill` writes and `check` reads: every byte, or
 /// under Miri (which interprets every access, slowly) the first 64 and then
@@ -45,6 +57,7 @@ fn check(p: *const u8, n: usize, seed: u8) {
 
 #[test]
 fn unsized_realloc_keeps_content_across_every_path() {
+    let _one = one_at_a_time();
     // small -> same class (in place), small -> small, -> large, large grows
     // and shrinks, -> huge, huge grows, -> back to small.
     let sizes = [
@@ -96,6 +109,7 @@ fn unsized_realloc_keeps_content_across_every_path() {
 
 #[test]
 fn owns_tells_arena_blocks_from_foreign_ones() {
+    let _one = one_at_a_time();
     let small = arena::try_alloc(48, 16).unwrap();
     let large = arena::try_alloc(100_000, 16).unwrap();
     let huge = arena::try_alloc(2 << 20, 16).unwrap();
@@ -130,6 +144,7 @@ fn owns_tells_arena_blocks_from_foreign_ones() {
 
 #[test]
 fn huge_blocks_resize_in_quarter_steps() {
+    let _one = one_at_a_time();
     let p = arena::try_alloc(8 << 20, 16).unwrap();
     // SAFETY: `p` is live and replaced by each result; freed once.
     unsafe {
