@@ -111,10 +111,7 @@ impl Arena {
     /// many (fewer only when memory runs out).
     pub(crate) fn bin_fill(&self, c: usize, out: &mut [*mut u8]) -> usize {
         let mut bin = self.bins[c].0.lock();
-        let got = self.fill_locked(&mut bin, c, out);
-        drop(bin);
-        self.repay_purge_debt();
-        got
+        self.fill_locked(&mut bin, c, out)
     }
 
     /// A thread cache's refill of class `c`, under one hold of the bin
@@ -131,10 +128,7 @@ impl Arena {
         let shared = bin.filler != me && bin.filler != 0;
         bin.filler = me;
         let got = take_parked(&mut bin, out);
-        let got = got + self.fill_locked(&mut bin, c, &mut out[got..]);
-        drop(bin);
-        self.repay_purge_debt();
-        (got, shared)
+        (got + self.fill_locked(&mut bin, c, &mut out[got..]), shared)
     }
 
     /// [`Arena::bin_fill`] with the bin's lock held.

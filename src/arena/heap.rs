@@ -36,10 +36,6 @@ pub(crate) struct Arena {
     /// When (ms) a thread without a background purger may drain this
     /// arena's depots next ([`Arena::decay_inline`]).
     pub(crate) next_drain: AtomicU64,
-    /// Pages owed to the purge: clean pages taken while more than
-    /// [`DIRTY_FLOOR`](super::runs::DIRTY_FLOOR) dirty ones stood unused
-    /// ([`Arena::repay_purge_debt`]). Written under the run lock.
-    pub(crate) purge_debt: AtomicUsize,
 }
 
 impl Arena {

@@ -21,7 +21,6 @@ impl Arena {
         let (m, zero) =
             unsafe { self.alloc_run(&mut r, npages, align, RUN_LARGE, class as u8, room) }?;
         drop(r);
-        self.repay_purge_debt();
         self.decay_inline(sys::now_ms());
         Some((run_addr(m), zero))
     }
@@ -78,15 +77,11 @@ impl Arena {
             }
             if dirty {
                 sub(&self.dirty_pages, extra);
-            } else {
-                self.owe_purge(extra);
             }
             (*m).npages = new as u32;
             set_pagemap(c, t..t + extra, s);
             add(&self.active_pages, extra);
         }
-        drop(r);
-        self.repay_purge_debt();
         true
     }
 

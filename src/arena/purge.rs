@@ -1,8 +1,6 @@
 //! Giving memory back: decay purging of an arena's dirty runs
-//! (`MADV_DONTNEED` once `decay_ms` has passed), the purge owed for clean
-//! pages taken while dirty ones stood unused
-//! ([`Arena::repay_purge_debt`]), [`trim`], and the background purge
-//! thread.
+//! (`MADV_DONTNEED` once `decay_ms` has passed), [`trim`], and the
+//! background purge thread.
 
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
@@ -11,7 +9,7 @@ use super::chunk::*;
 use super::heap::{add, sub, Arena};
 use super::huge::huge_purge;
 use super::init::{arena, decay_ms, ensure_init, narenas, CONF};
-use super::runs::{Runs, DIRTY_FLOOR};
+use super::runs::Runs;
 use super::size_class::PAGE;
 use super::tcache;
 use crate::list::List;
@@ -178,32 +176,14 @@ impl Arena {
         decay_ms: i64,
         batch: &mut [(*mut RunMeta, usize); PURGE_BATCH],
     ) -> usize {
-        // SAFETY: the callback gets dirty list members, free runs guarded
-        // by the run lock the caller holds.
-        self.take_oldest(
-            r,
-            batch,
-            |m| unsafe { (*m).freed_at } + decay_ms as u64 <= now,
-        )
-    }
-
-    /// Takes dirty runs off the free lists, oldest first, while `take`
-    /// accepts them (up to a batch), and marks them purging; returns how
-    /// many.
-    fn take_oldest(
-        &self,
-        r: &mut Runs,
-        batch: &mut [(*mut RunMeta, usize); PURGE_BATCH],
-        mut take: impl FnMut(*mut RunMeta) -> bool,
-    ) -> usize {
         let mut n = 0;
         while n < PURGE_BATCH && !r.dirty_runs.is_empty() {
             let m = r.dirty_runs.head();
-            if !take(m) {
-                break;
-            }
             // SAFETY: dirty list members are free runs guarded by the lock.
             unsafe {
+                if (*m).freed_at + decay_ms as u64 > now {
+                    break;
+                }
                 let npages = (*m).npages as usize;
                 r.dirty_runs.remove(m);
                 r.bucket_remove(m);
@@ -215,41 +195,6 @@ impl Arena {
             n += 1;
         }
         n
-    }
-
-    /// Pays the purge debt ([`Arena::owe_purge`]): purges the oldest dirty
-    /// runs, whole, until they cover the debt or the dirty pages left are
-    /// [`DIRTY_FLOOR`] or fewer, at most a batch of runs, with the run
-    /// lock released as [`Arena::purge_expired`] does. Called with no lock
-    /// held by the thread that took the clean pages (their page faults
-    /// cost more than the `madvise`); when another thread holds the run
-    /// lock it gives up, and the debt waits for the next call.
-    pub(crate) fn repay_purge_debt(&self) {
-        if self.purge_debt.load(Relaxed) == 0 {
-            return;
-        }
-        let mut batch = [(null_mut(), 0); PURGE_BATCH];
-        let n = {
-            let Some(mut r) = self.runs.try_lock() else {
-                return;
-            };
-            let mut owed = self.purge_debt.load(Relaxed);
-            let n = self.take_oldest(&mut r, &mut batch, |m| {
-                if owed == 0 || self.dirty_pages.load(Relaxed) <= DIRTY_FLOOR {
-                    return false;
-                }
-                // SAFETY: a dirty list member, guarded by the run lock.
-                owed = owed.saturating_sub(unsafe { (*m).npages } as usize);
-                true
-            });
-            // What a full batch left stays owed.
-            self.purge_debt
-                .store(if n == PURGE_BATCH { owed } else { 0 }, Relaxed);
-            n
-        };
-        if n > 0 {
-            self.give_back(&batch[..n], Purger::Inline);
-        }
     }
 
     /// Fork child: runs the parent was purging when it forked go back on
@@ -544,53 +489,6 @@ mod tests {
         );
         a.purge_expired(3100, 100, Purger::Patient);
         assert_eq!(a.dirty_pages.load(Relaxed), 0);
-    }
-
-    /// Clean pages taken while more than [`DIRTY_FLOOR`] dirty ones stand
-    /// unused are owed back from the oldest dirty runs, whether a new run
-    /// or a run grown in place took them, down to the floor and no further.
-    #[test]
-    #[cfg(not(loom))]
-    fn clean_pages_taken_beside_unused_dirty_ones_purge_as_many() {
-        let a = super::super::heap::private_arena();
-        // Eight runs of 8 pages, kept apart by live pages.
-        let runs = adjacent_runs(a, &[8, 1, 8, 1, 8, 1, 8, 1, 8, 1, 8, 1, 8, 1, 8]);
-        let eights: Vec<_> = runs.iter().copied().step_by(2).collect();
-        for (t, &m) in eights[..6].iter().enumerate() {
-            free_at(a, m, 1000 + t as u64);
-        }
-        assert_eq!(a.dirty_pages.load(Relaxed), 48);
-        let take_clean = |pages: usize| {
-            let mut r = a.runs.lock();
-            // SAFETY: we hold the run lock.
-            let (m, zero) = unsafe { a.alloc_run(&mut r, pages, PAGE, RUN_LARGE, 0, 0) }.unwrap();
-            assert!(zero, "no dirty run is large enough: clean pages");
-            m
-        };
-        take_clean(12);
-        assert_eq!(a.purge_debt.load(Relaxed), 12);
-        a.repay_purge_debt();
-        assert_eq!(a.purge_debt.load(Relaxed), 0);
-        assert_eq!(
-            a.purged_pages.load(Relaxed),
-            16,
-            "the two oldest runs, whole"
-        );
-        assert_eq!(a.dirty_pages.load(Relaxed), 32);
-        // At the floor, nothing is owed.
-        let grown = take_clean(12);
-        assert_eq!(a.purge_debt.load(Relaxed), 0);
-        // Above it again: a run grown over clean pages owes them, paid on
-        // the way out, and the purge stops at the floor.
-        free_at(a, eights[6], 2000);
-        free_at(a, eights[7], 2001);
-        assert_eq!(a.dirty_pages.load(Relaxed), 48);
-        // SAFETY: `grown` is a live large run of `a`, followed by the
-        // chunk's clean free pages.
-        assert!(unsafe { a.grow_large(grown, 60) });
-        assert_eq!(a.purge_debt.load(Relaxed), 0);
-        assert_eq!(a.purged_pages.load(Relaxed), 32);
-        assert_eq!(a.dirty_pages.load(Relaxed), DIRTY_FLOOR);
     }
 
     /// The purger wakes when the oldest dirty run expires, not at its next

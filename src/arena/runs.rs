@@ -11,11 +11,6 @@ use crate::sys;
 
 const NBUCKETS: usize = CHUNK_PAGES + 1;
 
-/// Dirty pages an arena keeps without purging any when it takes clean
-/// ones (128 KiB): above it, every clean page taken (which faults in) is
-/// owed back from the oldest dirty runs ([`Arena::owe_purge`]).
-pub(crate) const DIRTY_FLOOR: usize = 32;
-
 /// The page runs of an arena's chunks.
 pub(crate) struct Runs {
     /// Free runs of exactly `i` pages: `buckets[1]` the dirty ones,
@@ -256,8 +251,6 @@ impl Arena {
             }
             if dirty {
                 sub(&self.dirty_pages, npages);
-            } else {
-                self.owe_purge(npages);
             }
             let run = meta_at(c, s + lead);
             (*run).state = state;
@@ -271,24 +264,6 @@ impl Arena {
             }
             add(&self.active_pages, npages);
             Some((run, !dirty))
-        }
-    }
-
-    /// Notes that `n` clean pages were taken, which will fault in: while
-    /// more than [`DIRTY_FLOOR`] dirty pages stand unused (none was large
-    /// enough, or they are older than what the program uses now), as many
-    /// are owed to the purge, paid by the caller once it released its
-    /// locks ([`Arena::repay_purge_debt`]). So the arena's resident pages
-    /// do not grow while it holds free ones it does not use: a program
-    /// whose `Vec` doubled to 256 KiB peaked with its old buffers, dirty,
-    /// beside the new ones. With `decay_ms` negative nothing is owed.
-    ///
-    /// Run lock held (the debt is written under it).
-    pub(crate) fn owe_purge(&self, n: usize) {
-        if self.dirty_pages.load(core::sync::atomic::Ordering::Relaxed) > DIRTY_FLOOR
-            && super::init::decay_ms() >= 0
-        {
-            add(&self.purge_debt, n);
         }
     }
 
