@@ -97,6 +97,7 @@ fn jeprof_attributes_live_bytes_60_30_10() {
             "--exact",
             "--ignored",
             "--nocapture",
+            "--test-threads=1",
         ])
         .env("HOTPOOL_CONF", "prof:true,lg_prof_sample:14")
         .env("PROF_TEST_DUMP", &dump)
@@ -140,9 +141,19 @@ fn jeprof_text(exe: &Path, dump: &Path) -> String {
 }
 
 /// Runs the ignored test `name` of this binary as a child with `conf`.
+/// With one test thread, libtest's main thread waits for the test without
+/// allocating; with more, it allocates its bookkeeping (a map entry and a
+/// queue of timeouts) right after starting the test, which a child that
+/// reads the statistics would see move under it.
 fn run_child(name: &str, conf: &str, dir: &Path) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--ignored", "--nocapture"])
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HOTPOOL_CONF", conf)
         .env("PROF_TEST_DIR", dir)
         .output()
