@@ -165,7 +165,11 @@ fn foreign(addr: usize, what: &[u8]) -> ! {
 /// C `malloc`: `size` bytes, 16-aligned; `NULL` and `ENOMEM` on failure.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    or_enomem(arena::try_alloc(size, MIN_ALIGN))
+    let p = arena::malloc(size);
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p.cast()
 }
 
 /// C `calloc`: `n * size` zeroed bytes; `ENOMEM` also when the product

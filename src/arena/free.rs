@@ -159,7 +159,8 @@ pub(super) unsafe fn free_run_or_huge(p: *mut u8, cache: bool) {
             // refused here, before a thread cache would hand it out again.
             let off = p as usize - run_addr(m) as usize;
             let valid = match state {
-                RUN_SLAB => ((off as u64 * CLASS_RECIP[c]) >> 32) as usize * CLASS_SIZE[c] == off,
+                // SAFETY: a slab's class is small; `p` lies in the run.
+                RUN_SLAB => c < NSMALL && unsafe { starts_region(c, off) },
                 RUN_LARGE => off == 0,
                 _ => false,
             };
@@ -218,14 +219,9 @@ fn check_slab_offset(p: *const u8, off: usize, class: usize) {
     if class >= NSMALL {
         report_bad_free(p, b"lies in a page with a corrupt page map entry");
     }
-    // SAFETY: `class < NSMALL`, the length of both tables.
-    let (recip, size) = unsafe {
-        (
-            *CLASS_RECIP.get_unchecked(class),
-            *CLASS_SIZE.get_unchecked(class),
-        )
-    };
-    if ((off as u64 * recip) >> 32) as usize * size != off {
+    // SAFETY: `class < NSMALL`; `off` lies in the slab (its page's entry
+    // names the slab's first page).
+    if !unsafe { starts_region(class, off) } {
         report_bad_free(p, b"is not the start of an allocated block");
     }
 }

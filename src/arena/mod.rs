@@ -356,6 +356,48 @@ impl HotAlloc {
     }
 }
 
+/// C's `malloc`: `size` bytes aligned to 16 (a block of 16 for `size` 0),
+/// or null when memory runs out or no block can be that large. The block
+/// [`try_alloc`]`(size, 16)` gives, through a path cut to this one case: a
+/// small size goes from one table load to the thread cache's pop, with no
+/// alignment rounding and no test for errors on the way (hotpool-malloc's
+/// `malloc`, under `LD_PRELOAD`). Free with [`free()`].
+///
+/// ```
+/// let p = hotpool::arena::malloc(100);
+/// assert!(!p.is_null() && p as usize % 16 == 0);
+/// // SAFETY: `p` came from the arena allocator and is freed once.
+/// unsafe { hotpool::arena::free(core::ptr::NonNull::new(p).unwrap()) };
+/// assert!(hotpool::arena::malloc(usize::MAX).is_null());
+/// ```
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    // With the debug checks, every block goes through them (`try_alloc`).
+    if size <= size_class::SMALL_MAX && cfg!(not(any(feature = "checks", debug_assertions))) {
+        let c = size_class::small_class16(size);
+        // SAFETY: small classes are cached (`c < NSMALL <= NCACHED`).
+        if let Some(p) = unsafe { tcache::pop(c) } {
+            return p.as_ptr();
+        }
+        return malloc_small_slow(c);
+    }
+    malloc_slow(size)
+}
+
+/// [`malloc`] of class `c` when the cache's fast path did not serve it.
+#[cold]
+fn malloc_small_slow(c: usize) -> *mut u8 {
+    // SAFETY: small classes are cached (`c < NSMALL <= NCACHED`).
+    unsafe { tcache::alloc(c) }
+}
+
+/// [`malloc`] of anything but a small size on the fast path (and of every
+/// size with the debug checks, which [`try_alloc`] makes).
+#[cold]
+fn malloc_slow(size: usize) -> *mut u8 {
+    try_alloc(size, 16).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+}
+
 /// Allocates `size` bytes aligned to `align` from the arenas, with a clear
 /// error instead of a null pointer. Free with [`free()`] or
 /// `HotAlloc.dealloc` with the same layout.

@@ -130,6 +130,57 @@ const fn small_lut() -> [u8; SMALL_MAX / 8 + 1] {
     lut
 }
 
+/// Whether `off`, an offset into a slab of small class `c` (below the
+/// slab's size), starts one of its regions: one multiply and a compare.
+///
+/// With `R = CLASS_RECIP[c] = ceil(2^32 / size)`, `size * R = 2^32 + e`,
+/// `e < size`. Write `off = q * size + r`, `r < size`: the low 32 bits of
+/// `off * R` are those of `q * e + r * R`. For `r = 0` that is `q * e <
+/// off < 2^17` (slabs are at most 128 KiB), below `R` (at least `2^32 /
+/// 14336`, about 299 000). For `r > 0` it is at least `R` and at most
+/// `(size - 1) * R + q * e = 2^32 - R + (q + 1) * e`, below `2^32` (as
+/// `(q + 1) * e < off + size`, below `R` too): no wrap, so at least `R`.
+/// Checked for every offset of every slab by a test.
+///
+/// # Safety
+/// `c < NSMALL`.
+#[inline(always)]
+pub(crate) unsafe fn starts_region(c: usize, off: usize) -> bool {
+    // SAFETY: per the contract.
+    let recip = unsafe { *CLASS_RECIP.get_unchecked(c) };
+    ((off as u64).wrapping_mul(recip) as u32 as u64) < recip
+}
+
+/// `(size + 15) / 16` -> the small class of a block of `size` bytes
+/// aligned to 16, for sizes up to [`SMALL_MAX`], 0 included (the 16-byte
+/// class): C's `malloc` ([`super::malloc`]).
+static SMALL16_LUT: [u8; SMALL_MAX / 16 + 1] = small16_lut();
+
+const fn small16_lut() -> [u8; SMALL_MAX / 16 + 1] {
+    let sizes = class_sizes();
+    let mut lut = [0u8; SMALL_MAX / 16 + 1];
+    let mut i = 0;
+    let mut c = 0;
+    while i < lut.len() {
+        let size = if i == 0 { 16 } else { i * 16 };
+        while sizes[c] < size {
+            c += 1;
+        }
+        lut[i] = c as u8;
+        i += 1;
+    }
+    lut
+}
+
+/// Class of a block of `size` bytes (`0..=SMALL_MAX`) aligned to 16: one
+/// table load, no rounding (every class from 16 bytes up is a multiple of
+/// 16, so its blocks are 16-aligned).
+#[inline(always)]
+pub(crate) fn small_class16(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    SMALL16_LUT[(size + 15) >> 4] as usize
+}
+
 /// Class of a small size (`1..=SMALL_MAX`): one table load.
 #[inline(always)]
 pub(crate) fn small_class(size: usize) -> usize {
@@ -157,6 +208,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_16_byte_table_gives_the_class_of_a_16_aligned_request() {
+        for size in (0..=SMALL_MAX).step_by(if cfg!(miri) { 97 } else { 1 }) {
+            let c = small_class16(size);
+            assert_eq!(
+                Some(c),
+                crate::arena::alloc::small_class_of(size, 16),
+                "size {size}"
+            );
+            assert!(CLASS_SIZE[c] >= size.max(16) && CLASS_SIZE[c] % 16 == 0);
+        }
+    }
+
+    #[test]
     fn classes_are_increasing_and_cover_every_size() {
         assert_eq!(CLASS_SIZE[NSMALL - 1], SMALL_MAX);
         assert_eq!(CLASS_SIZE[NSMALL], 16384);
@@ -181,6 +245,19 @@ mod tests {
                 assert_eq!((i * size * CLASS_RECIP[c]) >> 32, i, "class {c}");
             }
             assert!(SLAB_PAGES[c] as u64 * PAGE as u64 * CLASS_RECIP[c] < 1 << 63);
+        }
+    }
+
+    #[test]
+    fn region_starts_are_told_from_every_other_offset() {
+        for c in 0..NSMALL {
+            let size = CLASS_SIZE[c];
+            let step = if cfg!(miri) { 997 } else { 1 };
+            for off in (0..SLAB_PAGES[c] as usize * PAGE).step_by(step) {
+                // SAFETY: `c < NSMALL`.
+                let starts = unsafe { starts_region(c, off) };
+                assert_eq!(starts, off % size == 0, "class {c}, offset {off}");
+            }
         }
     }
 
