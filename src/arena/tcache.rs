@@ -91,6 +91,11 @@ const GC_EVENTS: u32 = 256;
 /// moves to another arena ([`init::move_thread`]).
 const MOVE_AFTER: u32 = 4;
 
+/// Refills, within one GC period, from a bin that another thread refilled
+/// from in between, after which a thread sharing its arena moves
+/// ([`interleaved`]).
+const SHARED_MOVE_AFTER: u32 = 32;
+
 /// One class's stack height, bound and low-water mark. The counts of all
 /// classes sit together, apart from the stacks, so that a program using many
 /// classes touches few cache lines for them. Only the owning thread writes
@@ -152,6 +157,9 @@ pub(crate) struct Tcache {
     arena: *const Arena,
     /// Refills since the last GC event that found their bin lock held.
     contended: u32,
+    /// Refills since the last GC event from a bin another thread refilled
+    /// from in between ([`interleaved`]).
+    shared: u32,
     /// Every cache ever made (stats walk it).
     next_all: *mut Tcache,
     /// Caches of exited threads, for reuse.
@@ -339,6 +347,7 @@ fn make() -> *mut Tcache {
     unsafe {
         (*tc).arena = arena;
         (*tc).contended = 0;
+        (*tc).shared = 0;
         (*tc).granted = 0;
         (*tc).prof_next = [0; NCACHED];
         (*tc).budget = init::tcache_bytes();
@@ -716,8 +725,8 @@ unsafe fn alloc_cached(tc: *mut Tcache, arena: &'static Arena, c: usize) -> Opti
         // The depot first (a copy of what another stack parked), then the
         // slabs.
         let (got, shared) = arena.refill(c, tc as usize, &mut items[..want]);
-        if busy && shared {
-            contended(tc, arena);
+        if shared {
+            interleaved(tc, arena, busy);
         }
         if got == 0 {
             return Some(null_mut());
@@ -968,6 +977,38 @@ fn tick(tc: *mut Tcache) {
     }
 }
 
+/// A refill from `arena`, the thread's, came from a bin that another
+/// thread refilled from since this one last did: two threads allocate
+/// from the same slabs, their objects interleave, and every write to one
+/// thread's object may take a cache line from the other's core (glibc's
+/// malloc-thread shape with two threads took 1.10-1.20 s of CPU in one
+/// arena, 0.56-0.58 s in two). The [`SHARED_MOVE_AFTER`]th such refill
+/// within a GC period moves the thread to another arena
+/// ([`init::move_thread`]), as does a [`contended`] one.
+///
+/// # Safety
+/// `tc` is the calling thread's live cache, attached to `arena`.
+#[cold]
+unsafe fn interleaved(tc: *mut Tcache, arena: &'static Arena, busy: bool) {
+    if busy {
+        // SAFETY: forwarded contract.
+        unsafe { contended(tc, arena) };
+    }
+    // SAFETY: per the contract; the owner alone touches these fields.
+    unsafe {
+        if (*tc).arena != arena {
+            return;
+        }
+        (*tc).shared += 1;
+        if (*tc).shared >= SHARED_MOVE_AFTER {
+            (*tc).shared = 0;
+            if let Some(to) = init::move_thread(arena) {
+                (*tc).arena = to;
+            }
+        }
+    }
+}
+
 /// A refill from `arena`, the thread's, found the bin lock held, in a bin
 /// that another thread refilled from since this one last did
 /// ([`Arena::refill`]): the [`MOVE_AFTER`]th time within a GC period, the
@@ -1007,7 +1048,10 @@ unsafe fn contended(tc: *mut Tcache, arena: &'static Arena) {
 /// `tc` is the calling thread's live cache.
 unsafe fn gc(tc: *mut Tcache) {
     // SAFETY: per the contract.
-    unsafe { (*tc).contended = 0 };
+    unsafe {
+        (*tc).contended = 0;
+        (*tc).shared = 0;
+    }
     for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
         // SAFETY: per the contract.
         let bin = unsafe { &(*tc).counts[c] };
