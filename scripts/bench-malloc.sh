@@ -7,6 +7,7 @@
 # they are missing (Debian).
 #
 #   scripts/bench-malloc.sh [REPS [LABEL...]]
+#   HOTPOOL_BASELINE=/tmp/old.so scripts/bench-malloc.sh ...   (adds a column)
 #
 # malloc-simple and malloc-thread have the shapes of glibc's
 # benchtests/bench-malloc-simple.c and bench-malloc-thread.c, alloc-test
@@ -56,6 +57,12 @@ done
 
 allocs=(glibc jemalloc mimalloc hotpool)
 declare -A lib=([glibc]="" [jemalloc]="$jemalloc" [mimalloc]="$mimalloc" [hotpool]="$hotpool")
+# HOTPOOL_BASELINE=path/to/libhotpool_malloc.so (an earlier build, copied
+# away) adds it as one more contestant, for a before/after in one run.
+if [[ -n ${HOTPOOL_BASELINE:-} ]]; then
+  allocs+=(baseline)
+  lib[baseline]="$HOTPOOL_BASELINE"
+fi
 
 # median of the numbers on stdin
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
