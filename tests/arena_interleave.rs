@@ -20,7 +20,11 @@ fn threads_taking_turns_at_one_bin_move_apart() {
     if arena::stats().narenas < 2 {
         return;
     }
-    assert_eq!(arena::stats().arenas_open, 1, "a fresh process has one arena open");
+    assert_eq!(
+        arena::stats().arenas_open,
+        1,
+        "a fresh process has one arena open"
+    );
     // Whose turn it is (0 or 1).
     let turn = Arc::new((Mutex::new(0usize), Condvar::new()));
     let workers: Vec<_> = (0..2)

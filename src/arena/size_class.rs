@@ -157,16 +157,13 @@ pub(crate) unsafe fn starts_region(c: usize, off: usize) -> bool {
 static SMALL16_LUT: [u8; SMALL_MAX / 16 + 1] = small16_lut();
 
 const fn small16_lut() -> [u8; SMALL_MAX / 16 + 1] {
-    let sizes = class_sizes();
+    let by8 = small_lut();
     let mut lut = [0u8; SMALL_MAX / 16 + 1];
     let mut i = 0;
-    let mut c = 0;
     while i < lut.len() {
-        let size = if i == 0 { 16 } else { i * 16 };
-        while sizes[c] < size {
-            c += 1;
-        }
-        lut[i] = c as u8;
+        // The class of `16 * i` bytes (16 for `i` 0), which sits at index
+        // `(16 * i + 7) / 8 = 2 * i` of the 8-byte table.
+        lut[i] = by8[if i == 0 { 2 } else { 2 * i }];
         i += 1;
     }
     lut
