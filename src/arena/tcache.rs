@@ -86,15 +86,14 @@ const FREE_ONLY_MIN: usize = 4;
 /// Slow-path events between two GC events (and decay ticks).
 const GC_EVENTS: u32 = 256;
 
-/// Refills, within one GC period, that find the thread's arena's bin lock
-/// held and another thread refilling from that bin, after which the thread
-/// moves to another arena ([`init::move_thread`]).
-const MOVE_AFTER: u32 = 4;
+/// The weight, within one GC period, of refills from bins that another
+/// thread refilled from in between, at which a thread sharing its arena
+/// moves to another ([`interleaved`]): 32 such refills, or 4 that also
+/// found the bin lock held.
+const MOVE_AT: u32 = 32;
 
-/// Refills, within one GC period, from a bin that another thread refilled
-/// from in between, after which a thread sharing its arena moves
-/// ([`interleaved`]).
-const SHARED_MOVE_AFTER: u32 = 32;
+/// The weight of an interleaved refill that found the bin lock held.
+const BUSY_WEIGHT: u32 = 8;
 
 /// One class's stack height, bound and low-water mark. The counts of all
 /// classes sit together, apart from the stacks, so that a program using many
@@ -155,11 +154,9 @@ pub(crate) struct Tcache {
     /// The thread's byte budget (`tcache_bytes`).
     budget: usize,
     arena: *const Arena,
-    /// Refills since the last GC event that found their bin lock held.
-    contended: u32,
-    /// Refills since the last GC event from a bin another thread refilled
-    /// from in between ([`interleaved`]).
-    shared: u32,
+    /// Weight of the refills since the last GC event from bins another
+    /// thread refilled from in between ([`interleaved`]).
+    interleaved: u32,
     /// Every cache ever made (stats walk it).
     next_all: *mut Tcache,
     /// Caches of exited threads, for reuse.
@@ -346,8 +343,7 @@ fn make() -> *mut Tcache {
     // purger leaves it alone while its state is OWNER).
     unsafe {
         (*tc).arena = arena;
-        (*tc).contended = 0;
-        (*tc).shared = 0;
+        (*tc).interleaved = 0;
         (*tc).granted = 0;
         (*tc).prof_next = [0; NCACHED];
         (*tc).budget = init::tcache_bytes();
@@ -978,60 +974,35 @@ fn tick(tc: *mut Tcache) {
 }
 
 /// A refill from `arena`, the thread's, came from a bin that another
-/// thread refilled from since this one last did: two threads allocate
-/// from the same slabs, their objects interleave, and every write to one
-/// thread's object may take a cache line from the other's core (glibc's
-/// malloc-thread shape with two threads took 1.10-1.20 s of CPU in one
-/// arena, 0.56-0.58 s in two). The [`SHARED_MOVE_AFTER`]th such refill
-/// within a GC period moves the thread to another arena
-/// ([`init::move_thread`]), as does a [`contended`] one.
+/// thread refilled from since this one last did ([`Arena::refill`]): two
+/// threads allocate from the same slabs. Their objects interleave, and
+/// every write to one thread's object may take a cache line from the
+/// other's core (glibc's malloc-thread shape with two threads took
+/// 1.10-1.20 s of CPU in one arena, 0.56-0.58 s in two); and when the
+/// refill found the bin lock held (`busy`), they wait for each other. When
+/// the weight of such refills within a GC period reaches [`MOVE_AT`] (a
+/// busy one weighs [`BUSY_WEIGHT`]), the thread moves to another arena
+/// ([`init::move_thread`]), opening one if any is closed.
+///
+/// Only refills count, not a lock held by threads that only free into the
+/// bin: they free this thread's objects, and would follow it to the next
+/// arena. Until this rule the seed market-data fan-out's publisher, which
+/// shares its arena with subscribers that allocate a few objects of their
+/// own, moved at the subscribers' frees, and each move left the
+/// subscribers' frees of its earlier objects in the depots of the arena it
+/// left: with 4 subscribers, 2.4-3.9 MiB of active pages after 600 000
+/// messages, against 1.4 MiB now. The objects a moving thread holds stay
+/// where they are: each goes back to the arena that owns it.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache, attached to `arena`.
 #[cold]
 unsafe fn interleaved(tc: *mut Tcache, arena: &'static Arena, busy: bool) {
-    if busy {
-        // SAFETY: forwarded contract.
-        unsafe { contended(tc, arena) };
-    }
     // SAFETY: per the contract; the owner alone touches these fields.
     unsafe {
-        if (*tc).arena != arena {
-            return;
-        }
-        (*tc).shared += 1;
-        if (*tc).shared >= SHARED_MOVE_AFTER {
-            (*tc).shared = 0;
-            if let Some(to) = init::move_thread(arena) {
-                (*tc).arena = to;
-            }
-        }
-    }
-}
-
-/// A refill from `arena`, the thread's, found the bin lock held, in a bin
-/// that another thread refilled from since this one last did
-/// ([`Arena::refill`]): the [`MOVE_AFTER`]th time within a GC period, the
-/// thread moves to another arena ([`init::move_thread`]), opening one if
-/// any is closed. A lock held by threads that only free into the bin does
-/// not count: they free this thread's objects, and would contend in the
-/// next arena too. Until this rule the seed market-data fan-out's
-/// publisher, which shares its arena with subscribers that allocate a few
-/// objects of their own, moved at the subscribers' frees, and each move
-/// left the subscribers' frees of its earlier objects in the depots of the
-/// arena it left: with 4 subscribers, 2.4-3.9 MiB of active pages after
-/// 600 000 messages, against 1.4 MiB now. The objects a moving thread holds
-/// stay where they are: each goes back to the arena that owns it.
-///
-/// # Safety
-/// `tc` is the calling thread's live cache, attached to `arena`.
-#[cold]
-unsafe fn contended(tc: *mut Tcache, arena: &'static Arena) {
-    // SAFETY: per the contract; the owner alone touches these fields.
-    unsafe {
-        (*tc).contended += 1;
-        if (*tc).contended >= MOVE_AFTER {
-            (*tc).contended = 0;
+        (*tc).interleaved += if busy { BUSY_WEIGHT } else { 1 };
+        if (*tc).interleaved >= MOVE_AT {
+            (*tc).interleaved = 0;
             if let Some(to) = init::move_thread(arena) {
                 (*tc).arena = to;
             }
@@ -1042,16 +1013,13 @@ unsafe fn contended(tc: *mut Tcache, arena: &'static Arena) {
 /// The incremental GC event: every class gives back 3/4 of the objects that
 /// stayed below its low-water mark since the last event (rounded up), and
 /// its grant shrinks by as much; then the marks restart at the heights;
-/// the count of contended refills restarts at 0.
+/// the weight of interleaved refills restarts at 0.
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache.
 unsafe fn gc(tc: *mut Tcache) {
     // SAFETY: per the contract.
-    unsafe {
-        (*tc).contended = 0;
-        (*tc).shared = 0;
-    }
+    unsafe { (*tc).interleaved = 0 };
     for (c, &size) in CLASS_SIZE.iter().enumerate().take(NCACHED) {
         // SAFETY: per the contract.
         let bin = unsafe { &(*tc).counts[c] };
