@@ -54,13 +54,19 @@ extern "C" fn register_fork_handlers() {
 
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
 
+/// CPUs online at start-up (at least 1): how many arenas threads that
+/// take turns without waiting for each other's locks may open
+/// ([`move_thread`]).
+static CPUS: AtomicUsize = AtomicUsize::new(1);
+
 /// Arenas new threads may join: the first `OPEN` of [`ARENAS`]. With the
 /// default `narenas` and thread caches on, one at the start, and one more
-/// when a thread that shares its arena keeps finding its bin locks held
-/// ([`move_thread`]): threads that do not contend share one arena's
-/// chunks and partly used slabs (8 arenas of larson's 8 threads held 2.3
-/// MiB more than one). With `narenas` set, or `tcache:false` (no cache to
-/// count contention in), all of them.
+/// when a thread that shares its arena keeps refilling from bins others
+/// refilled from in between ([`move_thread`]; beyond one arena per CPU,
+/// only when it also finds their locks held): threads that do not contend
+/// share one arena's chunks and partly used slabs (8 arenas of larson's 8
+/// threads held 2.3 MiB more than one). With `narenas` set, or
+/// `tcache:false` (no cache to count refills in), all of them.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 pub(super) static ARENAS: [AtomicPtr<Arena>; MAX_ARENAS] =
@@ -198,17 +204,24 @@ pub(crate) fn detach_thread(a: &Arena) {
     a.nthreads.fetch_sub(1, Relaxed);
 }
 
-/// The calling thread, attached to `from`, found its bin locks held too
-/// often while other threads refilled from them. If it shares `from` with
-/// other threads, it moves to the open arena with the fewest threads when
-/// that has fewer than the others left in `from`, opening one more arena
-/// first if none has and any is closed.
+/// The calling thread, attached to `from`, keeps refilling from bins that
+/// other threads refilled from in between ([`super::tcache`]'s
+/// `interleaved`). If it shares `from` with other threads, it moves to the
+/// open arena with the fewest threads when that has fewer than the others
+/// left in `from`, opening one more arena first if none has and any is
+/// closed: any while the refill that tipped the count found its bin lock
+/// held (`busy`: threads running at once wait for each other), else only
+/// up to one arena per CPU. Threads that interleave without waiting are
+/// threads taking turns on the CPUs, and more arenas than CPUs cannot keep
+/// those apart in the caches; each arena opened costs its own chunk and
+/// partly used slabs (larson's 8 threads on 2 CPUs peaked at 12.6-13.3 MiB
+/// in 8 arenas, 9.0 MiB in 2).
 /// A thread alone in its arena stays: what contends there is other
 /// threads' frees of its objects, which would follow it (a producer that
 /// moved on each contended refill left its consumer's frees in one depot
 /// after another, and opened every arena). Returns the new arena, if the
 /// thread moved.
-pub(crate) fn move_thread(from: &'static Arena) -> Option<&'static Arena> {
+pub(crate) fn move_thread(from: &'static Arena, busy: bool) -> Option<&'static Arena> {
     let others = from.nthreads.load(Relaxed).checked_sub(1)?;
     if others == 0 {
         return None;
@@ -217,7 +230,12 @@ pub(crate) fn move_thread(from: &'static Arena) -> Option<&'static Arena> {
         Some(i) => i,
         None => {
             let open = OPEN.load(Relaxed);
-            if open >= narenas() {
+            let cap = if busy {
+                narenas()
+            } else {
+                narenas().min(CPUS.load(Relaxed))
+            };
+            if open >= cap {
                 return None;
             }
             // One opener per step; a loser still moves to what is open.
@@ -269,8 +287,10 @@ fn init_slow() -> bool {
         sys::yield_now();
     }
     let mut conf = config::from_env();
+    let cpus = sys::ncpus();
+    CPUS.store(cpus, Relaxed);
     let want = if conf.narenas == 0 {
-        (ARENAS_PER_CPU * sys::ncpus()).min(MAX_ARENAS)
+        (ARENAS_PER_CPU * cpus).min(MAX_ARENAS)
     } else {
         conf.narenas
     };
@@ -448,7 +468,7 @@ mod tests {
         // Two threads of ours on arena 0, besides whoever else is there.
         from.nthreads.fetch_add(2, Relaxed);
         let before = open_arenas();
-        let to = move_thread(from);
+        let to = move_thread(from, true);
         let after = open_arenas();
         let to = to.expect("moved");
         assert!(!ptr::eq(to, from));

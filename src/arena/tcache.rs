@@ -1003,7 +1003,7 @@ unsafe fn interleaved(tc: *mut Tcache, arena: &'static Arena, busy: bool) {
         (*tc).interleaved += if busy { BUSY_WEIGHT } else { 1 };
         if (*tc).interleaved >= MOVE_AT {
             (*tc).interleaved = 0;
-            if let Some(to) = init::move_thread(arena) {
+            if let Some(to) = init::move_thread(arena, busy) {
                 (*tc).arena = to;
             }
         }
