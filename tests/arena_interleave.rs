@@ -4,13 +4,11 @@
 //! same slabs, and each thread's writes would take cache lines from the
 //! other's core. One test: the arena assignment is per process.
 
-use std::ptr::NonNull;
-use std::sync::{Arc, Condvar, Mutex};
-
 use hotpool::arena;
 
-/// Objects per turn: about one refill of the 48-byte class.
-const PER_TURN: usize = 64;
+#[path = "common/turns.rs"]
+mod turns;
+
 /// Turns per thread.
 const TURNS: usize = 200;
 
@@ -28,35 +26,7 @@ fn threads_taking_turns_at_one_bin_move_apart() {
     if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
         return;
     }
-    // Whose turn it is (0 or 1).
-    let turn = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let workers: Vec<_> = (0..2)
-        .map(|me| {
-            let turn = Arc::clone(&turn);
-            std::thread::spawn(move || {
-                let mut kept: Vec<NonNull<u8>> = Vec::with_capacity(PER_TURN * TURNS);
-                for _ in 0..TURNS {
-                    let (lock, cv) = &*turn;
-                    let mut t = cv.wait_while(lock.lock().unwrap(), |t| *t != me).unwrap();
-                    for i in 0..PER_TURN {
-                        let p = arena::try_alloc(48, 16).unwrap();
-                        // SAFETY: a fresh block of 48 bytes.
-                        unsafe { p.as_ptr().write(i as u8) };
-                        kept.push(p);
-                    }
-                    *t = 1 - me;
-                    cv.notify_all();
-                }
-                for p in kept {
-                    // SAFETY: each block is live and freed once.
-                    unsafe { arena::free(p) };
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    turns::take_turns(2, TURNS);
     assert!(
         arena::stats().arenas_open >= 2,
         "the two threads still share one arena"
