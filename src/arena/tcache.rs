@@ -982,7 +982,8 @@ fn tick(tc: *mut Tcache) {
 /// refill found the bin lock held (`busy`), they wait for each other. When
 /// the weight of such refills within a GC period reaches [`MOVE_AT`] (a
 /// busy one weighs [`BUSY_WEIGHT`]), the thread moves to another arena
-/// ([`init::move_thread`]), opening one if any is closed.
+/// ([`init::move_thread`]), opening one if any is closed (past one arena
+/// per CPU only when this refill was busy).
 ///
 /// Only refills count, not a lock held by threads that only free into the
 /// bin: they free this thread's objects, and would follow it to the next
