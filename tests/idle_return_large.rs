@@ -2,7 +2,8 @@
 //! caches' classes, so no cache ever ticks) still gets its memory back
 //! while idle (issue 14): the background purger starts at a large block's
 //! free as it does at a thread cache's tick. With `HotAlloc` as the global
-//! allocator and `decay_ms` shortened to 1 s, 96 blocks of 512 KiB are
+//! allocator and `decay_ms` shortened to 1 s, 96 blocks of 512 KiB (a
+//! size freed once before, so they stay dirty at their free) are
 //! written, freed, and the program sleeps for `decay_ms` + 2 s without
 //! calling the allocator: the resident set comes back within 4 MiB of
 //! where it was.
@@ -38,6 +39,15 @@ mod idle {
         }
         arena::set_decay_ms(DECAY_MS);
         let layout = Layout::from_size_align(BLOCK, 16).unwrap();
+        // One block of the size freed first: a large run bigger than any
+        // freed before goes back at its free, so without this the blocks
+        // below would never be dirty and the purger would have nothing to do.
+        // SAFETY: a valid layout of non-zero size; freed once.
+        unsafe {
+            let p = A.alloc(layout);
+            assert!(!p.is_null());
+            A.dealloc(p, layout);
+        }
         let before = rss();
         let mut blocks = [core::ptr::null_mut::<u8>(); N];
         for b in &mut blocks {

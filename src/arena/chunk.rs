@@ -72,6 +72,9 @@ pub(crate) struct RunMeta {
     pub(crate) class: u8,
     /// Free run: pages may hold data (not yet purged, not known zero).
     pub(crate) dirty: bool,
+    /// Large run: its pages go back to the OS when it is freed, set when
+    /// it is allocated ([`Arena::alloc_large`](super::heap::Arena)).
+    pub(crate) purge_on_free: bool,
     pub(crate) npages: u32,
     /// Slab: free regions (set bits of `free_bits`).
     pub(crate) nfree: u32,

@@ -3,6 +3,8 @@
 //! (splitting a free one), mapping a chunk, and freeing a run (merging
 //! with its free neighbours).
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::chunk::*;
 use super::heap::{add, sub, Arena};
 use super::size_class::*;
@@ -283,6 +285,25 @@ impl Arena {
         }
         add(&self.nchunks, 1);
         Some(())
+    }
+
+    /// Returns large run `m`, whose pages were just given back to the OS,
+    /// to the free runs as a clean run, merged with its clean neighbours.
+    ///
+    /// # Safety
+    /// `m` is an allocated large run of this arena no one uses, its pages
+    /// purged; run lock held.
+    pub(crate) unsafe fn free_run_purged(&self, r: &mut Runs, m: *mut RunMeta) {
+        // SAFETY: per the contract; `m` heads its pages, which become a
+        // clean free run.
+        unsafe {
+            let n = (*m).npages as usize;
+            sub(&self.active_pages, n);
+            let (run, total, _) = r.coalesce(m, n, false);
+            r.make_free(run, total, false, 0);
+            let purged = &self.purged_pages;
+            purged.store(purged.load(Relaxed) + n as u64, Relaxed);
+        }
     }
 
     /// Returns run `m` (slab or large) to the free runs, merging with free
