@@ -63,6 +63,7 @@ use core::sync::atomic::{
     Ordering::{Acquire, Relaxed, Release},
 };
 
+use super::bin::Park;
 use super::chunk::{lookup, Owner};
 use super::heap::Arena;
 use super::lock::SpinLock;
@@ -1041,7 +1042,7 @@ unsafe fn gc(tc: *mut Tcache) {
 /// The free path's event when a stack is full: the `k <= n` newest objects
 /// of class `c` (the top of the stack: no move of the rest) go back,
 /// parked whole in the depot of the arena that owns them all
-/// ([`Arena::depot_put`]) if there is one and they fit, else to their
+/// ([`Arena::depot_park`]) if there is one and they fit, else to their
 /// slabs. The thread's next refill of the class takes them back first.
 ///
 /// # Safety
@@ -1055,24 +1056,45 @@ unsafe fn drop_newest(tc: *mut Tcache, c: usize, k: u16) {
     let batch = &items[n - k..n];
     // SAFETY: cached objects are unused objects of class `c` of ours.
     unsafe {
-        let parked = c < NSMALL
-            && match single_owner(batch) {
-                Some(a) => {
-                    let parked = a.depot_put(c, batch);
-                    if !parked {
-                        super::purge::nudge();
-                    }
-                    parked
-                }
-                None => false,
-            };
-        if !parked {
+        if !(c < NSMALL && park(c, batch)) {
             flush(c, batch);
         }
     }
     bin.n.store((n - k) as u32, Relaxed);
     bin.low
         .store(bin.low.load(Relaxed).min((n - k) as u16), Relaxed);
+}
+
+/// Parks `batch`, objects of small class `c`, whole in the depot of the
+/// arena that owns them all, if one does and they fit; nudges the purger
+/// when the depot was full. The common batch lies in one chunk: the depot
+/// of the first object's arena takes it, checking the spread as it copies
+/// ([`Arena::depot_park`]); a batch over several chunks is checked chunk
+/// by chunk first ([`single_owner`]).
+///
+/// # Safety
+/// Every pointer is an unused object of class `c` from this allocator.
+unsafe fn park(c: usize, batch: &[*mut u8]) -> bool {
+    let Some(&first) = batch.first() else {
+        return true;
+    };
+    // SAFETY: per the contract.
+    let a = unsafe { chunk::owner_arena(first) };
+    // SAFETY: per the contract; `a` owns `first`, and owns every object
+    // within its chunk.
+    let mut done = unsafe { a.depot_park(c, batch, chunk::CHUNK - 1) };
+    if done == Park::Spread {
+        // SAFETY: per the contract.
+        done = match unsafe { single_owner(batch) } {
+            // SAFETY: `a` owns every object of the batch.
+            Some(a) => unsafe { a.depot_park(c, batch, usize::MAX) },
+            None => return false,
+        };
+    }
+    if done == Park::Full {
+        super::purge::nudge();
+    }
+    done == Park::Parked
 }
 
 /// The arena that owns every object of `ptrs`, if one does (and `ptrs` is
@@ -1084,13 +1106,6 @@ unsafe fn single_owner(ptrs: &[*mut u8]) -> Option<&'static Arena> {
     let &first = ptrs.first()?;
     // SAFETY: per the contract.
     let a = unsafe { chunk::owner_arena(first) };
-    // Mostly one chunk: an OR over the whole batch (vectorised) says so.
-    let diff = ptrs
-        .iter()
-        .fold(0, |d, &p| d | (p as usize ^ first as usize));
-    if diff < chunk::CHUNK {
-        return Some(a);
-    }
     let mut last = first as usize & !(chunk::CHUNK - 1);
     for &p in &ptrs[1..] {
         let base = p as usize & !(chunk::CHUNK - 1);
