@@ -868,16 +868,31 @@ unsafe fn free_cached(tc: *mut Tcache, c: usize, p: *mut u8) -> bool {
 ///
 /// # Safety
 /// `tc` is the calling thread's live cache.
+#[inline(always)]
 unsafe fn grow(tc: *mut Tcache, c: usize) -> u16 {
+    // SAFETY: per the contract; the owner alone touches these fields.
+    unsafe {
+        let max = (*tc).counts[c].max.load(Relaxed);
+        // At its cap (the common case, inline: the full-stack event of the
+        // free path takes it every time).
+        if max >= (*tc).cap[c] {
+            return max;
+        }
+        grow_below_cap(tc, c)
+    }
+}
+
+/// [`grow`] for a class below its cap.
+///
+/// # Safety
+/// As for [`grow`].
+#[inline(never)]
+unsafe fn grow_below_cap(tc: *mut Tcache, c: usize) -> u16 {
     let size = CLASS_SIZE[c];
     // SAFETY: per the contract; the owner alone touches these fields.
     unsafe {
         let bin = &(*tc).counts[c];
         let max = usize::from(bin.max.load(Relaxed));
-        // At its cap (the common case): no division.
-        if max >= usize::from((*tc).cap[c]) {
-            return max as u16;
-        }
         let mut cap = usize::from((*tc).cap[c]);
         if !(*tc).allocates[c] {
             cap = cap.min((FREE_ONLY_BYTES / size).max(FREE_ONLY_MIN));
@@ -956,20 +971,32 @@ unsafe fn drop_oldest(tc: *mut Tcache, c: usize, k: u16) {
 
 /// Every [`GC_EVENTS`] slow-path events: the GC event; then start the
 /// background purger if it is wanted and not running yet (here, where no
-/// lock is held), else purge expired dirty pages of our arena.
+/// lock is held), else purge expired dirty pages of our arena. The count
+/// is inline, the event out of line.
+#[inline(always)]
 fn tick(tc: *mut Tcache) {
-    // SAFETY: `tc` is the calling thread's live cache; `events` and `arena`
-    // are only touched by it.
+    // SAFETY: `tc` is the calling thread's live cache; `events` is only
+    // touched by it (the purger reads it).
     unsafe {
         let events = (*tc).events.load(Relaxed).wrapping_add(1);
         (*tc).events.store(events, Relaxed);
         if events % GC_EVENTS == 0 {
-            gc(tc);
-            if !super::purge::start_lazily() {
-                let now = crate::sys::now_ms();
-                (*(*tc).arena).decay_inline(now);
-                huge::huge_purge(now);
-            }
+            gc_event(tc);
+        }
+    }
+}
+
+/// The event of [`tick`].
+#[inline(never)]
+fn gc_event(tc: *mut Tcache) {
+    // SAFETY: `tc` is the calling thread's live cache; `arena` is only
+    // touched by it.
+    unsafe {
+        gc(tc);
+        if !super::purge::start_lazily() {
+            let now = crate::sys::now_ms();
+            (*(*tc).arena).decay_inline(now);
+            huge::huge_purge(now);
         }
     }
 }
