@@ -153,6 +153,69 @@ pub(crate) fn map(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(raw.cast())
 }
 
+/// Reserves `len` bytes of address space aligned to `align` (powers of
+/// two, multiples of the page size), mapped with no access: nothing can
+/// be read or written there until [`commit`] maps a part of it. The
+/// profiler's range for sampled objects. `None` when the OS refuses (an
+/// address-space limit) and under Miri and loom, which the profiler does
+/// not run under.
+#[cfg(all(target_os = "linux", not(any(miri, loom))))]
+pub(crate) fn reserve(len: usize, align: usize) -> Option<NonNull<u8>> {
+    let total = len.checked_add(align)?;
+    // SAFETY: an anonymous private mapping with no access at an address
+    // of the kernel's choice touches no existing memory.
+    let raw = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    let raw = raw as usize;
+    let start = (raw + align - 1) & !(align - 1);
+    // SAFETY: both ranges lie inside the reservation made above and
+    // outside the part kept.
+    unsafe {
+        unmap_range(raw as *mut u8, start - raw);
+        unmap_range((start + len) as *mut u8, raw + total - (start + len));
+    }
+    NonNull::new(start as *mut u8)
+}
+
+/// Maps `len` bytes of fresh, zeroed, read-write memory at `ptr`, inside
+/// a range from [`reserve`]; whether the OS did.
+///
+/// # Safety
+///
+/// `ptr..ptr + len` lies inside a reservation of ours, page-aligned, with
+/// no data anyone needs (what was mapped there is replaced).
+#[cfg(all(target_os = "linux", not(any(miri, loom))))]
+pub(crate) unsafe fn commit(ptr: NonNull<u8>, len: usize) -> bool {
+    #[cfg(feature = "fault-injection")]
+    if crate::testing::inject() {
+        return false;
+    }
+    // SAFETY: per the contract, the range is ours and holds nothing in
+    // use: `MAP_FIXED` replaces it with fresh zeroed pages.
+    let raw = unsafe {
+        libc::mmap(
+            ptr.as_ptr().cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    raw == ptr.as_ptr().cast()
+}
+
 /// No swap reservation for our (mostly untouched) mappings, where the OS
 /// has the flag.
 #[cfg(target_os = "linux")]

@@ -411,6 +411,24 @@ fn child_frees_sampled_objects_every_way() {
         promoted.current >= before.current + 100,
         "few sampled small objects moved to page runs: {before:?} -> {promoted:?}"
     );
+    // A sampled small object is the one of its size in a page run (its
+    // usable size is the run's); every one lies in the samples' range,
+    // which ends where the reserved, still inaccessible part of it ends.
+    let range_end = reserved_range_end();
+    let mut sampled = 0;
+    for &(p, layout, _) in &blocks {
+        // SAFETY: `p` is live.
+        if unsafe { hotpool::arena::usable_size(std::ptr::NonNull::new(p).unwrap()) } > 14336 {
+            let p = p as usize;
+            assert!(
+                p < range_end && p >= range_end - (64 << 30),
+                "sample of {} bytes at {p:#x} outside the range ending at {range_end:#x}",
+                layout.size()
+            );
+            sampled += 1;
+        }
+    }
+    assert!(sampled >= 100, "{sampled} sampled blocks seen");
     let live = live_estimate() - live_before;
     assert!(
         live as f64 > bytes as f64 * 0.7 && (live as f64) < bytes as f64 * 1.3,
@@ -454,6 +472,25 @@ fn child_frees_sampled_objects_every_way() {
         left < bytes as u64 / 20,
         "{left} of {bytes} bytes still sampled live"
     );
+}
+
+/// The end of the largest mapping with no access in this process (at
+/// least 32 GiB): the not yet used part of the samples' range.
+fn reserved_range_end() -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            );
+            (perms == "---p" && b - a >= 32 << 30).then_some(b)
+        })
+        .max()
+        .expect("a reserved range of at least 32 GiB")
 }
 
 #[test]

@@ -54,6 +54,11 @@ extern "C" fn register_fork_handlers() {
 
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
 
+/// Arenas threads attach to: the first `THREAD_ARENAS` of [`ARENAS`]. The
+/// one after them, with the profiler on, is the samples'
+/// ([`super::samples`]).
+static THREAD_ARENAS: AtomicUsize = AtomicUsize::new(0);
+
 /// CPUs online at start-up (at least 1): how many arenas threads that
 /// take turns without waiting for each other's locks may open
 /// ([`move_thread`]).
@@ -151,8 +156,14 @@ pub(crate) fn conf() -> ArenaConf {
     *CONF.lock()
 }
 
+/// Arenas made: the threads' and, with the profiler on, the samples'.
 pub(crate) fn narenas() -> usize {
     NARENAS.load(Acquire)
+}
+
+/// Arenas threads attach to ([`THREAD_ARENAS`]).
+pub(crate) fn thread_arenas() -> usize {
+    THREAD_ARENAS.load(Relaxed).min(narenas())
 }
 
 pub(crate) fn arena(i: usize) -> Option<&'static Arena> {
@@ -181,7 +192,7 @@ pub(crate) fn attach_thread() -> usize {
 fn claim(below: usize) -> Option<usize> {
     loop {
         let mut best = (usize::MAX, 0);
-        for i in 0..OPEN.load(Acquire).min(narenas()) {
+        for i in 0..OPEN.load(Acquire).min(thread_arenas()) {
             if let Some(a) = arena(i) {
                 best = best.min((a.nthreads.load(Relaxed), i));
             }
@@ -231,9 +242,9 @@ pub(crate) fn move_thread(from: &'static Arena, busy: bool) -> Option<&'static A
         None => {
             let open = OPEN.load(Relaxed);
             let cap = if busy {
-                narenas()
+                thread_arenas()
             } else {
-                narenas().min(CPUS.load(Relaxed))
+                thread_arenas().min(CPUS.load(Relaxed))
             };
             if open >= cap {
                 return None;
@@ -249,7 +260,7 @@ pub(crate) fn move_thread(from: &'static Arena, busy: bool) -> Option<&'static A
 
 /// Arenas open to new threads ([`OPEN`]).
 pub(crate) fn open_arenas() -> usize {
-    OPEN.load(Relaxed).min(narenas())
+    OPEN.load(Relaxed).min(thread_arenas())
 }
 
 /// Starts the allocator once; returns whether it is usable.
@@ -307,13 +318,33 @@ fn init_slow() -> bool {
         made += 1;
     }
     conf.narenas = made;
+    // With the profiler on, one arena more, past the threads', for the
+    // page runs of sampled small objects, in a range of its own
+    // ([`super::samples`]). Without it the profiler stays off.
+    let mut total = made;
+    let samples = conf.prof && made > 0 && made < MAX_ARENAS && super::samples::reserve();
+    if samples {
+        if let Some(p) = super::base::alloc(core::mem::size_of::<Arena>(), 64) {
+            let p = p.as_ptr().cast::<Arena>();
+            ARENAS[made].store(p, Release);
+            super::samples::set_arena(p);
+            total += 1;
+        }
+    }
+    if conf.prof && total == made {
+        let mut r = crate::report::Report::new();
+        r.bytes(b"hotpool: prof:true: no address space for the range of sampled objects; the profiler is off\n");
+        r.emit();
+        conf.prof = false;
+    }
+    THREAD_ARENAS.store(made, Relaxed);
     super::registry::start();
     // Published under the lock the fork handler takes before it reads the
     // count: a fork then either takes the locks of every arena published,
     // or copies a start that has not published any, which the child then
     // takes over (above).
     let reg = tcache::REGISTRY.lock();
-    NARENAS.store(made, Release);
+    NARENAS.store(total, Release);
     drop(reg);
     DECAY_MS.store(conf.decay_ms, Relaxed);
     TCACHE_ON.store(conf.tcache, Relaxed);
@@ -420,6 +451,7 @@ pub(crate) fn loom_reset() {
         a.store(null_mut(), Relaxed);
     }
     NARENAS.store(0, Relaxed);
+    THREAD_ARENAS.store(0, Relaxed);
     OPEN.store(0, Relaxed);
     KEY.store(usize::MAX, Relaxed);
     DECAY_MS.store(config::DEFAULT.decay_ms, Relaxed);

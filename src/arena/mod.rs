@@ -109,6 +109,7 @@ mod purge;
 mod realloc;
 mod registry;
 mod runs;
+mod samples;
 mod size_class;
 mod stats;
 mod tcache;

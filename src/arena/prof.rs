@@ -341,8 +341,9 @@ pub(crate) fn on_alloc_with(p: *mut u8, size: usize, promote: Option<Promote>) -
 /// Makes the block that a sampled allocation of the given size gets
 /// instead of the one it was about to get; null when it cannot (the
 /// allocation is then not sampled). The thread cache moves sampled small
-/// objects to page runs of their own this way, so that a free can tell a
-/// sampled object by its page alignment and the run's metadata, and the
+/// objects to page runs of their own this way, in a range of addresses
+/// that only they use, so that a free can tell a sampled object by its
+/// address and the run's metadata, and the
 /// fast paths need no lookup for the objects that were not sampled.
 pub(crate) type Promote = fn(usize) -> *mut u8;
 

@@ -134,6 +134,8 @@ impl Arena {
         }
         let mut free_chunks = [null_mut::<ChunkHeader>(); PURGE_BATCH];
         let mut nfree = 0;
+        // The samples' chunks stay mapped, in their reserved range.
+        let keep_chunks = super::samples::is_arena(self);
         let mut r = self.runs.lock();
         let mut pages = 0;
         for &(m, npages) in batch {
@@ -145,7 +147,7 @@ impl Arena {
                 r.purging.remove(m);
                 let (run, total, _) = r.coalesce(m, npages, false);
                 r.make_free(run, total, false, 0);
-                if who == Purger::Patient && total == USABLE_PAGES {
+                if who == Purger::Patient && total == USABLE_PAGES && !keep_chunks {
                     let c = chunk_of(run);
                     r.bucket_remove(run);
                     r.chunks.remove(c);
@@ -235,7 +237,10 @@ impl Arena {
             unsafe {
                 let next = List::next(c);
                 let m = meta_at(c, HEADER_PAGES);
-                if (*m).state == RUN_FREE && (*m).npages as usize == USABLE_PAGES {
+                if (*m).state == RUN_FREE
+                    && (*m).npages as usize == USABLE_PAGES
+                    && !super::samples::is_arena(self)
+                {
                     r.bucket_remove(m);
                     r.chunks.remove(c);
                     super::registry::remove_chunk(c.cast());

@@ -271,9 +271,13 @@ impl Arena {
 
     /// Maps a chunk and files its pages as one clean free run.
     fn map_chunk(&self, r: &mut Runs) -> Option<()> {
-        let c = sys::map_aligned(CHUNK, CHUNK, 0)?
-            .as_ptr()
-            .cast::<ChunkHeader>();
+        let c = if super::samples::is_arena(self) {
+            super::samples::map_chunk()?
+        } else {
+            sys::map_aligned(CHUNK, CHUNK, 0)?
+        }
+        .as_ptr()
+        .cast::<ChunkHeader>();
         super::registry::add_chunk(c.cast());
         // SAFETY: a fresh zeroed mapping of CHUNK bytes; zero is a valid
         // header, we fill in the rest under the run lock.

@@ -90,7 +90,8 @@ pub struct ArenaStats {
     /// assert!(s.tcache_reclaimed <= s.classes.iter().map(|c| c.nfree * c.size as u64).sum());
     /// ```
     pub tcache_reclaimed: u64,
-    /// Arenas in use.
+    /// Arenas threads attach to. (With the profiler on, one more holds
+    /// the sampled small objects; the totals count it.)
     pub narenas: usize,
     /// Arenas open to new threads, at most `narenas`: with the default
     /// `narenas` (and thread caches on) one at the start, and one more when
@@ -169,7 +170,7 @@ pub(crate) fn collect() -> ArenaStats {
             .map(|c| parked[c] as usize * CLASS_SIZE[c])
             .sum(),
         tcache_reclaimed: tcache::reclaimed_bytes(),
-        narenas: init::narenas(),
+        narenas: init::thread_arenas(),
         arenas_open: init::open_arenas(),
         huge_nmalloc: HUGE_NMALLOC.load(Relaxed) as u64,
         huge_nfree: HUGE_NFREE.load(Relaxed) as u64,

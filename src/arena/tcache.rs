@@ -513,8 +513,8 @@ unsafe fn prof_alloc(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
 /// sample divided by the size. A sampled object of a small class is moved
 /// to a page run of its own ([`promote`]) and `p` goes back on the stack
 /// (and is counted as the run's allocation instead): so a free can tell a
-/// sampled object from the others by its alignment ([`PROMOTED_ALIGN`]),
-/// which few small objects have, a filter read and the page map
+/// sampled object from the others by its address, in the samples' range
+/// ([`super::samples::holds`]), a filter read and the page map
 /// ([`prof_free`]).
 ///
 /// # Safety
@@ -545,28 +545,19 @@ unsafe fn prof_due(tc: *mut Tcache, c: usize, p: *mut u8) -> *mut u8 {
 /// the smallest large class (as jemalloc does).
 const PROMOTED: usize = NSMALL;
 
-/// The alignment of those runs: only a small object freed at an address
-/// so aligned may be a sample, and is looked up; the others are not. Few
-/// slab objects are so aligned (the first of a slab that starts there: 2%
-/// of the frees of hotpool-bench's churn); page alignment would send
-/// nearly half of them (objects of 2-4 KiB) to the lookup, on a branch no
-/// predictor can learn. 256 KiB found aligned free space so rarely that
-/// the arena mapped chunks anew for samples.
-pub(crate) const PROMOTED_ALIGN: usize = 64 << 10;
-
-/// A run of class [`PROMOTED`] aligned to [`PROMOTED_ALIGN`] for a sampled
-/// small object: a freed sample's ([`super::prof::stashed_run`]) or a new
-/// one from the thread's arena; counted; null when memory runs out (the
-/// object is then not sampled).
+/// A run of class [`PROMOTED`] for a sampled small object: a freed
+/// sample's ([`super::prof::stashed_run`]) or a new one from the samples'
+/// arena, whose runs lie in a range of their own ([`super::samples`]);
+/// counted; null when there is none (the object is then not sampled).
 fn promote(_size: usize) -> *mut u8 {
-    let Some(arena) = arena() else {
+    let Some(arena) = super::samples::arena() else {
         return null_mut();
     };
     let p = match super::prof::stashed_run() {
         Some(p) => p,
         None => {
             let pages = CLASS_SIZE[PROMOTED] / PAGE;
-            match arena.alloc_large(pages, PROMOTED_ALIGN, PROMOTED, 0) {
+            match arena.alloc_large(pages, PAGE, PROMOTED, 0) {
                 Some((p, _)) => p,
                 None => return null_mut(),
             }
@@ -614,8 +605,8 @@ unsafe fn give_back(tc: *mut Tcache, c: usize, p: *mut u8) {
     }
 }
 
-/// The rest of the free fast path when the profiler is on, for `p` at a
-/// multiple of [`PROMOTED_ALIGN`] just pushed on the live cache `tc`'s
+/// The rest of the free fast path when the profiler is on, for `p` in the
+/// samples' range ([`super::samples`]) just pushed on the live cache `tc`'s
 /// stack of class `c` at height `n`: a sampled small object, which lives
 /// in a page run of its own ([`prof_due`]), is taken off the stack again
 /// and freed as what it is; anything else is counted. (Large-class blocks
@@ -648,9 +639,9 @@ unsafe fn prof_free(tc: *mut Tcache, c: usize, p: *mut u8, n: u32) {
 /// `p` is a live object of this allocator freed as class `c`.
 #[inline(always)]
 unsafe fn freed_sample(c: usize, p: *mut u8) -> bool {
-    // Every sample is in the filter, a slab object rarely.
+    // Every sample is in the range and the filter.
     c < NSMALL
-        && p as usize & (PROMOTED_ALIGN - 1) == 0
+        && super::samples::holds(p)
         && super::prof::maybe_sampled(p)
         // SAFETY: forwarded contract.
         && unsafe { super::free::small_class_at(p) }.is_none()
@@ -766,9 +757,9 @@ pub(crate) unsafe fn free(p: *mut u8, c: usize) {
                 // SAFETY: as above.
                 bump(unsafe { &(*tc).nfree[c] });
             } else if e < 0 {
-                // Only an object so aligned can be a sampled one: no
-                // lookup for the others.
-                if p as usize & (PROMOTED_ALIGN - 1) == 0 {
+                // Only an object in the samples' range can be a sampled
+                // one: no lookup for the others.
+                if super::samples::holds(p) {
                     // SAFETY: as above; `p` is ours, now at `stacks[c][n]`.
                     return unsafe { prof_free(tc, c, p, n) };
                 }
